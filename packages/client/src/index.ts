@@ -1,0 +1,1 @@
+export { SignalClient, SignalError, signalUrlFor, type WebSocketFactory, type WebSocketLike } from './SignalClient.js';

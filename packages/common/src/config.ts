@@ -1,0 +1,165 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { SfuError } from './errors.js';
+import { IceServer } from './protocol.js';
+
+/**
+ * The dev credentials. They are used only with `--dev` / `SFU_DEV=1` (what `npm start` runs)
+ * and a node refuses to start with them otherwise: never deploy them.
+ */
+export const DEV_API_KEY = 'devkey';
+export const DEV_API_SECRET = 'devsecret-only-for-local-development';
+
+const bool = z
+  .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no', ''])])
+  .transform((v) => v === true || v === '1' || v === 'true' || v === 'yes');
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+const portRange = z
+  .string()
+  .regex(/^\d+-\d+$/, 'use MIN-MAX, e.g. 40000-40999')
+  .transform((s) => s.split('-').map(Number) as [number, number])
+  .refine(([a, b]) => a >= 1024 && b <= 65535 && b > a, 'the range must lie in 1024-65535 with MIN < MAX');
+
+const ipList = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+  .refine((list) => list.every((ip) => /^[0-9.]+$|^[0-9a-fA-F:]+$/.test(ip)), 'a comma-separated list of IP addresses');
+
+const iceServers = z
+  .string()
+  .transform((s, ctx) => {
+    try {
+      return JSON.parse(s) as unknown;
+    } catch {
+      // JSON.parse's message is not useful to an operator; the issue below says what to write.
+      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of {urls, username?, credential?}' });
+      return z.NEVER;
+    }
+  })
+  .pipe(z.array(IceServer));
+
+/** One row per setting: its environment variable, its flag, its schema, its default, its doc. */
+interface Field {
+  env: string;
+  flag: string;
+  schema: z.ZodType;
+  default?: string;
+  doc: string;
+}
+
+export const CONFIG_FIELDS = {
+  httpHost: { env: 'SFU_HTTP_HOST', flag: 'host', schema: z.string().min(1), default: '0.0.0.0', doc: 'Address the HTTP and websocket server binds.' },
+  httpPort: { env: 'SFU_HTTP_PORT', flag: 'port', schema: port, default: '7880', doc: 'HTTP port: API, `/v1/signal` websocket, `/metrics`, demo page. 0 picks a free port.' },
+  nodeId: { env: 'SFU_NODE_ID', flag: 'node-id', schema: z.string().regex(/^[a-zA-Z0-9._-]{1,64}$/, 'letters, digits, dot, dash, underscore; at most 64'), doc: 'Unique id of this node in the cluster. Default: `<hostname>-<6 hex>`.' },
+  region: { env: 'SFU_REGION', flag: 'region', schema: z.string().regex(/^[a-z0-9-]{1,32}$/, 'lowercase letters, digits, dash'), default: 'local', doc: 'Region name of this node (e.g. `ams`, `sin`, `hcm`).' },
+  publicUrl: { env: 'SFU_PUBLIC_URL', flag: 'public-url', schema: z.url(), doc: 'Base URL clients use to reach this node. Default: `http://localhost:<port>`.' },
+  apiKey: { env: 'SFU_API_KEY', flag: 'api-key', schema: z.string().min(1).max(64), doc: 'API key: the `iss` of access tokens. Required unless `--dev`.' },
+  apiSecret: { env: 'SFU_API_SECRET', flag: 'api-secret', schema: z.string().min(32, 'at least 32 characters'), doc: 'API secret that signs access tokens (HS256). Required unless `--dev`; at least 32 characters.' },
+  dev: { env: 'SFU_DEV', flag: 'dev', schema: bool, default: 'false', doc: 'Dev mode: dev API key, `POST /v1/dev/token` for the demo page. Never in production.' },
+  rtcPortRange: { env: 'SFU_RTC_PORT_RANGE', flag: 'rtc-port-range', schema: portRange, doc: 'UDP port range for WebRTC, `MIN-MAX`. Default: ephemeral ports. One port per PeerConnection.' },
+  rtcHostAddresses: { env: 'SFU_RTC_HOST_ADDRESSES', flag: 'rtc-host-addresses', schema: ipList, doc: 'Local IPs to gather ICE host candidates on (comma-separated). Default: every non-loopback interface.' },
+  announcedIps: { env: 'SFU_ANNOUNCED_IPS', flag: 'announced-ips', schema: ipList, doc: 'Public IPs to advertise as ICE candidates, for a node behind a 1:1 NAT (cloud VMs).' },
+  iceServers: { env: 'SFU_ICE_SERVERS', flag: 'ice-servers', schema: iceServers, default: '[]', doc: 'STUN/TURN servers handed to clients, JSON: `[{"urls":"turn:t.example.com:3478","username":"u","credential":"p"}]`.' },
+  maxParticipants: { env: 'SFU_MAX_PARTICIPANTS', flag: 'max-participants', schema: z.coerce.number().int().min(1).max(10_000), default: '100', doc: 'Participants per room; the next join gets `ROOM_FULL`.' },
+  maxPublishBitrate: { env: 'SFU_MAX_PUBLISH_BITRATE', flag: 'max-publish-bitrate', schema: z.coerce.number().int().min(100_000).max(50_000_000), default: '3000000', doc: 'Bitrate (bit/s) the node tells publishers they may send per video track (REMB).' },
+  pingIntervalMs: { env: 'SFU_PING_INTERVAL_MS', flag: 'ping-interval-ms', schema: z.coerce.number().int().min(200).max(60_000), default: '5000', doc: 'How often clients ping and the server sends websocket pings.' },
+  pingTimeoutMs: { env: 'SFU_PING_TIMEOUT_MS', flag: 'ping-timeout-ms', schema: z.coerce.number().int().min(500).max(300_000), default: '15000', doc: 'Silence after which a session is ended (`heartbeat-timeout`). At least 2 ping intervals.' },
+  logLevel: { env: 'SFU_LOG_LEVEL', flag: 'log-level', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level.' },
+} as const satisfies Record<string, Field>;
+
+type Fields = typeof CONFIG_FIELDS;
+type Parsed<K extends keyof Fields> = z.output<Fields[K]['schema']>;
+
+export interface NodeConfig {
+  readonly httpHost: string;
+  readonly httpPort: number;
+  readonly nodeId: string;
+  readonly region: string;
+  readonly publicUrl: string | undefined;
+  readonly apiKey: string;
+  readonly apiSecret: string;
+  readonly dev: boolean;
+  readonly rtcPortRange: Parsed<'rtcPortRange'> | undefined;
+  readonly rtcHostAddresses: readonly string[] | undefined;
+  readonly announcedIps: readonly string[];
+  readonly iceServers: readonly IceServer[];
+  readonly maxParticipants: number;
+  readonly maxPublishBitrate: number;
+  readonly pingIntervalMs: number;
+  readonly pingTimeoutMs: number;
+  readonly logLevel: Parsed<'logLevel'>;
+}
+
+export type ConfigKey = keyof Fields;
+
+/**
+ * Loads the node's configuration from environment variables and CLI flags (flags win),
+ * validates every field at once and returns a frozen object. Throws SfuError CONFIG_INVALID
+ * listing every bad field with what to change.
+ */
+export function loadConfig(
+  argv: readonly string[] = [],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): NodeConfig {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const field of Object.values(CONFIG_FIELDS)) {
+    options[field.flag] = { type: field.flag === 'dev' ? 'boolean' : 'string' };
+  }
+  let flags: Record<string, string | boolean | undefined>;
+  try {
+    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<
+      string,
+      string | boolean | undefined
+    >;
+  } catch (error) {
+    throw new SfuError('CONFIG_INVALID', `${(error as Error).message}; see the README's configuration table`);
+  }
+
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  for (const [key, f] of Object.entries(CONFIG_FIELDS) as [ConfigKey, Field][]) {
+    const raw = flags[f.flag] ?? env[f.env] ?? f.default;
+    if (raw === undefined || raw === '') {
+      out[key] = undefined;
+      continue;
+    }
+    const result = f.schema.safeParse(raw);
+    if (result.success) out[key] = result.data;
+    else problems.push(`${f.env} (--${f.flag}) = ${JSON.stringify(raw)}: ${result.error.issues[0]?.message}`);
+  }
+
+  const dev = out.dev === true;
+  if (dev) {
+    out.apiKey ??= DEV_API_KEY;
+    out.apiSecret ??= DEV_API_SECRET;
+  } else {
+    if (out.apiKey === undefined || out.apiSecret === undefined) {
+      problems.push(
+        'SFU_API_KEY and SFU_API_SECRET are required: set both (secret of at least 32 characters), or run with --dev for local development',
+      );
+    } else if (out.apiSecret === DEV_API_SECRET) {
+      problems.push('SFU_API_SECRET is the public dev secret: set your own, or run with --dev');
+    }
+  }
+  if (typeof out.pingIntervalMs === 'number' && typeof out.pingTimeoutMs === 'number' && out.pingTimeoutMs < 2 * out.pingIntervalMs) {
+    problems.push('SFU_PING_TIMEOUT_MS must be at least twice SFU_PING_INTERVAL_MS, or a single late ping ends a session');
+  }
+  if (problems.length > 0) {
+    throw new SfuError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+  out.nodeId ??= `${hostname().replace(/[^a-zA-Z0-9._-]/g, '-').slice(0, 50)}-${randomBytes(3).toString('hex')}`;
+  out.announcedIps ??= [];
+  return Object.freeze(out) as unknown as NodeConfig;
+}
+
+/** The README's configuration table, generated from the schema so the two cannot drift. */
+export function configMarkdownTable(): string {
+  const rows = Object.values(CONFIG_FIELDS).map(
+    (f: Field) => `| \`${f.env}\` | \`--${f.flag}\` | ${f.default === undefined ? '' : `\`${f.default}\``} | ${f.doc} |`,
+  );
+  return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}

@@ -1,0 +1,14 @@
+export {
+  CONFIG_FIELDS,
+  type ConfigKey,
+  configMarkdownTable,
+  DEV_API_KEY,
+  DEV_API_SECRET,
+  loadConfig,
+  type NodeConfig,
+} from './config.js';
+export { InvalidStateError, SfuError, toSfuError } from './errors.js';
+export { type EventMap, TypedEmitter } from './events.js';
+export { createRootLogger, type Logger, silentLogger } from './logger.js';
+export * from './protocol.js';
+export { type AccessToken, Grants, type MintOptions, parseDurationSeconds, TokenService } from './token.js';
