@@ -1,0 +1,168 @@
+/**
+ * The demo page served at `/` by a node in dev mode: join a room with camera and microphone,
+ * see and hear everyone else, chat. URL parameters `?room=R&name=N&autojoin=1` skip the form.
+ */
+import { Session, type SessionState } from './session.js';
+import { type ConnectionStats, StatsSampler } from './stats.js';
+import { DemoUi } from './ui.js';
+
+/** Read-only hook for end-to-end tests (`page.evaluate(() => window.__sfu...)`). */
+export interface SfuTestHook {
+  readonly state: SessionState;
+  readonly sessionId: string | null;
+  /** Identities of the other participants shown, in the order they are shown. */
+  participants(): string[];
+  /** The server's mid -> track mapping of the current subscriber offer. */
+  subscribedTracks(): { mid: string; trackId: string; participantSid: string; identity: string; kind: string }[];
+  readonly subscriberPc: RTCPeerConnection | null;
+  readonly publisherPc: RTCPeerConnection | null;
+}
+
+declare global {
+  interface Window {
+    __sfu: SfuTestHook;
+  }
+}
+
+const NAME_KEY = 'geosfu.name';
+const STATS_INTERVAL_MS = 1000;
+
+const session = new Session();
+const ui = new DemoUi(session);
+const params = new URLSearchParams(location.search);
+const autojoin = params.get('autojoin') === '1';
+
+ui.roomInput.value = params.get('room') ?? 'demo';
+ui.nameInput.value = params.get('name') ?? sessionStorage.getItem(NAME_KEY) ?? '';
+
+// Coalesce bursts of changes (an offer touches many tracks) into one render.
+let renderQueued = false;
+function scheduleRender(): void {
+  if (renderQueued) return;
+  renderQueued = true;
+  queueMicrotask(() => {
+    renderQueued = false;
+    ui.render();
+  });
+}
+
+session.on('change', scheduleRender);
+session.on('chat', (line) => ui.appendChat(line));
+session.on('notice', (notice) => ui.toast(notice));
+session.on('state', (state) => {
+  if (state === 'joined') startStats();
+  else stopStats();
+  if (state === 'left' || state === 'error') ui.nameInput.focus();
+});
+
+function join(): void {
+  const room = ui.roomInput.value.trim();
+  const name = ui.nameInput.value.trim();
+  if (!room || !name) {
+    ui.joinForm.reportValidity();
+    return;
+  }
+  const identity = params.get('identity')?.trim() || name;
+  sessionStorage.setItem(NAME_KEY, name);
+  if (!autojoin) {
+    // Make the address bar a link to this room that can be shared.
+    const url = new URL(location.href);
+    url.search = new URLSearchParams({ room }).toString();
+    history.replaceState(null, '', url);
+  }
+  ui.clearChat();
+  ui.clearStats();
+  void session.join({ room, name, identity });
+}
+
+ui.joinForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  join();
+});
+ui.micButton.addEventListener('click', () => session.setMicMuted(!session.local.micMuted));
+ui.camButton.addEventListener('click', () => session.setCamMuted(!session.local.camMuted));
+ui.leaveButton.addEventListener('click', () => session.leave());
+ui.chatForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  if (session.sendChat(ui.chatInput.value)) ui.chatInput.value = '';
+});
+ui.shareButton.addEventListener('click', () => {
+  const url = new URL(location.pathname, location.origin);
+  url.searchParams.set('room', session.room ?? ui.roomInput.value.trim());
+  const link = url.toString();
+  navigator.clipboard?.writeText(link).then(
+    () => ui.toast({ level: 'info', text: `Link copied: ${link}` }),
+    () => ui.toast({ level: 'info', text: `Share this link: ${link}` }),
+  ) ?? ui.toast({ level: 'info', text: `Share this link: ${link}` });
+});
+document.addEventListener('keydown', (event) => {
+  if (session.state !== 'joined' || event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target;
+  if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement) return;
+  if (event.key === 'm' || event.key === 'M') session.setMicMuted(!session.local.micMuted);
+  if (event.key === 'v' || event.key === 'V') session.setCamMuted(!session.local.camMuted);
+});
+
+// Best effort: tell the server we are gone, so the others do not wait for a heartbeat timeout.
+window.addEventListener('pagehide', () => session.leave());
+window.addEventListener('beforeunload', () => session.leave());
+
+// ---------------------------------------------------------------------------------------
+// Stats line
+// ---------------------------------------------------------------------------------------
+
+let statsTimer: ReturnType<typeof setInterval> | undefined;
+let upSampler = new StatsSampler('outbound');
+let downSampler = new StatsSampler('inbound');
+
+function startStats(): void {
+  stopStats();
+  upSampler = new StatsSampler('outbound');
+  downSampler = new StatsSampler('inbound');
+  statsTimer = setInterval(() => {
+    void sampleStats();
+  }, STATS_INTERVAL_MS);
+}
+
+function stopStats(): void {
+  clearInterval(statsTimer);
+  statsTimer = undefined;
+}
+
+async function sampleStats(): Promise<void> {
+  const pub = session.publisherPc;
+  const sub = session.subscriberPc;
+  const [up, down] = await Promise.all([
+    pub ? upSampler.sample(pub).catch(() => null) : Promise.resolve<ConnectionStats | null>(null),
+    sub ? downSampler.sample(sub).catch(() => null) : Promise.resolve<ConnectionStats | null>(null),
+  ]);
+  if (session.state !== 'joined') return;
+  ui.renderStats(up, down);
+  ui.setSpeaking(DemoUi.speakingFrom(session, up, down));
+}
+
+// ---------------------------------------------------------------------------------------
+// Test hook and start
+// ---------------------------------------------------------------------------------------
+
+const hook: SfuTestHook = Object.freeze({
+  get state() {
+    return session.state;
+  },
+  get sessionId() {
+    return session.sessionId;
+  },
+  participants: () => [...session.peers.values()].map((p) => p.identity),
+  subscribedTracks: () => session.subscribedTracks.map((t) => ({ ...t })),
+  get subscriberPc() {
+    return session.subscriberPc;
+  },
+  get publisherPc() {
+    return session.publisherPc;
+  },
+});
+Object.defineProperty(window, '__sfu', { value: hook, writable: false, configurable: false });
+
+ui.render();
+if (autojoin && ui.roomInput.value.trim() && ui.nameInput.value.trim()) join();
+else ui.nameInput.focus();

@@ -1,0 +1,108 @@
+/**
+ * Per-connection statistics from `RTCPeerConnection.getStats()`: bitrate, round-trip time and
+ * packets lost, plus audio levels by m-line for the "speaking" highlight.
+ */
+
+/** One stats entry, read field by field (the DOM typings give them as `any`). */
+type StatsEntry = { readonly id: string; readonly type: string; readonly timestamp: number } & Record<
+  string,
+  unknown
+>;
+
+export interface ConnectionStats {
+  /** Media bitrate of the connection's RTP streams in the direction it carries, in kbit/s. */
+  kbps: number;
+  /** Round-trip time of the selected ICE candidate pair, in milliseconds. */
+  rttMs: number | null;
+  /** Packets lost: reported by the far end for what we send, counted locally for what we receive. */
+  packetsLost: number;
+  /** Audio level (0..1) of each inbound audio m-line, by mid. */
+  audioLevelByMid: Map<string, number>;
+  /** Audio level (0..1) of the local microphone, when this connection sends it. */
+  localAudioLevel: number | null;
+}
+
+const num = (entry: StatsEntry | undefined, field: string): number | null => {
+  const value = entry?.[field];
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+};
+const str = (entry: StatsEntry | undefined, field: string): string | null => {
+  const value = entry?.[field];
+  return typeof value === 'string' ? value : null;
+};
+
+/** Samples one PeerConnection; keeps the previous byte counters to turn them into a bitrate. */
+export class StatsSampler {
+  #previous = new Map<string, { bytes: number; timestamp: number }>();
+
+  constructor(readonly direction: 'inbound' | 'outbound') {}
+
+  async sample(pc: RTCPeerConnection): Promise<ConnectionStats> {
+    const report = await pc.getStats();
+    const entries = new Map<string, StatsEntry>();
+    report.forEach((value: StatsEntry, key: string) => entries.set(key, value));
+
+    const rtpType = this.direction === 'inbound' ? 'inbound-rtp' : 'outbound-rtp';
+    const bytesField = this.direction === 'inbound' ? 'bytesReceived' : 'bytesSent';
+    let bits = 0;
+    let packetsLost = 0;
+    const audioLevelByMid = new Map<string, number>();
+    let localAudioLevel: number | null = null;
+    const next = new Map<string, { bytes: number; timestamp: number }>();
+
+    for (const entry of entries.values()) {
+      if (entry.type === rtpType) {
+        const bytes = num(entry, bytesField) ?? 0;
+        next.set(entry.id, { bytes, timestamp: entry.timestamp });
+        const before = this.#previous.get(entry.id);
+        if (before && entry.timestamp > before.timestamp && bytes >= before.bytes) {
+          // bits per millisecond is kilobits per second.
+          bits += ((bytes - before.bytes) * 8) / (entry.timestamp - before.timestamp);
+        }
+        if (this.direction === 'inbound') {
+          packetsLost += Math.max(0, num(entry, 'packetsLost') ?? 0);
+          const mid = str(entry, 'mid');
+          const level = num(entry, 'audioLevel');
+          if (mid !== null && level !== null && str(entry, 'kind') === 'audio') {
+            audioLevelByMid.set(mid, level);
+          }
+        }
+      } else if (entry.type === 'remote-inbound-rtp' && this.direction === 'outbound') {
+        packetsLost += Math.max(0, num(entry, 'packetsLost') ?? 0);
+      } else if (entry.type === 'media-source' && str(entry, 'kind') === 'audio') {
+        localAudioLevel = num(entry, 'audioLevel');
+      }
+    }
+    this.#previous = next;
+    return { kbps: bits, rttMs: selectedPairRtt(entries), packetsLost, audioLevelByMid, localAudioLevel };
+  }
+}
+
+function selectedPairRtt(entries: Map<string, StatsEntry>): number | null {
+  let pair: StatsEntry | undefined;
+  for (const entry of entries.values()) {
+    if (entry.type !== 'transport') continue;
+    const id = str(entry, 'selectedCandidatePairId');
+    if (id !== null) pair = entries.get(id);
+  }
+  if (!pair) {
+    for (const entry of entries.values()) {
+      if (entry.type === 'candidate-pair' && entry.nominated === true && entry.state === 'succeeded') {
+        pair = entry;
+      }
+    }
+  }
+  const seconds = num(pair, 'currentRoundTripTime');
+  return seconds === null ? null : seconds * 1000;
+}
+
+/** "850 kbps", "1.2 Mbps". */
+export function formatBitrate(kbps: number): string {
+  if (kbps >= 1000) return `${(kbps / 1000).toFixed(1)} Mbps`;
+  return `${Math.round(kbps)} kbps`;
+}
+
+export function formatRtt(ms: number | null): string {
+  if (ms === null) return '–';
+  return ms < 10 ? `${ms.toFixed(1)} ms` : `${Math.round(ms)} ms`;
+}

@@ -1,0 +1,342 @@
+/** The DOM side of the demo: video tiles, the people list, chat, controls and the stats line. */
+import { byId, h, hueOf, initials } from './dom.js';
+import { ICONS } from './icons.js';
+import type { ChatLine, Notice, RemotePeer, Session } from './session.js';
+import { type ConnectionStats, formatBitrate, formatRtt } from './stats.js';
+
+/** What one tile shows; the local tile and remote tiles use the same shape. */
+interface TileModel {
+  key: string;
+  name: string;
+  self: boolean;
+  video: MediaStreamTrack | null;
+  audio: MediaStreamTrack | null;
+  camOff: boolean;
+  micOff: boolean;
+}
+
+interface Tile {
+  root: HTMLDivElement;
+  video: HTMLVideoElement;
+  audio: HTMLAudioElement | null;
+  avatar: HTMLDivElement;
+  name: HTMLSpanElement;
+  mic: HTMLSpanElement;
+}
+
+const SPEAKING_LEVEL = 0.04;
+
+function setSource(media: HTMLMediaElement, track: MediaStreamTrack | null): boolean {
+  const current =
+    media.srcObject instanceof MediaStream ? (media.srcObject.getTracks()[0] ?? null) : null;
+  if (current === track) return false;
+  media.srcObject = track ? new MediaStream([track]) : null;
+  return track !== null;
+}
+
+function remoteModel(peer: RemotePeer): TileModel {
+  const published = [...peer.tracks.values()];
+  const videoInfo = peer.video ? peer.tracks.get(peer.video.trackId) : undefined;
+  const audioInfo = published.find((t) => t.kind === 'audio');
+  const videoMuted = videoInfo?.muted ?? published.find((t) => t.kind === 'video')?.muted ?? false;
+  return {
+    key: peer.sessionId,
+    name: peer.name || peer.identity,
+    self: false,
+    video: peer.video?.track ?? null,
+    audio: peer.audio?.track ?? null,
+    camOff: !peer.video || videoMuted || peer.video.track.muted,
+    micOff: !audioInfo || audioInfo.muted,
+  };
+}
+
+export class DemoUi {
+  readonly joinView = byId('join-view', HTMLElement);
+  readonly callView = byId('call-view', HTMLElement);
+  readonly joinForm = byId('join-form', HTMLFormElement);
+  readonly roomInput = byId('room', HTMLInputElement);
+  readonly nameInput = byId('name', HTMLInputElement);
+  readonly joinButton = byId('join', HTMLButtonElement);
+  readonly joinError = byId('join-error', HTMLParagraphElement);
+  readonly grid = byId('grid', HTMLDivElement);
+  readonly people = byId('people', HTMLUListElement);
+  readonly peopleCount = byId('people-count', HTMLSpanElement);
+  readonly messages = byId('messages', HTMLOListElement);
+  readonly chatForm = byId('chat-form', HTMLFormElement);
+  readonly chatInput = byId('chat-input', HTMLInputElement);
+  readonly micButton = byId('mic', HTMLButtonElement);
+  readonly camButton = byId('cam', HTMLButtonElement);
+  readonly leaveButton = byId('leave', HTMLButtonElement);
+  readonly shareButton = byId('share', HTMLButtonElement);
+  readonly roomLabel = byId('room-label', HTMLSpanElement);
+  readonly status = byId('status', HTMLSpanElement);
+  readonly statsLine = byId('stats', HTMLDivElement);
+  readonly toasts = byId('toasts', HTMLDivElement);
+  readonly soundButton = byId('enable-sound', HTMLButtonElement);
+
+  #tiles = new Map<string, Tile>();
+  #speaking = new Set<string>();
+
+  constructor(private readonly session: Session) {
+    this.leaveButton.innerHTML = `${ICONS.leave}<span>Leave</span>`;
+    this.shareButton.innerHTML = `${ICONS.link}<span>Copy link</span>`;
+    this.soundButton.innerHTML = `${ICONS.speaker}<span>Click to turn on sound</span>`;
+    byId('chat-send', HTMLButtonElement).innerHTML = ICONS.send;
+    this.soundButton.addEventListener('click', () => this.#unlockAudio());
+  }
+
+  /** Shows the form or the call, and brings every part of the call up to date. */
+  render(): void {
+    const s = this.session;
+    const inCall = s.state === 'joined' || s.state === 'joining';
+    this.joinView.hidden = inCall;
+    this.callView.hidden = !inCall;
+    document.body.dataset.state = s.state;
+    this.joinButton.disabled = s.state === 'joining';
+    this.joinButton.textContent = s.state === 'joining' ? 'Joining…' : 'Join';
+    this.roomLabel.textContent = s.room && inCall ? s.room : '';
+    this.shareButton.hidden = !inCall;
+    this.status.textContent = this.#statusText();
+    this.status.dataset.state = s.state;
+    const showDetail = s.state === 'error' || s.state === 'left';
+    this.joinError.textContent = showDetail ? (s.detail ?? '') : '';
+    this.joinError.dataset.level = s.state === 'error' ? 'error' : 'info';
+    document.title = inCall && s.room ? `${s.room} · geosfu` : 'geosfu demo';
+
+    this.#renderTiles();
+    this.#renderPeople();
+    this.#renderControls();
+  }
+
+  #statusText(): string {
+    const s = this.session;
+    switch (s.state) {
+      case 'idle':
+        return '';
+      case 'joining':
+        return 'Connecting…';
+      case 'joined': {
+        const states = [s.publisherPc, s.subscriberPc].map((pc) => pc?.connectionState);
+        if (states.includes('failed')) return 'Media failed';
+        if (states.includes('disconnected')) return 'Reconnecting…';
+        return 'Live';
+      }
+      case 'left':
+        return 'Left';
+      case 'error':
+        return 'Disconnected';
+    }
+  }
+
+  #models(): TileModel[] {
+    const s = this.session;
+    if (s.state !== 'joined' && s.state !== 'joining') return [];
+    const self: TileModel = {
+      key: 'local',
+      name: s.name ?? 'You',
+      self: true,
+      video: s.local.video,
+      audio: null,
+      camOff: !s.local.video || s.local.camMuted,
+      micOff: !s.local.audio || s.local.micMuted,
+    };
+    const others = [...s.peers.values()].map(remoteModel);
+    return [self, ...others];
+  }
+
+  #renderTiles(): void {
+    const models = this.#models();
+    const keep = new Set(models.map((m) => m.key));
+    for (const [key, tile] of this.#tiles) {
+      if (keep.has(key)) continue;
+      tile.video.srcObject = null;
+      if (tile.audio) tile.audio.srcObject = null;
+      tile.root.remove();
+      this.#tiles.delete(key);
+    }
+    for (const model of models) {
+      let tile = this.#tiles.get(model.key);
+      if (!tile) {
+        tile = this.#createTile(model);
+        this.#tiles.set(model.key, tile);
+        this.grid.append(tile.root);
+      }
+      this.#updateTile(tile, model);
+    }
+    const n = Math.max(1, models.length);
+    const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
+    this.grid.style.setProperty('--cols', String(cols));
+    this.grid.style.setProperty('--rows', String(Math.ceil(n / cols)));
+  }
+
+  #createTile(model: TileModel): Tile {
+    const video = h('video', { attrs: { autoplay: '', playsinline: '' } });
+    video.muted = true; // sound plays through the <audio> element, so autoplay is never blocked
+    if (model.self) video.classList.add('mirror');
+    const audio = model.self ? null : h('audio', { attrs: { autoplay: '' } });
+    const avatar = h('div', { class: 'avatar' }, initials(model.name));
+    avatar.style.setProperty('--hue', String(hueOf(model.name)));
+    const mic = h('span', { class: 'mic' });
+    const name = h('span', { class: 'name' });
+    const label = h('div', { class: 'label' }, mic, name);
+    const root = h('div', { class: 'tile', attrs: { 'data-key': model.key } }, video, avatar, label);
+    if (audio) root.append(audio);
+    if (model.self) root.classList.add('self');
+    return { root, video, audio, avatar, name, mic };
+  }
+
+  #updateTile(tile: Tile, model: TileModel): void {
+    tile.name.textContent = model.self ? `${model.name} (you)` : model.name;
+    tile.avatar.textContent = initials(model.name);
+    tile.mic.innerHTML = model.micOff ? ICONS.micOff : '';
+    tile.mic.hidden = !model.micOff;
+    tile.mic.title = model.micOff ? 'Microphone off' : '';
+    tile.root.classList.toggle('cam-off', model.camOff);
+    tile.root.classList.toggle('mic-off', model.micOff);
+    tile.root.classList.toggle('speaking', !model.micOff && this.#speaking.has(model.key));
+    if (setSource(tile.video, model.video)) {
+      tile.video.play().catch(() => undefined);
+    }
+    if (tile.audio && setSource(tile.audio, model.audio)) {
+      tile.audio.play().catch((error: unknown) => {
+        if (error instanceof DOMException && error.name === 'NotAllowedError') {
+          this.soundButton.hidden = false;
+        }
+      });
+    }
+  }
+
+  #unlockAudio(): void {
+    this.soundButton.hidden = true;
+    for (const tile of this.#tiles.values()) {
+      tile.audio?.play().catch(() => {
+        this.soundButton.hidden = false;
+      });
+    }
+  }
+
+  #renderPeople(): void {
+    const models = this.#models();
+    this.peopleCount.textContent = models.length ? String(models.length) : '';
+    const items = models.map((m) => {
+      const avatar = h('span', { class: 'dot' }, initials(m.name));
+      avatar.style.setProperty('--hue', String(hueOf(m.name)));
+      const icons = h('span', { class: 'icons' });
+      icons.innerHTML = `${m.micOff ? ICONS.micOff : ICONS.mic}${m.camOff ? ICONS.camOff : ICONS.cam}`;
+      icons.classList.toggle('mic-off', m.micOff);
+      const li = h(
+        'li',
+        { attrs: { 'data-key': m.key } },
+        avatar,
+        h('span', { class: 'who' }, m.name, m.self ? h('em', {}, ' (you)') : null),
+        icons,
+      );
+      li.classList.toggle('speaking', !m.micOff && this.#speaking.has(m.key));
+      return li;
+    });
+    this.people.replaceChildren(...items);
+  }
+
+  #renderControls(): void {
+    const { local } = this.session;
+    const micOff = local.micMuted || !local.audio;
+    const camOff = local.camMuted || !local.video;
+    this.micButton.innerHTML = `${micOff ? ICONS.micOff : ICONS.mic}<span>${local.micMuted ? 'Unmute' : 'Mute'}</span>`;
+    this.micButton.classList.toggle('off', micOff);
+    this.micButton.disabled = !local.audio;
+    this.micButton.setAttribute('aria-pressed', String(local.micMuted));
+    this.micButton.title = local.audio ? 'Mute or unmute your microphone (M)' : 'No microphone';
+    this.camButton.innerHTML = `${camOff ? ICONS.camOff : ICONS.cam}<span>${local.camMuted ? 'Start video' : 'Stop video'}</span>`;
+    this.camButton.classList.toggle('off', camOff);
+    this.camButton.disabled = !local.video;
+    this.camButton.setAttribute('aria-pressed', String(local.camMuted));
+    this.camButton.title = local.video ? 'Turn your camera on or off (V)' : 'No camera';
+  }
+
+  /** Marks who is speaking, from the audio levels in the stats. */
+  setSpeaking(keys: Set<string>): void {
+    const same = keys.size === this.#speaking.size && [...keys].every((k) => this.#speaking.has(k));
+    if (same) return;
+    this.#speaking = keys;
+    for (const [key, tile] of this.#tiles) {
+      tile.root.classList.toggle('speaking', keys.has(key) && !tile.root.classList.contains('mic-off'));
+    }
+    for (const li of this.people.children) {
+      if (li instanceof HTMLElement) {
+        li.classList.toggle('speaking', keys.has(li.dataset.key ?? ''));
+      }
+    }
+  }
+
+  static speakingFrom(
+    session: Session,
+    up: ConnectionStats | null,
+    down: ConnectionStats | null,
+  ): Set<string> {
+    const keys = new Set<string>();
+    if ((up?.localAudioLevel ?? 0) > SPEAKING_LEVEL && !session.local.micMuted) keys.add('local');
+    for (const [mid, level] of down?.audioLevelByMid ?? []) {
+      const sid = session.participantOfMid(mid);
+      if (sid && level > SPEAKING_LEVEL) keys.add(sid);
+    }
+    return keys;
+  }
+
+  renderStats(up: ConnectionStats | null, down: ConnectionStats | null): void {
+    const part = (label: string, arrow: string, stats: ConnectionStats | null) => {
+      if (!stats) return h('span', { class: 'conn idle' }, `${arrow} ${label}: –`);
+      return h(
+        'span',
+        { class: 'conn' },
+        h('b', {}, `${arrow} ${formatBitrate(stats.kbps)}`),
+        ` · RTT ${formatRtt(stats.rttMs)} · lost ${stats.packetsLost}`,
+      );
+    };
+    const sending = part('sending', '↑', up);
+    sending.title = 'Publisher connection: what you send';
+    const receiving = part('receiving', '↓', down);
+    receiving.title = 'Subscriber connection: what you receive';
+    this.statsLine.replaceChildren(sending, receiving);
+  }
+
+  clearStats(): void {
+    this.statsLine.replaceChildren();
+  }
+
+  appendChat(line: ChatLine): void {
+    const time = new Date(line.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    let li: HTMLLIElement;
+    if (line.kind === 'system') {
+      li = h('li', { class: 'system' }, line.text);
+    } else {
+      const who = h('span', { class: 'from' }, line.self ? 'You' : line.name);
+      who.style.setProperty('--hue', String(hueOf(line.name)));
+      li = h(
+        'li',
+        { class: line.self ? 'self' : '' },
+        h('div', { class: 'meta' }, who, h('time', {}, time)),
+        h('div', { class: 'text' }, line.text),
+      );
+    }
+    const atBottom =
+      this.messages.scrollHeight - this.messages.scrollTop - this.messages.clientHeight < 40;
+    this.messages.append(li);
+    if (atBottom || (line.kind === 'chat' && line.self)) {
+      this.messages.scrollTop = this.messages.scrollHeight;
+    }
+  }
+
+  clearChat(): void {
+    this.messages.replaceChildren();
+  }
+
+  toast(notice: Notice): void {
+    const el = h('div', { class: `toast ${notice.level}`, attrs: { role: 'status' } }, notice.text);
+    this.toasts.append(el);
+    const ttl = notice.level === 'error' ? 8000 : 5000;
+    setTimeout(() => {
+      el.classList.add('gone');
+      setTimeout(() => el.remove(), 400);
+    }, ttl);
+  }
+}

@@ -1,0 +1,472 @@
+import {
+  type ClientMessageOf,
+  type Grants,
+  type IceCandidate,
+  InvalidStateError,
+  LIMITS,
+  type Logger,
+  type NodeConfig,
+  type ParticipantInfo,
+  type PeerTarget,
+  type ServerMessage,
+  SfuError,
+  type SubscribedTrack,
+  TypedEmitter,
+} from '@geosfu/common';
+import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
+import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
+import type { NodeMetrics } from './metrics.js';
+import { Publication } from './Publication.js';
+import { Subscription } from './Subscription.js';
+
+export type ParticipantEvents = {
+  /** A track of this participant is ready to be forwarded. */
+  published: [Publication];
+  unpublished: [Publication];
+  /** A PeerConnection failed for longer than the grace period. */
+  failed: [];
+  /** First media packet sent to this participant (join time metric). */
+  firstMediaOut: [];
+};
+
+/** How long a PeerConnection may stay failed or disconnected before the session ends. */
+export const PEER_FAILURE_GRACE_MS = 10_000;
+/** How long the client has to answer a subscriber offer. */
+const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
+/** REMB is resent periodically: browsers let an estimate expire. */
+const REMB_INTERVAL_MS = 1_000;
+
+const MID_RE = /^a=mid:(.+)$/;
+
+/** Mids and kinds of the m-lines of an SDP, for validating a publish request before werift sees it. */
+function sdpMediaSections(sdp: string): { kind: string; mid: string | undefined; direction: string }[] {
+  if (!sdp.startsWith('v=0')) throw new SfuError('INVALID_SDP', 'an SDP must start with "v=0"');
+  const sections: { kind: string; mid: string | undefined; direction: string }[] = [];
+  for (const raw of sdp.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith('m=')) {
+      sections.push({ kind: line.slice(2).split(' ')[0] ?? '', mid: undefined, direction: 'sendrecv' });
+      continue;
+    }
+    const current = sections[sections.length - 1];
+    if (!current) continue;
+    const mid = MID_RE.exec(line);
+    if (mid) current.mid = mid[1];
+    else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) current.direction = line.slice(2);
+  }
+  return sections;
+}
+
+/**
+ * A participant: one websocket session in one room, with up to two PeerConnections. The
+ * client offers on the publisher PC and the node offers on the subscriber PC, so the two
+ * sides never offer on the same connection and renegotiation cannot collide (docs/PROTOCOL.md).
+ */
+export class Participant extends TypedEmitter<ParticipantEvents> {
+  readonly sessionId: string;
+  readonly identity: string;
+  readonly name: string;
+  readonly grants: Grants;
+  readonly joinedAt = Date.now();
+  readonly autoSubscribe: boolean;
+  #config: NodeConfig;
+  #metrics: NodeMetrics;
+  #logger: Logger;
+  #send: (message: ServerMessage) => void;
+  #publisher: RTCPeerConnection | undefined;
+  #subscriber: RTCPeerConnection | undefined;
+  #publications = new Map<string, Publication>();
+  /** Keyed by the publication's trackId. */
+  #subscriptions = new Map<string, Subscription>();
+  #negotiating = false;
+  #renegotiate = false;
+  #answerTimer: NodeJS.Timeout | undefined;
+  #pendingSubscriberCandidates: IceCandidate[] = [];
+  #failureTimers = new Map<PeerTarget, NodeJS.Timeout>();
+  #rembTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: {
+    sessionId: string;
+    identity: string;
+    name: string;
+    grants: Grants;
+    autoSubscribe: boolean;
+    config: NodeConfig;
+    metrics: NodeMetrics;
+    logger: Logger;
+    send: (message: ServerMessage) => void;
+  }) {
+    super((event, error) => options.logger.error({ err: error, event }, 'participant listener threw'));
+    this.sessionId = options.sessionId;
+    this.identity = options.identity;
+    this.name = options.name;
+    this.grants = options.grants;
+    this.autoSubscribe = options.autoSubscribe;
+    this.#config = options.config;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger;
+    this.#send = options.send;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get publications(): ReadonlyMap<string, Publication> {
+    return this.#publications;
+  }
+
+  get subscriptions(): ReadonlyMap<string, Subscription> {
+    return this.#subscriptions;
+  }
+
+  /** The werift PeerConnections, for stats. */
+  get peerConnections(): { publisher?: RTCPeerConnection; subscriber?: RTCPeerConnection } {
+    return { publisher: this.#publisher, subscriber: this.#subscriber };
+  }
+
+  info(nodeId: string, region: string): ParticipantInfo {
+    return {
+      sessionId: this.sessionId,
+      identity: this.identity,
+      name: this.name,
+      joinedAt: this.joinedAt,
+      nodeId,
+      region,
+      tracks: [...this.#publications.values()].map((p) => p.info()),
+    };
+  }
+
+  send(message: ServerMessage): void {
+    if (!this.#closed) this.#send(message);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Publishing (client offers)
+  // -------------------------------------------------------------------------------------
+
+  async publish(request: ClientMessageOf<'publish'>): Promise<ServerMessage> {
+    this.#assertOpen();
+    if (!this.grants.canPublish) throw new SfuError('PERMISSION_DENIED', 'this token does not allow publishing');
+    const sections = sdpMediaSections(request.sdp);
+    if (sections.length === 0) throw new SfuError('INVALID_SDP', 'the offer has no media section');
+    const known = new Set([...this.#publications.values()].map((p) => this.#midOf(p)));
+    for (const track of request.tracks) {
+      const section = sections.find((s) => s.mid === track.mid);
+      if (!section) throw new SfuError('INVALID_SDP', `the offer has no m-line with mid "${track.mid}"`);
+      if (section.kind !== track.kind) {
+        throw new SfuError('INVALID_SDP', `m-line "${track.mid}" is ${section.kind}, not ${track.kind}`);
+      }
+      if (section.direction !== 'sendonly' && section.direction !== 'sendrecv') {
+        throw new SfuError('INVALID_SDP', `m-line "${track.mid}" must be sendonly to publish (it is ${section.direction})`);
+      }
+    }
+    const newTracks = request.tracks.filter((t) => !known.has(t.mid));
+    if (this.#publications.size + newTracks.length > LIMITS.maxTracksPerParticipant) {
+      throw new SfuError('TOO_MANY_TRACKS', `at most ${LIMITS.maxTracksPerParticipant} tracks per participant`);
+    }
+
+    const pc = this.#publisher ?? this.#createPublisher();
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp: request.sdp });
+    } catch (error) {
+      throw new SfuError('INVALID_SDP', `the offer was rejected: ${(error as Error).message}`, { cause: error });
+    }
+    let answer: { sdp: string };
+    try {
+      const created = await pc.createAnswer();
+      await pc.setLocalDescription(created);
+      answer = { sdp: pc.localDescription?.sdp ?? created.sdp };
+    } catch (error) {
+      throw new SfuError('NEGOTIATION_FAILED', `could not answer the offer: ${(error as Error).message}`, { cause: error });
+    }
+    this.#assertOpen();
+
+    const mapped: { mid: string; trackId: string }[] = [];
+    for (const track of request.tracks) {
+      const existing = [...this.#publications.values()].find((p) => this.#midOf(p) === track.mid);
+      if (existing) {
+        mapped.push({ mid: track.mid, trackId: existing.trackId });
+        continue;
+      }
+      const transceiver = pc.getTransceivers().find((t) => t.mid === track.mid);
+      const codec = transceiver?.codecs[0];
+      if (!transceiver || !codec) {
+        throw new SfuError('NEGOTIATION_FAILED', `no common ${track.kind} codec for m-line "${track.mid}"; the node supports Opus, VP8 and H264`);
+      }
+      const publication = new Publication({
+        kind: track.kind,
+        source: track.source,
+        participantSid: this.sessionId,
+        identity: this.identity,
+        codec,
+        metrics: this.#metrics,
+        logger: this.#logger,
+        origin: {
+          path: 'client',
+          requestKeyframe: () => this.#sendPli(transceiver),
+        },
+      });
+      this.#publicationMids.set(publication, track.mid);
+      this.#publications.set(publication.trackId, publication);
+      const attached = new WeakSet<MediaStreamTrack>();
+      const attach = (remote: MediaStreamTrack) => {
+        if (attached.has(remote)) return;
+        attached.add(remote);
+        remote.onReceiveRtp.subscribe((rtp) => publication.forward(rtp));
+      };
+      transceiver.onTrack.subscribe(attach);
+      // werift may already have created the track during setRemoteDescription.
+      for (const remote of transceiver.receiver.tracks) attach(remote);
+      mapped.push({ mid: track.mid, trackId: publication.trackId });
+      this.safeEmit('published', publication);
+    }
+    return { type: 'publish.answer', ...(request.id ? { ref: request.id } : {}), sdp: answer.sdp, tracks: mapped };
+  }
+
+  #publicationMids = new WeakMap<Publication, string>();
+
+  #midOf(publication: Publication): string | undefined {
+    return this.#publicationMids.get(publication);
+  }
+
+  unpublish(trackId: string): void {
+    this.#assertOpen();
+    const publication = this.#publications.get(trackId);
+    if (!publication) throw new SfuError('TRACK_NOT_FOUND', `no track "${trackId}" published by this participant`);
+    this.#publications.delete(trackId);
+    publication.close();
+    this.safeEmit('unpublished', publication);
+  }
+
+  mute(trackId: string, muted: boolean): Publication {
+    this.#assertOpen();
+    const publication = this.#publications.get(trackId);
+    if (!publication) throw new SfuError('TRACK_NOT_FOUND', `no track "${trackId}" published by this participant`);
+    publication.setMuted(muted);
+    if (!muted) publication.requestKeyframe();
+    return publication;
+  }
+
+  #createPublisher(): RTCPeerConnection {
+    const pc = new RTCPeerConnection(publisherPeerConfig(this.#config));
+    this.#publisher = pc;
+    this.#watchConnection(pc, 'publisher');
+    pc.connectionStateChange.subscribe((state) => {
+      if (state === 'connected') {
+        this.#sendRemb();
+        for (const p of this.#publications.values()) p.requestKeyframe();
+      }
+    });
+    this.#rembTimer = setInterval(() => this.#sendRemb(), REMB_INTERVAL_MS);
+    return pc;
+  }
+
+  /**
+   * Pitfall 3: werift never sends REMB and transport-cc is not negotiated, so without this the
+   * publisher's bandwidth estimate stays at its start value. We grant the configured bitrate.
+   */
+  #sendRemb(): void {
+    const pc = this.#publisher;
+    if (!pc || pc.connectionState !== 'connected') return;
+    const videos = pc.getTransceivers().filter((t) => t.kind === 'video');
+    const ssrcs = videos.flatMap((t) => t.receiver.tracks.map((track) => track.ssrc)).filter((s): s is number => typeof s === 'number');
+    const first = videos[0];
+    if (!first || ssrcs.length === 0) return;
+    first.receiver.dtlsTransport
+      .sendRtcp([rembPacket(first.receiver.rtcpSsrc, ssrcs, this.#config.maxPublishBitrate)])
+      .catch((error: unknown) => this.#logger.debug({ err: error }, 'REMB send failed'));
+  }
+
+  #sendPli(transceiver: RTCRtpTransceiver): void {
+    const ssrc = transceiver.receiver.tracks[0]?.ssrc;
+    if (ssrc === undefined) return;
+    // An explicit PLI rather than receiver.sendRtcpPLI, which does nothing unless "nack pli"
+    // was negotiated (pitfall 4); a browser always accepts PLI for video.
+    transceiver.receiver.dtlsTransport
+      .sendRtcp([pliPacket(transceiver.receiver.rtcpSsrc, ssrc)])
+      .catch((error: unknown) => this.#logger.debug({ err: error }, 'PLI send failed'));
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Subscribing (node offers)
+  // -------------------------------------------------------------------------------------
+
+  /** Forwards a publication to this participant; renegotiates the subscriber PC. */
+  subscribe(publication: Publication): void {
+    this.#assertOpen();
+    if (!this.grants.canSubscribe || this.#subscriptions.has(publication.trackId) || publication.closed) return;
+    const pc = this.#subscriber ?? this.#createSubscriber();
+    // A local track only carries the codec, so that werift negotiates exactly the publisher's
+    // codec (H264 profile included) on this m-line. Packets go to the sender directly.
+    const codecCarrier = new MediaStreamTrack({ kind: publication.kind, codec: publication.codec });
+    const transceiver = pc.addTransceiver(codecCarrier, { direction: 'sendonly' });
+    const subscription = new Subscription({
+      publication,
+      transceiver,
+      metrics: this.#metrics,
+      logger: this.#logger,
+      onClose: (s) => this.#onSubscriptionClosed(s),
+      onFirstPacket: () => this.safeEmit('firstMediaOut'),
+    });
+    this.#subscriptions.set(publication.trackId, subscription);
+    this.#negotiateSubscriber();
+  }
+
+  unsubscribe(trackId: string): void {
+    this.#subscriptions.get(trackId)?.close();
+  }
+
+  #onSubscriptionClosed(subscription: Subscription): void {
+    this.#subscriptions.delete(subscription.publication.trackId);
+    if (this.#closed || !this.#subscriber) return;
+    try {
+      this.#subscriber.removeTrack(subscription.transceiver.sender);
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'removeTrack failed');
+    }
+    this.#negotiateSubscriber();
+  }
+
+  #createSubscriber(): RTCPeerConnection {
+    const pc = new RTCPeerConnection(subscriberPeerConfig(this.#config));
+    this.#subscriber = pc;
+    this.#watchConnection(pc, 'subscriber');
+    pc.connectionStateChange.subscribe((state) => {
+      // A subscriber that just connected needs a keyframe of everything it receives.
+      if (state === 'connected') for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+    });
+    return pc;
+  }
+
+  /** Offers the current set of subscriptions; one offer at a time, changes meanwhile coalesce. */
+  #negotiateSubscriber(): void {
+    if (this.#closed) return;
+    if (this.#negotiating) {
+      this.#renegotiate = true;
+      return;
+    }
+    const pc = this.#subscriber;
+    if (!pc) return;
+    this.#negotiating = true;
+    this.#renegotiate = false;
+    void (async () => {
+      try {
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        if (this.#closed) return;
+        const tracks: SubscribedTrack[] = [];
+        for (const s of this.#subscriptions.values()) {
+          if (s.mid === null) continue;
+          tracks.push({
+            mid: s.mid,
+            trackId: s.publication.trackId,
+            participantSid: s.publication.participantSid,
+            identity: s.publication.identity,
+            kind: s.publication.kind,
+          });
+        }
+        this.#answerTimer = setTimeout(() => {
+          this.#logger.warn('subscriber answer timed out; offering again');
+          this.#negotiating = false;
+          this.#negotiateSubscriber();
+        }, SUBSCRIBER_ANSWER_TIMEOUT_MS);
+        this.#send({ type: 'subscriber.offer', sdp: pc.localDescription?.sdp ?? offer.sdp, tracks });
+      } catch (error) {
+        this.#negotiating = false;
+        this.#logger.error({ err: error }, 'subscriber offer failed');
+      }
+    })();
+  }
+
+  async subscriberAnswer(request: ClientMessageOf<'subscriber.answer'>): Promise<void> {
+    this.#assertOpen();
+    const pc = this.#subscriber;
+    if (!pc || pc.signalingState !== 'have-local-offer') {
+      throw new SfuError('NEGOTIATION_FAILED', 'no subscriber offer is waiting for an answer');
+    }
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp: request.sdp });
+    } catch (error) {
+      throw new SfuError('INVALID_SDP', `the answer was rejected: ${(error as Error).message}`, { cause: error });
+    }
+    clearTimeout(this.#answerTimer);
+    this.#negotiating = false;
+    for (const candidate of this.#pendingSubscriberCandidates.splice(0)) await this.#addCandidate(pc, candidate);
+    if (pc.connectionState === 'connected') {
+      for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+    }
+    if (this.#renegotiate) this.#negotiateSubscriber();
+  }
+
+  async trickle(target: PeerTarget, candidate: IceCandidate | null): Promise<void> {
+    this.#assertOpen();
+    if (candidate === null) return; // end of candidates: nothing to do for an ICE-lite node
+    const pc = target === 'publisher' ? this.#publisher : this.#subscriber;
+    if (!pc) throw new SfuError('NEGOTIATION_FAILED', `no ${target} PeerConnection yet: send the offer first`);
+    if (target === 'subscriber' && !pc.remoteDescription) {
+      this.#pendingSubscriberCandidates.push(candidate);
+      return;
+    }
+    await this.#addCandidate(pc, candidate);
+  }
+
+  async #addCandidate(pc: RTCPeerConnection, candidate: IceCandidate): Promise<void> {
+    try {
+      await pc.addIceCandidate({
+        candidate: candidate.candidate,
+        sdpMid: candidate.sdpMid ?? undefined,
+        sdpMLineIndex: candidate.sdpMLineIndex ?? undefined,
+        usernameFragment: candidate.usernameFragment ?? undefined,
+      });
+    } catch (error) {
+      // A candidate we cannot use (mDNS .local, TCP, another family) is not fatal: ICE
+      // proceeds with the others and the node, being ICE-lite, learns peer-reflexive ones.
+      this.#logger.debug({ err: error, candidate: candidate.candidate }, 'ignored ICE candidate');
+    }
+  }
+
+  #watchConnection(pc: RTCPeerConnection, target: PeerTarget): void {
+    pc.connectionStateChange.subscribe((state) => {
+      if (state === 'failed' || state === 'disconnected') {
+        if (this.#failureTimers.has(target)) return;
+        this.#failureTimers.set(
+          target,
+          setTimeout(() => {
+            this.#logger.warn({ target, state }, 'PeerConnection did not recover');
+            this.safeEmit('failed');
+          }, PEER_FAILURE_GRACE_MS),
+        );
+      } else if (state === 'connected') {
+        clearTimeout(this.#failureTimers.get(target));
+        this.#failureTimers.delete(target);
+      }
+    });
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new InvalidStateError(`participant ${this.sessionId} is closed`);
+  }
+
+  /** Closes both PeerConnections, every publication (and so every subscription to them). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#answerTimer);
+    clearInterval(this.#rembTimer);
+    for (const t of this.#failureTimers.values()) clearTimeout(t);
+    this.#failureTimers.clear();
+    for (const s of [...this.#subscriptions.values()]) s.close();
+    for (const p of [...this.#publications.values()]) {
+      p.close();
+      this.safeEmit('unpublished', p);
+    }
+    this.#publications.clear();
+    const pcs = [this.#publisher, this.#subscriber].filter((pc): pc is RTCPeerConnection => pc !== undefined);
+    this.#publisher = undefined;
+    this.#subscriber = undefined;
+    await Promise.allSettled(pcs.map((pc) => pc.close()));
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,371 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import {
+  type ClientMessageOf,
+  type LeaveReason,
+  LIMITS,
+  type Logger,
+  type NodeConfig,
+  type ServerMessage,
+  SfuError,
+  type StreamStats,
+  TokenService,
+  TypedEmitter,
+} from '@geosfu/common';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { RTCPeerConnection } from 'werift';
+import { WebSocketServer } from 'ws';
+import { z } from 'zod';
+import { NodeMetrics } from './metrics.js';
+import { Participant } from './Participant.js';
+import { Room } from './Room.js';
+import { type SignalHost, SignalConnection } from './SignalConnection.js';
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }
+).version;
+
+/** The built demo page (packages/client/dist/web), the same relative path from src/ and dist/. */
+const WEB_ROOT = fileURLToPath(new URL('../../client/dist/web/', import.meta.url));
+
+export type NodeState = 'created' | 'active' | 'draining' | 'closed';
+
+export type SfuNodeEvents = {
+  participantJoined: [Room, Participant];
+  participantLeft: [Room, Participant, LeaveReason];
+};
+
+const DevTokenBody = z.object({
+  room: z.string().min(1).max(128),
+  identity: z.string().min(1).max(128),
+  name: z.string().max(128).optional(),
+  canPinRegion: z.boolean().optional(),
+});
+
+/**
+ * One SFU node: the HTTP API, the signalling websocket, the local rooms and their media.
+ * `start()` listens; `close()` ends every session (telling clients why) and frees every port.
+ */
+export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
+  readonly config: NodeConfig;
+  readonly metrics: NodeMetrics;
+  readonly tokens: TokenService;
+  #logger: Logger;
+  #state: NodeState = 'created';
+  #rooms = new Map<string, Room>();
+  #connections = new Set<SignalConnection>();
+  #bySession = new Map<string, SignalConnection>();
+  #http: Server | undefined;
+  #wss: WebSocketServer | undefined;
+  #url: string | undefined;
+  #lastStats = new WeakMap<Participant, Map<string, { bytes: number; at: number }>>();
+
+  constructor(config: NodeConfig, logger: Logger) {
+    super((event, error) => logger.error({ err: error, event }, 'node listener threw'));
+    this.config = config;
+    this.#logger = logger.child({ component: 'node', nodeId: config.nodeId, region: config.region });
+    this.tokens = new TokenService(config.apiKey, config.apiSecret);
+    this.metrics = new NodeMetrics({ nodeId: config.nodeId, region: config.region, version: VERSION }, {
+      rooms: () => this.#rooms.size,
+      participants: () => this.#bySession.size,
+      publishedTracks: (kind) => this.#count((p) => [...p.publications.values()].filter((x) => x.kind === kind).length),
+      subscriptions: (kind) => this.#count((p) => [...p.subscriptions.values()].filter((x) => x.publication.kind === kind).length),
+    });
+  }
+
+  get nodeId(): string {
+    return this.config.nodeId;
+  }
+
+  get region(): string {
+    return this.config.region;
+  }
+
+  get pingIntervalMs(): number {
+    return this.config.pingIntervalMs;
+  }
+
+  get pingTimeoutMs(): number {
+    return this.config.pingTimeoutMs;
+  }
+
+  get state(): NodeState {
+    return this.#state;
+  }
+
+  /** The base URL clients use: SFU_PUBLIC_URL, else the address the node listens on. */
+  get url(): string {
+    if (!this.#url) throw new SfuError('CLOSED', 'the node is not listening; call start() first');
+    return this.#url;
+  }
+
+  get rooms(): ReadonlyMap<string, Room> {
+    return this.#rooms;
+  }
+
+  #count(f: (p: Participant) => number): number {
+    let n = 0;
+    for (const room of this.#rooms.values()) for (const p of room.participants) n += f(p);
+    return n;
+  }
+
+  async start(): Promise<{ url: string; port: number }> {
+    if (this.#state !== 'created') throw new SfuError('CLOSED', `cannot start a node that is ${this.#state}`);
+    const app = this.#createApp();
+    const http = createServer(app);
+    const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
+    http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const path = new URL(req.url ?? '/', 'http://x').pathname;
+      if (path !== '/v1/signal') {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      if (this.#state !== 'active') {
+        socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        const connection = new SignalConnection(ws, req.socket.remoteAddress ?? '', this, this.#logger);
+        this.#connections.add(connection);
+        ws.once('close', () => this.#connections.delete(connection));
+      });
+    });
+    this.#http = http;
+    this.#wss = wss;
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(this.config.httpPort, this.config.httpHost, () => {
+        http.off('error', reject);
+        resolve();
+      });
+    });
+    const port = (http.address() as AddressInfo).port;
+    const host = this.config.httpHost === '0.0.0.0' || this.config.httpHost === '::' ? 'localhost' : this.config.httpHost;
+    this.#url = (this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
+    this.#state = 'active';
+    return { url: this.#url, port };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // SignalHost
+  // -------------------------------------------------------------------------------------
+
+  async join(
+    connection: SignalConnection,
+    message: ClientMessageOf<'join'>,
+  ): Promise<{ room: Room; participant: Participant; reply: ServerMessage }> {
+    const startedAt = performance.now();
+    if (this.#state !== 'active') throw new SfuError('NODE_DRAINING', 'this node is not accepting joins; ask /v1/route for another');
+    const token = await this.tokens.verify(message.token);
+    // From here to room.add() nothing awaits, so two joins of one identity cannot interleave.
+    let room = this.#rooms.get(token.room);
+    if (!room) {
+      room = new Room({
+        name: token.room,
+        nodeId: this.nodeId,
+        region: this.region,
+        maxParticipants: this.config.maxParticipants,
+        logger: this.#logger.child({ component: 'room' }),
+      });
+      const created = room;
+      room.on('empty', () => {
+        if (this.#rooms.get(created.name) === created && created.size === 0) {
+          this.#rooms.delete(created.name);
+          created.close();
+        }
+      });
+      this.#rooms.set(token.room, room);
+    }
+    room.assertCanJoin(token.identity);
+    const previous = room.sessionOf(token.identity);
+    if (previous) {
+      // The page-refresh case: the newer session wins. Ending the old one removes it from
+      // the room synchronously; its later socket close finds it already ended.
+      void this.#bySession.get(previous.sessionId)?.end('replaced');
+    }
+    const sessionId = `PA_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const participant = new Participant({
+      sessionId,
+      identity: token.identity,
+      name: token.name,
+      grants: token.grants,
+      autoSubscribe: message.autoSubscribe ?? true,
+      config: this.config,
+      metrics: this.metrics,
+      logger: this.#logger.child({ component: 'participant', sessionId, identity: token.identity }),
+      send: (m) => connection.send(m),
+    });
+    participant.once('firstMediaOut', () => this.metrics.joinDuration.observe((performance.now() - startedAt) / 1000));
+    const others = [...room.participants].map((p) => p.info(this.nodeId, this.region));
+    room.add(participant);
+    this.#bySession.set(sessionId, connection);
+    this.safeEmit('participantJoined', room, participant);
+    this.#logger.info({ room: room.name, sessionId, identity: token.identity }, 'participant joined');
+    const reply: ServerMessage = {
+      type: 'joined',
+      ...(message.id ? { ref: message.id } : {}),
+      sessionId,
+      room: room.name,
+      nodeId: this.nodeId,
+      region: this.region,
+      participant: participant.info(this.nodeId, this.region),
+      participants: others,
+      iceServers: [...this.config.iceServers],
+      grants: { canPublish: token.grants.canPublish, canSubscribe: token.grants.canSubscribe },
+      pingIntervalMs: this.config.pingIntervalMs,
+      pingTimeoutMs: this.config.pingTimeoutMs,
+    };
+    return { room, participant, reply };
+  }
+
+  async leave(connection: SignalConnection, reason: LeaveReason): Promise<void> {
+    const { participant, room } = connection;
+    if (!participant || !room) return;
+    if (this.#bySession.get(participant.sessionId) === connection) this.#bySession.delete(participant.sessionId);
+    await room.remove(participant, reason);
+    this.safeEmit('participantLeft', room, participant, reason);
+  }
+
+  async stats(participant: Participant, ref: string | undefined): Promise<ServerMessage> {
+    const streams: StreamStats[] = [];
+    const { publisher, subscriber } = participant.peerConnections;
+    const trackOfMid = new Map<string, { trackId: string; kind: 'audio' | 'video' }>();
+    for (const s of participant.subscriptions.values()) {
+      if (s.mid) trackOfMid.set(`out:${s.mid}`, { trackId: s.publication.trackId, kind: s.publication.kind });
+    }
+    for (const p of participant.publications.values()) {
+      const t = publisher?.getTransceivers().find((x) => x.receiver.tracks.some((tr) => tr.ssrc !== undefined) && x.kind === p.kind);
+      if (t?.mid) trackOfMid.set(`in:${t.mid}`, { trackId: p.trackId, kind: p.kind });
+    }
+    await collect(publisher, 'inbound', trackOfMid, streams);
+    await collect(subscriber, 'outbound', trackOfMid, streams);
+    // Bitrate over the interval since this participant's previous stats request.
+    const now = performance.now();
+    const previous = this.#lastStats.get(participant) ?? new Map<string, { bytes: number; at: number }>();
+    const current = new Map<string, { bytes: number; at: number }>();
+    for (const s of streams) {
+      const key = `${s.direction}:${s.trackId}`;
+      const before = previous.get(key);
+      if (before && now > before.at) s.bitrateKbps = Math.round(((s.bytes - before.bytes) * 8) / (now - before.at));
+      current.set(key, { bytes: s.bytes, at: now });
+    }
+    this.#lastStats.set(participant, current);
+    return { type: 'stats', ...(ref ? { ref } : {}), streams };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // HTTP
+  // -------------------------------------------------------------------------------------
+
+  #createApp(): express.Express {
+    const app = express();
+    app.disable('x-powered-by');
+    app.use(express.json({ limit: '16kb' }));
+    app.get('/healthz', (_req, res) => {
+      res.json({ status: 'ok', nodeId: this.nodeId, region: this.region, version: VERSION });
+    });
+    app.get('/readyz', (_req, res) => {
+      const ready = this.#state === 'active';
+      res.status(ready ? 200 : 503).json({ ready, state: this.#state });
+    });
+    app.get('/metrics', async (_req, res, next) => {
+      try {
+        res.set('Content-Type', this.metrics.registry.contentType);
+        res.send(await this.metrics.registry.metrics());
+      } catch (error) {
+        next(error);
+      }
+    });
+    if (this.config.dev) {
+      app.post('/v1/dev/token', async (req, res, next) => {
+        try {
+          const body = DevTokenBody.safeParse(req.body);
+          if (!body.success) {
+            throw new SfuError('INVALID_ARGUMENT', `bad token request: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`);
+          }
+          const token = await this.tokens.mint({
+            room: body.data.room,
+            identity: body.data.identity,
+            name: body.data.name ?? body.data.identity,
+            grants: { canPinRegion: body.data.canPinRegion ?? false },
+          });
+          res.json({ token, url: this.url });
+        } catch (error) {
+          next(error);
+        }
+      });
+    }
+    if (existsSync(WEB_ROOT)) {
+      app.use(express.static(WEB_ROOT, { index: 'index.html', maxAge: 0 }));
+    } else {
+      app.get('/', (_req, res) => {
+        res.status(503).type('text/plain').send('The demo page is not built: run `npm run build` and restart.\n');
+      });
+    }
+    app.use((_req, _res, next) => next(new SfuError('NOT_FOUND', 'no such endpoint; see the README for the API')));
+    app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      const e =
+        error instanceof SfuError
+          ? error
+          : error instanceof SyntaxError
+            ? new SfuError('BAD_MESSAGE', `request body is not valid JSON: ${error.message}`)
+            : new SfuError('INTERNAL', 'internal error');
+      if (e.code === 'INTERNAL') this.#logger.error({ err: error }, 'HTTP handler failed');
+      res.status(e.status).json({ error: e.toJSON() });
+    });
+    return app;
+  }
+
+  /** Ends every session (clients are told why), closes every PeerConnection and the server. */
+  async close(reason: LeaveReason = 'server-shutdown'): Promise<void> {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));
+    for (const room of this.#rooms.values()) room.close();
+    this.#rooms.clear();
+    for (const client of this.#wss?.clients ?? []) client.terminate();
+    this.#wss?.close();
+    const http = this.#http;
+    if (http) {
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    }
+    this.removeAllListeners();
+  }
+}
+
+type StatValue = Record<string, unknown> & { type?: string; kind?: string; mid?: string };
+
+async function collect(
+  pc: RTCPeerConnection | undefined,
+  direction: 'inbound' | 'outbound',
+  trackOfMid: Map<string, { trackId: string; kind: 'audio' | 'video' }>,
+  out: StreamStats[],
+): Promise<void> {
+  if (!pc) return;
+  const report = await pc.getStats();
+  const values = [...report.values()] as unknown as StatValue[];
+  const rtpType = direction === 'inbound' ? 'inbound-rtp' : 'outbound-rtp';
+  for (const s of values) {
+    if (s.type !== rtpType) continue;
+    const kind = s.kind === 'audio' ? 'audio' : 'video';
+    const mapped = typeof s.mid === 'string' ? trackOfMid.get(`${direction === 'inbound' ? 'in' : 'out'}:${s.mid}`) : undefined;
+    const remote = values.find((r) => r.type === 'remote-inbound-rtp' && r.localId === s.id);
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+    out.push({
+      trackId: mapped?.trackId ?? String(s.trackIdentifier ?? s.id ?? ''),
+      kind: mapped?.kind ?? kind,
+      direction,
+      packets: num(direction === 'inbound' ? s.packetsReceived : s.packetsSent),
+      bytes: num(direction === 'inbound' ? s.bytesReceived : s.bytesSent),
+      packetsLost: num(direction === 'inbound' ? s.packetsLost : remote?.packetsLost),
+      jitterMs: typeof s.jitter === 'number' ? s.jitter * 1000 : typeof remote?.jitter === 'number' ? remote.jitter * 1000 : null,
+      rttMs: typeof remote?.roundTripTime === 'number' ? remote.roundTripTime * 1000 : null,
+      bitrateKbps: 0,
+    });
+  }
+}

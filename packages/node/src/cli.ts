@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * sfu-node: the SFU process.
+ *   sfu-node [--dev] [flags]                 run a node (flags and env: see the README table)
+ *   sfu-node token --room R --identity I     print an access token minted from SFU_API_KEY/SECRET
+ *   sfu-node config-table                    print the configuration table of the README
+ */
+import { parseArgs } from 'node:util';
+import {
+  configMarkdownTable,
+  createRootLogger,
+  DEV_API_KEY,
+  DEV_API_SECRET,
+  loadConfig,
+  parseDurationSeconds,
+  SfuError,
+  TokenService,
+} from '@geosfu/common';
+import { SfuNode } from './SfuNode.js';
+
+const USAGE = `usage:
+  sfu-node [--dev] [--port 7880] [--region ams] [...]   run a node; see the README's configuration table
+  sfu-node token --room R --identity I [--name N] [--can-pin-region] [--admin] [--ttl 1h] [--dev]
+  sfu-node config-table`;
+
+async function token(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      room: { type: 'string' },
+      identity: { type: 'string' },
+      name: { type: 'string' },
+      'can-pin-region': { type: 'boolean' },
+      admin: { type: 'boolean' },
+      ttl: { type: 'string', default: '1h' },
+      dev: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (!values.room || !values.identity) throw new SfuError('INVALID_ARGUMENT', 'token needs --room and --identity');
+  const dev = values.dev === true || process.env.SFU_DEV === '1' || process.env.SFU_DEV === 'true';
+  const key = process.env.SFU_API_KEY ?? (dev ? DEV_API_KEY : undefined);
+  const secret = process.env.SFU_API_SECRET ?? (dev ? DEV_API_SECRET : undefined);
+  if (!key || !secret) {
+    throw new SfuError('CONFIG_INVALID', 'set SFU_API_KEY and SFU_API_SECRET (the node\'s), or pass --dev for a dev node');
+  }
+  const jwt = await new TokenService(key, secret).mint({
+    room: values.room,
+    identity: values.identity,
+    name: values.name ?? values.identity,
+    grants: { canPinRegion: values['can-pin-region'] === true, admin: values.admin === true },
+    ttlSeconds: parseDurationSeconds(values.ttl),
+  });
+  process.stdout.write(`${jwt}\n`);
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const config = loadConfig(argv);
+  const logger = createRootLogger({ level: config.logLevel });
+  const node = new SfuNode(config, logger);
+  const { url, port } = await node.start();
+  logger.info({ url, port, nodeId: config.nodeId, region: config.region, dev: config.dev }, 'node listening');
+  if (config.dev) logger.warn(`dev mode: demo page at ${url}/ — never expose a dev node`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    node.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+async function main(): Promise<void> {
+  const [command, ...rest] = process.argv.slice(2);
+  if (command === 'token') return token(rest);
+  if (command === 'config-table') {
+    process.stdout.write(`${configMarkdownTable()}\n`);
+    return;
+  }
+  if (command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  return serve(command === 'serve' ? rest : process.argv.slice(2));
+}
+
+main().catch((error: unknown) => {
+  const e = error instanceof SfuError ? error : undefined;
+  process.stderr.write(`sfu-node: ${e ? `${e.code}: ` : ''}${error instanceof Error ? error.message : String(error)}\n`);
+  if (!e) process.stderr.write(`${USAGE}\n`);
+  process.exit(e?.code === 'INVALID_ARGUMENT' || e?.code === 'CONFIG_INVALID' ? 2 : 1);
+});
