@@ -43,6 +43,10 @@ console.log(`running ${list.length} test file(s): ${wanted.join(', ')}`);
 const r = spawnSync(
   process.execPath,
   ['--conditions=source', '--import', 'tsx', '--test', '--test-concurrency=1', ...extra, ...list],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, SFU_LOG_LEVEL: process.env.SFU_LOG_LEVEL ?? 'warn' } },
+  {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, SFU_LOG_LEVEL: process.env.SFU_LOG_LEVEL ?? 'warn' },
+  },
 );
 process.exit(r.status ?? 1);

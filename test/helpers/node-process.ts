@@ -92,7 +92,10 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
   const timeoutMs = options.startTimeoutMs ?? 30_000;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`node did not listen within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(
+      () => reject(new Error(`node did not listen within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
   });
   let listening: Record<string, unknown>;
   try {

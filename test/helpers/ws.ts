@@ -12,7 +12,10 @@ export interface RawClient {
   close(): void;
 }
 
-export async function rawClient(url: string, options: { autoPong?: boolean } = {}): Promise<RawClient> {
+export async function rawClient(
+  url: string,
+  options: { autoPong?: boolean } = {},
+): Promise<RawClient> {
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/signal`;
   const ws = new WebSocket(wsUrl, { autoPong: options.autoPong ?? true });
   const messages: ServerMessage[] = [];
@@ -46,7 +49,11 @@ export async function rawClient(url: string, options: { autoPong?: boolean } = {
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages).slice(0, 2000)}`));
+          reject(
+            new Error(
+              `no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages).slice(0, 2000)}`,
+            ),
+          );
         }, timeoutMs);
         waiters.add(check);
         check();

@@ -4,7 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CLOSE_CODES, DEV_API_KEY, DEV_API_SECRET, LIMITS, type ServerMessage, TokenService } from '@geosfu/common';
+import {
+  CLOSE_CODES,
+  DEV_API_KEY,
+  DEV_API_SECRET,
+  LIMITS,
+  type ServerMessage,
+  TokenService,
+} from '@geosfu/common';
 import { SignJWT } from 'jose';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RawClient, rawClient } from '../helpers/ws.js';
@@ -35,7 +42,11 @@ describe('signalling rejects bad input with a code', () => {
     await c.waitFor(isError('BAD_MESSAGE'));
     c.send({ type: 'teleport', id: 'q1' });
     const unknown = await c.waitFor(isError('UNKNOWN_TYPE'));
-    assert.equal(unknown.type === 'error' && unknown.ref, 'q1', 'the error refers to the request id');
+    assert.equal(
+      unknown.type === 'error' && unknown.ref,
+      'q1',
+      'the error refers to the request id',
+    );
     c.send('[1,2,3]');
     c.send(Buffer.from([1, 2, 3]));
     await c.waitFor((m) => m.type === 'error' && m.message.includes('binary'));
@@ -62,7 +73,10 @@ describe('signalling rejects bad input with a code', () => {
     const c = await open();
     c.send({ type: 'join', id: 'j1' });
     await c.waitFor(isError('TOKEN_MISSING'));
-    const forged = await new TokenService(DEV_API_KEY, 'another-secret-another-secret-xx').mint({ room: 'r', identity: 'mallory' });
+    const forged = await new TokenService(DEV_API_KEY, 'another-secret-another-secret-xx').mint({
+      room: 'r',
+      identity: 'mallory',
+    });
     c.send({ type: 'join', id: 'j2', token: forged });
     await c.waitFor(isError('TOKEN_INVALID'));
     c.send({ type: 'join', id: 'j3', token: 'not.a.jwt' });
@@ -113,7 +127,11 @@ describe('signalling rejects bad input with a code', () => {
 
   test('repeated abuse closes that socket with 1008; others are unaffected', async () => {
     const bystander = await open();
-    bystander.send({ type: 'join', id: 'j', token: await tokens.mint({ room: 'abuse', identity: 'carol' }) });
+    bystander.send({
+      type: 'join',
+      id: 'j',
+      token: await tokens.mint({ room: 'abuse', identity: 'carol' }),
+    });
     await bystander.waitFor((m) => m.type === 'joined');
 
     const abuser = await open();
@@ -129,7 +147,11 @@ describe('signalling rejects bad input with a code', () => {
 
   test('a client that stops answering pings is disconnected', async () => {
     const c = await open({ autoPong: false });
-    c.send({ type: 'join', id: 'j', token: await tokens.mint({ room: 'silent', identity: 'dave' }) });
+    c.send({
+      type: 'join',
+      id: 'j',
+      token: await tokens.mint({ room: 'silent', identity: 'dave' }),
+    });
     await c.waitFor((m) => m.type === 'joined');
     const { code } = await c.closed;
     assert.equal(code, CLOSE_CODES.heartbeatTimeout);
@@ -141,10 +163,21 @@ describe('signalling rejects bad input with a code', () => {
     const notFound = await fetch(`${node.url}/v1/nope`);
     assert.equal(notFound.status, 404);
     assert.equal(((await notFound.json()) as { error: { code: string } }).error.code, 'NOT_FOUND');
-    const bad = await fetch(`${node.url}/v1/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"room":' });
+    const bad = await fetch(`${node.url}/v1/dev/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"room":',
+    });
     assert.equal(bad.status, 400);
     assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'BAD_MESSAGE');
-    const missing = await fetch(`${node.url}/v1/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"room":"r"}' });
-    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'INVALID_ARGUMENT');
+    const missing = await fetch(`${node.url}/v1/dev/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"room":"r"}',
+    });
+    assert.equal(
+      ((await missing.json()) as { error: { code: string } }).error.code,
+      'INVALID_ARGUMENT',
+    );
   });
 });

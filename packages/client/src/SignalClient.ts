@@ -61,7 +61,11 @@ export class SignalClient {
   #listeners = new Map<string, Set<Listener>>();
   #pending = new Map<
     string,
-    { resolve: (m: ServerMessage) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+    {
+      resolve: (m: ServerMessage) => void;
+      reject: (e: Error) => void;
+      timer: ReturnType<typeof setTimeout>;
+    }
   >();
   #nextId = 1;
   #pingTimer: ReturnType<typeof setInterval> | undefined;
@@ -134,7 +138,10 @@ export class SignalClient {
   }
 
   /** Joins with an access token; starts pinging at the interval the server asks for. */
-  async join(token: string, options: { autoSubscribe?: boolean } = {}): Promise<ServerMessageOf<'joined'>> {
+  async join(
+    token: string,
+    options: { autoSubscribe?: boolean } = {},
+  ): Promise<ServerMessageOf<'joined'>> {
     const joined = await this.request({ type: 'join', token, ...options }, 'joined');
     this.#startPing(joined.pingIntervalMs);
     return joined;
@@ -207,7 +214,11 @@ export class SignalClient {
     const text = typeof data === 'string' ? data : String(data);
     const parsed = parseServerMessage(text);
     if (!parsed.ok) {
-      this.#emit('error', { type: 'error', code: parsed.code, message: `from server: ${parsed.message}` });
+      this.#emit('error', {
+        type: 'error',
+        code: parsed.code,
+        message: `from server: ${parsed.message}`,
+      });
       return;
     }
     const m = parsed.message;

@@ -1,1 +1,7 @@
-export { SignalClient, SignalError, signalUrlFor, type WebSocketFactory, type WebSocketLike } from './SignalClient.js';
+export {
+  SignalClient,
+  SignalError,
+  signalUrlFor,
+  type WebSocketFactory,
+  type WebSocketLike,
+} from './SignalClient.js';

@@ -22,12 +22,23 @@ const portRange = z
   .string()
   .regex(/^\d+-\d+$/, 'use MIN-MAX, e.g. 40000-40999')
   .transform((s) => s.split('-').map(Number) as [number, number])
-  .refine(([a, b]) => a >= 1024 && b <= 65535 && b > a, 'the range must lie in 1024-65535 with MIN < MAX');
+  .refine(
+    ([a, b]) => a >= 1024 && b <= 65535 && b > a,
+    'the range must lie in 1024-65535 with MIN < MAX',
+  );
 
 const ipList = z
   .string()
-  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
-  .refine((list) => list.every((ip) => /^[0-9.]+$|^[0-9a-fA-F:]+$/.test(ip)), 'a comma-separated list of IP addresses');
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .refine(
+    (list) => list.every((ip) => /^[0-9.]+$|^[0-9a-fA-F:]+$/.test(ip)),
+    'a comma-separated list of IP addresses',
+  );
 
 const iceServers = z
   .string()
@@ -36,7 +47,10 @@ const iceServers = z
       return JSON.parse(s) as unknown;
     } catch {
       // JSON.parse's message is not useful to an operator; the issue below says what to write.
-      ctx.addIssue({ code: 'custom', message: 'must be a JSON array of {urls, username?, credential?}' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be a JSON array of {urls, username?, credential?}',
+      });
       return z.NEVER;
     }
   })
@@ -52,23 +66,120 @@ interface Field {
 }
 
 export const CONFIG_FIELDS = {
-  httpHost: { env: 'SFU_HTTP_HOST', flag: 'host', schema: z.string().min(1), default: '0.0.0.0', doc: 'Address the HTTP and websocket server binds.' },
-  httpPort: { env: 'SFU_HTTP_PORT', flag: 'port', schema: port, default: '7880', doc: 'HTTP port: API, `/v1/signal` websocket, `/metrics`, demo page. 0 picks a free port.' },
-  nodeId: { env: 'SFU_NODE_ID', flag: 'node-id', schema: z.string().regex(/^[a-zA-Z0-9._-]{1,64}$/, 'letters, digits, dot, dash, underscore; at most 64'), doc: 'Unique id of this node in the cluster. Default: `<hostname>-<6 hex>`.' },
-  region: { env: 'SFU_REGION', flag: 'region', schema: z.string().regex(/^[a-z0-9-]{1,32}$/, 'lowercase letters, digits, dash'), default: 'local', doc: 'Region name of this node (e.g. `ams`, `sin`, `hcm`).' },
-  publicUrl: { env: 'SFU_PUBLIC_URL', flag: 'public-url', schema: z.url(), doc: 'Base URL clients use to reach this node. Default: `http://localhost:<port>`.' },
-  apiKey: { env: 'SFU_API_KEY', flag: 'api-key', schema: z.string().min(1).max(64), doc: 'API key: the `iss` of access tokens. Required unless `--dev`.' },
-  apiSecret: { env: 'SFU_API_SECRET', flag: 'api-secret', schema: z.string().min(32, 'at least 32 characters'), doc: 'API secret that signs access tokens (HS256). Required unless `--dev`; at least 32 characters.' },
-  dev: { env: 'SFU_DEV', flag: 'dev', schema: bool, default: 'false', doc: 'Dev mode: dev API key, `POST /v1/dev/token` for the demo page. Never in production.' },
-  rtcPortRange: { env: 'SFU_RTC_PORT_RANGE', flag: 'rtc-port-range', schema: portRange, doc: 'UDP port range for WebRTC, `MIN-MAX`. Default: ephemeral ports. One port per PeerConnection.' },
-  rtcHostAddresses: { env: 'SFU_RTC_HOST_ADDRESSES', flag: 'rtc-host-addresses', schema: ipList, doc: 'Local IPs to gather ICE host candidates on (comma-separated). Default: every non-loopback interface.' },
-  announcedIps: { env: 'SFU_ANNOUNCED_IPS', flag: 'announced-ips', schema: ipList, doc: 'Public IPs to advertise as ICE candidates, for a node behind a 1:1 NAT (cloud VMs).' },
-  iceServers: { env: 'SFU_ICE_SERVERS', flag: 'ice-servers', schema: iceServers, default: '[]', doc: 'STUN/TURN servers handed to clients, JSON: `[{"urls":"turn:t.example.com:3478","username":"u","credential":"p"}]`.' },
-  maxParticipants: { env: 'SFU_MAX_PARTICIPANTS', flag: 'max-participants', schema: z.coerce.number().int().min(1).max(10_000), default: '100', doc: 'Participants per room; the next join gets `ROOM_FULL`.' },
-  maxPublishBitrate: { env: 'SFU_MAX_PUBLISH_BITRATE', flag: 'max-publish-bitrate', schema: z.coerce.number().int().min(100_000).max(50_000_000), default: '3000000', doc: 'Bitrate (bit/s) the node tells publishers they may send per video track (REMB).' },
-  pingIntervalMs: { env: 'SFU_PING_INTERVAL_MS', flag: 'ping-interval-ms', schema: z.coerce.number().int().min(200).max(60_000), default: '5000', doc: 'How often clients ping and the server sends websocket pings.' },
-  pingTimeoutMs: { env: 'SFU_PING_TIMEOUT_MS', flag: 'ping-timeout-ms', schema: z.coerce.number().int().min(500).max(300_000), default: '15000', doc: 'Silence after which a session is ended (`heartbeat-timeout`). At least 2 ping intervals.' },
-  logLevel: { env: 'SFU_LOG_LEVEL', flag: 'log-level', schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level.' },
+  httpHost: {
+    env: 'SFU_HTTP_HOST',
+    flag: 'host',
+    schema: z.string().min(1),
+    default: '0.0.0.0',
+    doc: 'Address the HTTP and websocket server binds.',
+  },
+  httpPort: {
+    env: 'SFU_HTTP_PORT',
+    flag: 'port',
+    schema: port,
+    default: '7880',
+    doc: 'HTTP port: API, `/v1/signal` websocket, `/metrics`, demo page. 0 picks a free port.',
+  },
+  nodeId: {
+    env: 'SFU_NODE_ID',
+    flag: 'node-id',
+    schema: z
+      .string()
+      .regex(/^[a-zA-Z0-9._-]{1,64}$/, 'letters, digits, dot, dash, underscore; at most 64'),
+    doc: 'Unique id of this node in the cluster. Default: `<hostname>-<6 hex>`.',
+  },
+  region: {
+    env: 'SFU_REGION',
+    flag: 'region',
+    schema: z.string().regex(/^[a-z0-9-]{1,32}$/, 'lowercase letters, digits, dash'),
+    default: 'local',
+    doc: 'Region name of this node (e.g. `ams`, `sin`, `hcm`).',
+  },
+  publicUrl: {
+    env: 'SFU_PUBLIC_URL',
+    flag: 'public-url',
+    schema: z.url(),
+    doc: 'Base URL clients use to reach this node. Default: `http://localhost:<port>`.',
+  },
+  apiKey: {
+    env: 'SFU_API_KEY',
+    flag: 'api-key',
+    schema: z.string().min(1).max(64),
+    doc: 'API key: the `iss` of access tokens. Required unless `--dev`.',
+  },
+  apiSecret: {
+    env: 'SFU_API_SECRET',
+    flag: 'api-secret',
+    schema: z.string().min(32, 'at least 32 characters'),
+    doc: 'API secret that signs access tokens (HS256). Required unless `--dev`; at least 32 characters.',
+  },
+  dev: {
+    env: 'SFU_DEV',
+    flag: 'dev',
+    schema: bool,
+    default: 'false',
+    doc: 'Dev mode: dev API key, `POST /v1/dev/token` for the demo page. Never in production.',
+  },
+  rtcPortRange: {
+    env: 'SFU_RTC_PORT_RANGE',
+    flag: 'rtc-port-range',
+    schema: portRange,
+    doc: 'UDP port range for WebRTC, `MIN-MAX`. Default: ephemeral ports. One port per PeerConnection.',
+  },
+  rtcHostAddresses: {
+    env: 'SFU_RTC_HOST_ADDRESSES',
+    flag: 'rtc-host-addresses',
+    schema: ipList,
+    doc: 'Local IPs to gather ICE host candidates on (comma-separated). Default: every non-loopback interface.',
+  },
+  announcedIps: {
+    env: 'SFU_ANNOUNCED_IPS',
+    flag: 'announced-ips',
+    schema: ipList,
+    doc: 'Public IPs to advertise as ICE candidates, for a node behind a 1:1 NAT (cloud VMs).',
+  },
+  iceServers: {
+    env: 'SFU_ICE_SERVERS',
+    flag: 'ice-servers',
+    schema: iceServers,
+    default: '[]',
+    doc: 'STUN/TURN servers handed to clients, JSON: `[{"urls":"turn:t.example.com:3478","username":"u","credential":"p"}]`.',
+  },
+  maxParticipants: {
+    env: 'SFU_MAX_PARTICIPANTS',
+    flag: 'max-participants',
+    schema: z.coerce.number().int().min(1).max(10_000),
+    default: '100',
+    doc: 'Participants per room; the next join gets `ROOM_FULL`.',
+  },
+  maxPublishBitrate: {
+    env: 'SFU_MAX_PUBLISH_BITRATE',
+    flag: 'max-publish-bitrate',
+    schema: z.coerce.number().int().min(100_000).max(50_000_000),
+    default: '3000000',
+    doc: 'Bitrate (bit/s) the node tells publishers they may send per video track (REMB).',
+  },
+  pingIntervalMs: {
+    env: 'SFU_PING_INTERVAL_MS',
+    flag: 'ping-interval-ms',
+    schema: z.coerce.number().int().min(200).max(60_000),
+    default: '5000',
+    doc: 'How often clients ping and the server sends websocket pings.',
+  },
+  pingTimeoutMs: {
+    env: 'SFU_PING_TIMEOUT_MS',
+    flag: 'ping-timeout-ms',
+    schema: z.coerce.number().int().min(500).max(300_000),
+    default: '15000',
+    doc: 'Silence after which a session is ended (`heartbeat-timeout`). At least 2 ping intervals.',
+  },
+  logLevel: {
+    env: 'SFU_LOG_LEVEL',
+    flag: 'log-level',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    default: 'info',
+    doc: 'pino log level.',
+  },
 } as const satisfies Record<string, Field>;
 
 type Fields = typeof CONFIG_FIELDS;
@@ -111,12 +222,13 @@ export function loadConfig(
   }
   let flags: Record<string, string | boolean | undefined>;
   try {
-    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Record<
-      string,
-      string | boolean | undefined
-    >;
+    flags = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false })
+      .values as Record<string, string | boolean | undefined>;
   } catch (error) {
-    throw new SfuError('CONFIG_INVALID', `${(error as Error).message}; see the README's configuration table`);
+    throw new SfuError(
+      'CONFIG_INVALID',
+      `${(error as Error).message}; see the README's configuration table`,
+    );
   }
 
   const problems: string[] = [];
@@ -129,7 +241,10 @@ export function loadConfig(
     }
     const result = f.schema.safeParse(raw);
     if (result.success) out[key] = result.data;
-    else problems.push(`${f.env} (--${f.flag}) = ${JSON.stringify(raw)}: ${result.error.issues[0]?.message}`);
+    else
+      problems.push(
+        `${f.env} (--${f.flag}) = ${JSON.stringify(raw)}: ${result.error.issues[0]?.message}`,
+      );
   }
 
   const dev = out.dev === true;
@@ -145,13 +260,21 @@ export function loadConfig(
       problems.push('SFU_API_SECRET is the public dev secret: set your own, or run with --dev');
     }
   }
-  if (typeof out.pingIntervalMs === 'number' && typeof out.pingTimeoutMs === 'number' && out.pingTimeoutMs < 2 * out.pingIntervalMs) {
-    problems.push('SFU_PING_TIMEOUT_MS must be at least twice SFU_PING_INTERVAL_MS, or a single late ping ends a session');
+  if (
+    typeof out.pingIntervalMs === 'number' &&
+    typeof out.pingTimeoutMs === 'number' &&
+    out.pingTimeoutMs < 2 * out.pingIntervalMs
+  ) {
+    problems.push(
+      'SFU_PING_TIMEOUT_MS must be at least twice SFU_PING_INTERVAL_MS, or a single late ping ends a session',
+    );
   }
   if (problems.length > 0) {
     throw new SfuError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }
-  out.nodeId ??= `${hostname().replace(/[^a-zA-Z0-9._-]/g, '-').slice(0, 50)}-${randomBytes(3).toString('hex')}`;
+  out.nodeId ??= `${hostname()
+    .replace(/[^a-zA-Z0-9._-]/g, '-')
+    .slice(0, 50)}-${randomBytes(3).toString('hex')}`;
   out.announcedIps ??= [];
   return Object.freeze(out) as unknown as NodeConfig;
 }
@@ -159,7 +282,8 @@ export function loadConfig(
 /** The README's configuration table, generated from the schema so the two cannot drift. */
 export function configMarkdownTable(): string {
   const rows = Object.values(CONFIG_FIELDS).map(
-    (f: Field) => `| \`${f.env}\` | \`--${f.flag}\` | ${f.default === undefined ? '' : `\`${f.default}\``} | ${f.doc} |`,
+    (f: Field) =>
+      `| \`${f.env}\` | \`--${f.flag}\` | ${f.default === undefined ? '' : `\`${f.default}\``} | ${f.doc} |`,
   );
   return ['| variable | flag | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
 }

@@ -89,7 +89,8 @@ export class InvalidStateError extends Error {
 /** Converts anything thrown into an SfuError, keeping codes of errors that already have one. */
 export function toSfuError(error: unknown): SfuError {
   if (error instanceof SfuError) return error;
-  if (error instanceof InvalidStateError) return new SfuError('CLOSED', error.message, { cause: error });
+  if (error instanceof InvalidStateError)
+    return new SfuError('CLOSED', error.message, { cause: error });
   const message = error instanceof Error ? error.message : String(error);
   return new SfuError('INTERNAL', message, { cause: error });
 }

@@ -9,6 +9,14 @@ export {
 } from './config.js';
 export { InvalidStateError, SfuError, toSfuError } from './errors.js';
 export { type EventMap, TypedEmitter } from './events.js';
+export { EARTH_RADIUS_KM, type GeoPoint, greatCircleDistanceKm, isValidGeoPoint } from './geo.js';
 export { createRootLogger, type Logger, silentLogger } from './logger.js';
 export * from './protocol.js';
-export { type AccessToken, Grants, type MintOptions, parseDurationSeconds, TokenService } from './token.js';
+export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
+export {
+  type AccessToken,
+  Grants,
+  type MintOptions,
+  parseDurationSeconds,
+  TokenService,
+} from './token.js';

@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };
 
@@ -9,7 +9,10 @@ export type { Logger };
 export function createRootLogger(options: { level?: string; name?: string } = {}): Logger {
   const opts: LoggerOptions = {
     level: options.level ?? 'info',
-    redact: { paths: ['token', '*.token', 'apiSecret', '*.apiSecret', 'authorization', '*.authorization'], censor: '[redacted]' },
+    redact: {
+      paths: ['token', '*.token', 'apiSecret', '*.apiSecret', 'authorization', '*.authorization'],
+      censor: '[redacted]',
+    },
     base: { pid: process.pid },
   };
   if (options.name) opts.name = options.name;

@@ -334,7 +334,12 @@ export type ClientMessageOf<T extends ClientMessage['type']> = Extract<ClientMes
 /** Result of parsing one frame: the message, or the code and text of the error to send back. */
 export type ParseResult<M> =
   | { ok: true; message: M }
-  | { ok: false; code: 'BAD_MESSAGE' | 'UNKNOWN_TYPE' | 'MESSAGE_TOO_LARGE'; message: string; ref?: string };
+  | {
+      ok: false;
+      code: 'BAD_MESSAGE' | 'UNKNOWN_TYPE' | 'MESSAGE_TOO_LARGE';
+      message: string;
+      ref?: string;
+    };
 
 function parseFrame<M>(
   raw: string,
@@ -358,10 +363,16 @@ function parseFrame<M>(
     return { ok: false, code: 'BAD_MESSAGE', message: 'a message must be a JSON object' };
   }
   const record = json as Record<string, unknown>;
-  const ref = typeof record.id === 'string' && record.id.length <= LIMITS.maxIdLength ? record.id : undefined;
+  const ref =
+    typeof record.id === 'string' && record.id.length <= LIMITS.maxIdLength ? record.id : undefined;
   const refPart = ref === undefined ? {} : { ref };
   if (typeof record.type !== 'string') {
-    return { ok: false, code: 'BAD_MESSAGE', message: 'a message needs a string "type"', ...refPart };
+    return {
+      ok: false,
+      code: 'BAD_MESSAGE',
+      message: 'a message needs a string "type"',
+      ...refPart,
+    };
   }
   if (!knownTypes.includes(record.type)) {
     return {

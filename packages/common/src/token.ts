@@ -18,7 +18,12 @@ const Claims = z.object({
   sub: z.string().min(1).max(128),
   room: z.string().min(1).max(128),
   name: z.string().max(128).optional(),
-  grants: Grants.default({ canPublish: true, canSubscribe: true, canPinRegion: false, admin: false }),
+  grants: Grants.default({
+    canPublish: true,
+    canSubscribe: true,
+    canPinRegion: false,
+    admin: false,
+  }),
   exp: z.number(),
 });
 
@@ -62,7 +67,10 @@ export class TokenService {
   async mint(options: MintOptions): Promise<string> {
     const ttl = options.ttlSeconds ?? 3600;
     if (!Number.isFinite(ttl) || ttl <= 0 || ttl > MAX_TTL_SECONDS) {
-      throw new SfuError('INVALID_ARGUMENT', `token ttl must be between 1 s and ${MAX_TTL_SECONDS} s`);
+      throw new SfuError(
+        'INVALID_ARGUMENT',
+        `token ttl must be between 1 s and ${MAX_TTL_SECONDS} s`,
+      );
     }
     const grants = Grants.parse(options.grants ?? {});
     return new SignJWT({ room: options.room, name: options.name ?? options.identity, grants })
@@ -94,7 +102,10 @@ export class TokenService {
     }
     const claims = Claims.safeParse(payload);
     if (!claims.success) {
-      throw new SfuError('TOKEN_INVALID', `the access token lacks claims: ${claims.error.issues[0]?.message}`);
+      throw new SfuError(
+        'TOKEN_INVALID',
+        `the access token lacks claims: ${claims.error.issues[0]?.message}`,
+      );
     }
     const c = claims.data;
     return {
@@ -111,7 +122,8 @@ export class TokenService {
 /** Parses a duration such as `90`, `90s`, `15m`, `1h`, `1d` into seconds. */
 export function parseDurationSeconds(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(s|m|h|d)?$/.exec(text.trim());
-  if (!m?.[1]) throw new SfuError('INVALID_ARGUMENT', `"${text}" is not a duration; use e.g. 90s, 15m, 1h`);
+  if (!m?.[1])
+    throw new SfuError('INVALID_ARGUMENT', `"${text}" is not a duration; use e.g. 90s, 15m, 1h`);
   const unit = { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
   return Number(m[1]) * unit;
 }

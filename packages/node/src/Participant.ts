@@ -39,20 +39,27 @@ const REMB_INTERVAL_MS = 1_000;
 const MID_RE = /^a=mid:(.+)$/;
 
 /** Mids and kinds of the m-lines of an SDP, for validating a publish request before werift sees it. */
-function sdpMediaSections(sdp: string): { kind: string; mid: string | undefined; direction: string }[] {
+function sdpMediaSections(
+  sdp: string,
+): { kind: string; mid: string | undefined; direction: string }[] {
   if (!sdp.startsWith('v=0')) throw new SfuError('INVALID_SDP', 'an SDP must start with "v=0"');
   const sections: { kind: string; mid: string | undefined; direction: string }[] = [];
   for (const raw of sdp.split(/\r?\n/)) {
     const line = raw.trim();
     if (line.startsWith('m=')) {
-      sections.push({ kind: line.slice(2).split(' ')[0] ?? '', mid: undefined, direction: 'sendrecv' });
+      sections.push({
+        kind: line.slice(2).split(' ')[0] ?? '',
+        mid: undefined,
+        direction: 'sendrecv',
+      });
       continue;
     }
     const current = sections[sections.length - 1];
     if (!current) continue;
     const mid = MID_RE.exec(line);
     if (mid) current.mid = mid[1];
-    else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line)) current.direction = line.slice(2);
+    else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line))
+      current.direction = line.slice(2);
   }
   return sections;
 }
@@ -97,7 +104,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     logger: Logger;
     send: (message: ServerMessage) => void;
   }) {
-    super((event, error) => options.logger.error({ err: error, event }, 'participant listener threw'));
+    super((event, error) =>
+      options.logger.error({ err: error, event }, 'participant listener threw'),
+    );
     this.sessionId = options.sessionId;
     this.identity = options.identity;
     this.name = options.name;
@@ -148,30 +157,43 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
 
   async publish(request: ClientMessageOf<'publish'>): Promise<ServerMessage> {
     this.#assertOpen();
-    if (!this.grants.canPublish) throw new SfuError('PERMISSION_DENIED', 'this token does not allow publishing');
+    if (!this.grants.canPublish)
+      throw new SfuError('PERMISSION_DENIED', 'this token does not allow publishing');
     const sections = sdpMediaSections(request.sdp);
     if (sections.length === 0) throw new SfuError('INVALID_SDP', 'the offer has no media section');
     const known = new Set([...this.#publications.values()].map((p) => this.#midOf(p)));
     for (const track of request.tracks) {
       const section = sections.find((s) => s.mid === track.mid);
-      if (!section) throw new SfuError('INVALID_SDP', `the offer has no m-line with mid "${track.mid}"`);
+      if (!section)
+        throw new SfuError('INVALID_SDP', `the offer has no m-line with mid "${track.mid}"`);
       if (section.kind !== track.kind) {
-        throw new SfuError('INVALID_SDP', `m-line "${track.mid}" is ${section.kind}, not ${track.kind}`);
+        throw new SfuError(
+          'INVALID_SDP',
+          `m-line "${track.mid}" is ${section.kind}, not ${track.kind}`,
+        );
       }
       if (section.direction !== 'sendonly' && section.direction !== 'sendrecv') {
-        throw new SfuError('INVALID_SDP', `m-line "${track.mid}" must be sendonly to publish (it is ${section.direction})`);
+        throw new SfuError(
+          'INVALID_SDP',
+          `m-line "${track.mid}" must be sendonly to publish (it is ${section.direction})`,
+        );
       }
     }
     const newTracks = request.tracks.filter((t) => !known.has(t.mid));
     if (this.#publications.size + newTracks.length > LIMITS.maxTracksPerParticipant) {
-      throw new SfuError('TOO_MANY_TRACKS', `at most ${LIMITS.maxTracksPerParticipant} tracks per participant`);
+      throw new SfuError(
+        'TOO_MANY_TRACKS',
+        `at most ${LIMITS.maxTracksPerParticipant} tracks per participant`,
+      );
     }
 
     const pc = this.#publisher ?? this.#createPublisher();
     try {
       await pc.setRemoteDescription({ type: 'offer', sdp: request.sdp });
     } catch (error) {
-      throw new SfuError('INVALID_SDP', `the offer was rejected: ${(error as Error).message}`, { cause: error });
+      throw new SfuError('INVALID_SDP', `the offer was rejected: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     let answer: { sdp: string };
     try {
@@ -179,7 +201,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       await pc.setLocalDescription(created);
       answer = { sdp: pc.localDescription?.sdp ?? created.sdp };
     } catch (error) {
-      throw new SfuError('NEGOTIATION_FAILED', `could not answer the offer: ${(error as Error).message}`, { cause: error });
+      throw new SfuError(
+        'NEGOTIATION_FAILED',
+        `could not answer the offer: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     this.#assertOpen();
 
@@ -193,7 +219,10 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       const transceiver = pc.getTransceivers().find((t) => t.mid === track.mid);
       const codec = transceiver?.codecs[0];
       if (!transceiver || !codec) {
-        throw new SfuError('NEGOTIATION_FAILED', `no common ${track.kind} codec for m-line "${track.mid}"; the node supports Opus, VP8 and H264`);
+        throw new SfuError(
+          'NEGOTIATION_FAILED',
+          `no common ${track.kind} codec for m-line "${track.mid}"; the node supports Opus, VP8 and H264`,
+        );
       }
       const publication = new Publication({
         kind: track.kind,
@@ -222,7 +251,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       mapped.push({ mid: track.mid, trackId: publication.trackId });
       this.safeEmit('published', publication);
     }
-    return { type: 'publish.answer', ...(request.id ? { ref: request.id } : {}), sdp: answer.sdp, tracks: mapped };
+    return {
+      type: 'publish.answer',
+      ...(request.id ? { ref: request.id } : {}),
+      sdp: answer.sdp,
+      tracks: mapped,
+    };
   }
 
   #publicationMids = new WeakMap<Publication, string>();
@@ -234,7 +268,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   unpublish(trackId: string): void {
     this.#assertOpen();
     const publication = this.#publications.get(trackId);
-    if (!publication) throw new SfuError('TRACK_NOT_FOUND', `no track "${trackId}" published by this participant`);
+    if (!publication)
+      throw new SfuError('TRACK_NOT_FOUND', `no track "${trackId}" published by this participant`);
     this.#publications.delete(trackId);
     publication.close();
     this.safeEmit('unpublished', publication);
@@ -243,7 +278,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   mute(trackId: string, muted: boolean): Publication {
     this.#assertOpen();
     const publication = this.#publications.get(trackId);
-    if (!publication) throw new SfuError('TRACK_NOT_FOUND', `no track "${trackId}" published by this participant`);
+    if (!publication)
+      throw new SfuError('TRACK_NOT_FOUND', `no track "${trackId}" published by this participant`);
     publication.setMuted(muted);
     if (!muted) publication.requestKeyframe();
     return publication;
@@ -269,9 +305,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    */
   #sendRemb(): void {
     const pc = this.#publisher;
-    if (!pc || pc.connectionState !== 'connected') return;
+    if (pc?.connectionState !== 'connected') return;
     const videos = pc.getTransceivers().filter((t) => t.kind === 'video');
-    const ssrcs = videos.flatMap((t) => t.receiver.tracks.map((track) => track.ssrc)).filter((s): s is number => typeof s === 'number');
+    const ssrcs = videos
+      .flatMap((t) => t.receiver.tracks.map((track) => track.ssrc))
+      .filter((s): s is number => typeof s === 'number');
     const first = videos[0];
     if (!first || ssrcs.length === 0) return;
     first.receiver.dtlsTransport
@@ -296,7 +334,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   /** Forwards a publication to this participant; renegotiates the subscriber PC. */
   subscribe(publication: Publication): void {
     this.#assertOpen();
-    if (!this.grants.canSubscribe || this.#subscriptions.has(publication.trackId) || publication.closed) return;
+    if (
+      !this.grants.canSubscribe ||
+      this.#subscriptions.has(publication.trackId) ||
+      publication.closed
+    )
+      return;
     const pc = this.#subscriber ?? this.#createSubscriber();
     // A local track only carries the codec, so that werift negotiates exactly the publisher's
     // codec (H264 profile included) on this m-line. Packets go to the sender directly.
@@ -335,7 +378,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#watchConnection(pc, 'subscriber');
     pc.connectionStateChange.subscribe((state) => {
       // A subscriber that just connected needs a keyframe of everything it receives.
-      if (state === 'connected') for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+      if (state === 'connected')
+        for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
     });
     return pc;
   }
@@ -372,7 +416,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
           this.#negotiating = false;
           this.#negotiateSubscriber();
         }, SUBSCRIBER_ANSWER_TIMEOUT_MS);
-        this.#send({ type: 'subscriber.offer', sdp: pc.localDescription?.sdp ?? offer.sdp, tracks });
+        this.#send({
+          type: 'subscriber.offer',
+          sdp: pc.localDescription?.sdp ?? offer.sdp,
+          tracks,
+        });
       } catch (error) {
         this.#negotiating = false;
         this.#logger.error({ err: error }, 'subscriber offer failed');
@@ -383,17 +431,20 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   async subscriberAnswer(request: ClientMessageOf<'subscriber.answer'>): Promise<void> {
     this.#assertOpen();
     const pc = this.#subscriber;
-    if (!pc || pc.signalingState !== 'have-local-offer') {
+    if (pc?.signalingState !== 'have-local-offer') {
       throw new SfuError('NEGOTIATION_FAILED', 'no subscriber offer is waiting for an answer');
     }
     try {
       await pc.setRemoteDescription({ type: 'answer', sdp: request.sdp });
     } catch (error) {
-      throw new SfuError('INVALID_SDP', `the answer was rejected: ${(error as Error).message}`, { cause: error });
+      throw new SfuError('INVALID_SDP', `the answer was rejected: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     clearTimeout(this.#answerTimer);
     this.#negotiating = false;
-    for (const candidate of this.#pendingSubscriberCandidates.splice(0)) await this.#addCandidate(pc, candidate);
+    for (const candidate of this.#pendingSubscriberCandidates.splice(0))
+      await this.#addCandidate(pc, candidate);
     if (pc.connectionState === 'connected') {
       for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
     }
@@ -404,7 +455,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#assertOpen();
     if (candidate === null) return; // end of candidates: nothing to do for an ICE-lite node
     const pc = target === 'publisher' ? this.#publisher : this.#subscriber;
-    if (!pc) throw new SfuError('NEGOTIATION_FAILED', `no ${target} PeerConnection yet: send the offer first`);
+    if (!pc)
+      throw new SfuError(
+        'NEGOTIATION_FAILED',
+        `no ${target} PeerConnection yet: send the offer first`,
+      );
     if (target === 'subscriber' && !pc.remoteDescription) {
       this.#pendingSubscriberCandidates.push(candidate);
       return;
@@ -463,7 +518,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       this.safeEmit('unpublished', p);
     }
     this.#publications.clear();
-    const pcs = [this.#publisher, this.#subscriber].filter((pc): pc is RTCPeerConnection => pc !== undefined);
+    const pcs = [this.#publisher, this.#subscriber].filter(
+      (pc): pc is RTCPeerConnection => pc !== undefined,
+    );
     this.#publisher = undefined;
     this.#subscriber = undefined;
     await Promise.allSettled(pcs.map((pc) => pc.close()));

@@ -1,4 +1,11 @@
-import { InvalidStateError, type Logger, type TrackInfo, type TrackKind, type TrackSource, TypedEmitter } from '@geosfu/common';
+import {
+  InvalidStateError,
+  type Logger,
+  type TrackInfo,
+  type TrackKind,
+  type TrackSource,
+  TypedEmitter,
+} from '@geosfu/common';
 import type { RTCRtpCodecParameters, RtpPacket } from 'werift';
 import { forwardablePacket, isH264Keyframe, isVp8Keyframe } from './media.js';
 import type { NodeMetrics, Path } from './metrics.js';
@@ -60,8 +67,12 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     logger: Logger;
     trackId?: string;
   }) {
-    super((event, error) => options.logger.error({ err: error, event }, 'publication listener threw'));
-    this.trackId = options.trackId ?? `TR_${(nextTrackNumber++).toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+    super((event, error) =>
+      options.logger.error({ err: error, event }, 'publication listener threw'),
+    );
+    this.trackId =
+      options.trackId ??
+      `TR_${(nextTrackNumber++).toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
     this.kind = options.kind;
     this.source = options.source;
     this.participantSid = options.participantSid;
@@ -71,7 +82,8 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     this.#metrics = options.metrics;
     this.#counters = options.metrics.stream('in', options.kind, options.origin.path);
     const mime = options.codec.mimeType.toLowerCase();
-    this.#isKeyframe = mime === 'video/vp8' ? isVp8Keyframe : mime === 'video/h264' ? isH264Keyframe : () => false;
+    this.#isKeyframe =
+      mime === 'video/vp8' ? isVp8Keyframe : mime === 'video/h264' ? isH264Keyframe : () => false;
   }
 
   get closed(): boolean {
@@ -87,7 +99,13 @@ export class Publication extends TypedEmitter<PublicationEvents> {
   }
 
   info(): TrackInfo {
-    return { trackId: this.trackId, kind: this.kind, source: this.source, muted: this.#muted, codec: this.codec.mimeType };
+    return {
+      trackId: this.trackId,
+      kind: this.kind,
+      source: this.source,
+      muted: this.#muted,
+      codec: this.codec.mimeType,
+    };
   }
 
   setMuted(muted: boolean): void {

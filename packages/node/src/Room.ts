@@ -1,4 +1,10 @@
-import { type LeaveReason, type Logger, type ServerMessage, SfuError, TypedEmitter } from '@geosfu/common';
+import {
+  type LeaveReason,
+  type Logger,
+  type ServerMessage,
+  SfuError,
+  TypedEmitter,
+} from '@geosfu/common';
 import type { Participant } from './Participant.js';
 import type { Publication } from './Publication.js';
 
@@ -21,7 +27,13 @@ export class Room extends TypedEmitter<RoomEvents> {
   #logger: Logger;
   #closed = false;
 
-  constructor(options: { name: string; nodeId: string; region: string; maxParticipants: number; logger: Logger }) {
+  constructor(options: {
+    name: string;
+    nodeId: string;
+    region: string;
+    maxParticipants: number;
+    logger: Logger;
+  }) {
     super((event, error) => options.logger.error({ err: error, event }, 'room listener threw'));
     this.name = options.name;
     this.#nodeId = options.nodeId;
@@ -52,7 +64,10 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (this.#closed) throw new SfuError('SERVICE_UNAVAILABLE', 'the room is closing; join again');
     const replacing = this.#bySessionOf.has(identity) ? 1 : 0;
     if (this.#participants.size - replacing >= this.#maxParticipants) {
-      throw new SfuError('ROOM_FULL', `room "${this.name}" has its maximum of ${this.#maxParticipants} participants`);
+      throw new SfuError(
+        'ROOM_FULL',
+        `room "${this.name}" has its maximum of ${this.#maxParticipants} participants`,
+      );
     }
   }
 
@@ -60,7 +75,10 @@ export class Room extends TypedEmitter<RoomEvents> {
   add(participant: Participant): void {
     this.assertCanJoin(participant.identity);
     if (this.#bySessionOf.has(participant.identity)) {
-      throw new SfuError('ALREADY_JOINED', `identity "${participant.identity}" is still in the room`);
+      throw new SfuError(
+        'ALREADY_JOINED',
+        `identity "${participant.identity}" is still in the room`,
+      );
     }
     const info = participant.info(this.#nodeId, this.#region);
     this.#participants.set(participant.sessionId, participant);
@@ -70,7 +88,11 @@ export class Room extends TypedEmitter<RoomEvents> {
     participant.on('published', (publication) => this.#onPublished(participant, publication));
     participant.on('unpublished', (publication) => {
       this.broadcast(
-        { type: 'track.unpublished', participantSid: participant.sessionId, trackId: publication.trackId },
+        {
+          type: 'track.unpublished',
+          participantSid: participant.sessionId,
+          trackId: publication.trackId,
+        },
         participant.sessionId,
       );
     });
@@ -85,9 +107,17 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   #onPublished(owner: Participant, publication: Publication): void {
     publication.on('muted', (muted) =>
-      this.broadcast({ type: 'track.muted', participantSid: owner.sessionId, trackId: publication.trackId, muted }),
+      this.broadcast({
+        type: 'track.muted',
+        participantSid: owner.sessionId,
+        trackId: publication.trackId,
+        muted,
+      }),
     );
-    this.broadcast({ type: 'track.published', participantSid: owner.sessionId, track: publication.info() }, owner.sessionId);
+    this.broadcast(
+      { type: 'track.published', participantSid: owner.sessionId, track: publication.info() },
+      owner.sessionId,
+    );
     for (const other of this.#participants.values()) {
       if (other !== owner && other.autoSubscribe) other.subscribe(publication);
     }
@@ -100,9 +130,17 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (this.#bySessionOf.get(participant.identity) === participant.sessionId) {
       this.#bySessionOf.delete(participant.identity);
     }
-    this.#logger.info({ sessionId: participant.sessionId, identity: participant.identity, reason }, 'participant left');
+    this.#logger.info(
+      { sessionId: participant.sessionId, identity: participant.identity, reason },
+      'participant left',
+    );
     await participant.close();
-    this.broadcast({ type: 'participant.left', sessionId: participant.sessionId, identity: participant.identity, reason });
+    this.broadcast({
+      type: 'participant.left',
+      sessionId: participant.sessionId,
+      identity: participant.identity,
+      reason,
+    });
     this.safeEmit('participantLeft', participant, reason);
     if (this.#participants.size === 0) this.safeEmit('empty');
   }

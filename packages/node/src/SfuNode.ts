@@ -23,10 +23,12 @@ import { z } from 'zod';
 import { NodeMetrics } from './metrics.js';
 import { Participant } from './Participant.js';
 import { Room } from './Room.js';
-import { type SignalHost, SignalConnection } from './SignalConnection.js';
+import { SignalConnection, type SignalHost } from './SignalConnection.js';
 
 export const VERSION: string = (
-  JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string }
+  JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as {
+    version: string;
+  }
 ).version;
 
 /** The built demo page (packages/client/dist/web), the same relative path from src/ and dist/. */
@@ -67,14 +69,25 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   constructor(config: NodeConfig, logger: Logger) {
     super((event, error) => logger.error({ err: error, event }, 'node listener threw'));
     this.config = config;
-    this.#logger = logger.child({ component: 'node', nodeId: config.nodeId, region: config.region });
-    this.tokens = new TokenService(config.apiKey, config.apiSecret);
-    this.metrics = new NodeMetrics({ nodeId: config.nodeId, region: config.region, version: VERSION }, {
-      rooms: () => this.#rooms.size,
-      participants: () => this.#bySession.size,
-      publishedTracks: (kind) => this.#count((p) => [...p.publications.values()].filter((x) => x.kind === kind).length),
-      subscriptions: (kind) => this.#count((p) => [...p.subscriptions.values()].filter((x) => x.publication.kind === kind).length),
+    this.#logger = logger.child({
+      component: 'node',
+      nodeId: config.nodeId,
+      region: config.region,
     });
+    this.tokens = new TokenService(config.apiKey, config.apiSecret);
+    this.metrics = new NodeMetrics(
+      { nodeId: config.nodeId, region: config.region, version: VERSION },
+      {
+        rooms: () => this.#rooms.size,
+        participants: () => this.#bySession.size,
+        publishedTracks: (kind) =>
+          this.#count((p) => [...p.publications.values()].filter((x) => x.kind === kind).length),
+        subscriptions: (kind) =>
+          this.#count(
+            (p) => [...p.subscriptions.values()].filter((x) => x.publication.kind === kind).length,
+          ),
+      },
+    );
   }
 
   get nodeId(): string {
@@ -114,7 +127,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   }
 
   async start(): Promise<{ url: string; port: number }> {
-    if (this.#state !== 'created') throw new SfuError('CLOSED', `cannot start a node that is ${this.#state}`);
+    if (this.#state !== 'created')
+      throw new SfuError('CLOSED', `cannot start a node that is ${this.#state}`);
     const app = this.#createApp();
     const http = createServer(app);
     const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
@@ -129,7 +143,12 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         return;
       }
       wss.handleUpgrade(req, socket, head, (ws) => {
-        const connection = new SignalConnection(ws, req.socket.remoteAddress ?? '', this, this.#logger);
+        const connection = new SignalConnection(
+          ws,
+          req.socket.remoteAddress ?? '',
+          this,
+          this.#logger,
+        );
         this.#connections.add(connection);
         ws.once('close', () => this.#connections.delete(connection));
       });
@@ -144,8 +163,13 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       });
     });
     const port = (http.address() as AddressInfo).port;
-    const host = this.config.httpHost === '0.0.0.0' || this.config.httpHost === '::' ? 'localhost' : this.config.httpHost;
-    this.#url = (this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/$/, '');
+    const host =
+      this.config.httpHost === '0.0.0.0' || this.config.httpHost === '::'
+        ? 'localhost'
+        : this.config.httpHost;
+    this.#url = (
+      this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+    ).replace(/\/$/, '');
     this.#state = 'active';
     return { url: this.#url, port };
   }
@@ -159,7 +183,11 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     message: ClientMessageOf<'join'>,
   ): Promise<{ room: Room; participant: Participant; reply: ServerMessage }> {
     const startedAt = performance.now();
-    if (this.#state !== 'active') throw new SfuError('NODE_DRAINING', 'this node is not accepting joins; ask /v1/route for another');
+    if (this.#state !== 'active')
+      throw new SfuError(
+        'NODE_DRAINING',
+        'this node is not accepting joins; ask /v1/route for another',
+      );
     const token = await this.tokens.verify(message.token);
     // From here to room.add() nothing awaits, so two joins of one identity cannot interleave.
     let room = this.#rooms.get(token.room);
@@ -199,12 +227,17 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       logger: this.#logger.child({ component: 'participant', sessionId, identity: token.identity }),
       send: (m) => connection.send(m),
     });
-    participant.once('firstMediaOut', () => this.metrics.joinDuration.observe((performance.now() - startedAt) / 1000));
+    participant.once('firstMediaOut', () =>
+      this.metrics.joinDuration.observe((performance.now() - startedAt) / 1000),
+    );
     const others = [...room.participants].map((p) => p.info(this.nodeId, this.region));
     room.add(participant);
     this.#bySession.set(sessionId, connection);
     this.safeEmit('participantJoined', room, participant);
-    this.#logger.info({ room: room.name, sessionId, identity: token.identity }, 'participant joined');
+    this.#logger.info(
+      { room: room.name, sessionId, identity: token.identity },
+      'participant joined',
+    );
     const reply: ServerMessage = {
       type: 'joined',
       ...(message.id ? { ref: message.id } : {}),
@@ -225,7 +258,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   async leave(connection: SignalConnection, reason: LeaveReason): Promise<void> {
     const { participant, room } = connection;
     if (!participant || !room) return;
-    if (this.#bySession.get(participant.sessionId) === connection) this.#bySession.delete(participant.sessionId);
+    if (this.#bySession.get(participant.sessionId) === connection)
+      this.#bySession.delete(participant.sessionId);
     await room.remove(participant, reason);
     this.safeEmit('participantLeft', room, participant, reason);
   }
@@ -235,22 +269,30 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     const { publisher, subscriber } = participant.peerConnections;
     const trackOfMid = new Map<string, { trackId: string; kind: 'audio' | 'video' }>();
     for (const s of participant.subscriptions.values()) {
-      if (s.mid) trackOfMid.set(`out:${s.mid}`, { trackId: s.publication.trackId, kind: s.publication.kind });
+      if (s.mid)
+        trackOfMid.set(`out:${s.mid}`, {
+          trackId: s.publication.trackId,
+          kind: s.publication.kind,
+        });
     }
     for (const p of participant.publications.values()) {
-      const t = publisher?.getTransceivers().find((x) => x.receiver.tracks.some((tr) => tr.ssrc !== undefined) && x.kind === p.kind);
+      const t = publisher
+        ?.getTransceivers()
+        .find((x) => x.receiver.tracks.some((tr) => tr.ssrc !== undefined) && x.kind === p.kind);
       if (t?.mid) trackOfMid.set(`in:${t.mid}`, { trackId: p.trackId, kind: p.kind });
     }
     await collect(publisher, 'inbound', trackOfMid, streams);
     await collect(subscriber, 'outbound', trackOfMid, streams);
     // Bitrate over the interval since this participant's previous stats request.
     const now = performance.now();
-    const previous = this.#lastStats.get(participant) ?? new Map<string, { bytes: number; at: number }>();
+    const previous =
+      this.#lastStats.get(participant) ?? new Map<string, { bytes: number; at: number }>();
     const current = new Map<string, { bytes: number; at: number }>();
     for (const s of streams) {
       const key = `${s.direction}:${s.trackId}`;
       const before = previous.get(key);
-      if (before && now > before.at) s.bitrateKbps = Math.round(((s.bytes - before.bytes) * 8) / (now - before.at));
+      if (before && now > before.at)
+        s.bitrateKbps = Math.round(((s.bytes - before.bytes) * 8) / (now - before.at));
       current.set(key, { bytes: s.bytes, at: now });
     }
     this.#lastStats.set(participant, current);
@@ -285,7 +327,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         try {
           const body = DevTokenBody.safeParse(req.body);
           if (!body.success) {
-            throw new SfuError('INVALID_ARGUMENT', `bad token request: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`);
+            throw new SfuError(
+              'INVALID_ARGUMENT',
+              `bad token request: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`,
+            );
           }
           const token = await this.tokens.mint({
             room: body.data.room,
@@ -303,10 +348,15 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       app.use(express.static(WEB_ROOT, { index: 'index.html', maxAge: 0 }));
     } else {
       app.get('/', (_req, res) => {
-        res.status(503).type('text/plain').send('The demo page is not built: run `npm run build` and restart.\n');
+        res
+          .status(503)
+          .type('text/plain')
+          .send('The demo page is not built: run `npm run build` and restart.\n');
       });
     }
-    app.use((_req, _res, next) => next(new SfuError('NOT_FOUND', 'no such endpoint; see the README for the API')));
+    app.use((_req, _res, next) =>
+      next(new SfuError('NOT_FOUND', 'no such endpoint; see the README for the API')),
+    );
     app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
       const e =
         error instanceof SfuError
@@ -353,7 +403,10 @@ async function collect(
   for (const s of values) {
     if (s.type !== rtpType) continue;
     const kind = s.kind === 'audio' ? 'audio' : 'video';
-    const mapped = typeof s.mid === 'string' ? trackOfMid.get(`${direction === 'inbound' ? 'in' : 'out'}:${s.mid}`) : undefined;
+    const mapped =
+      typeof s.mid === 'string'
+        ? trackOfMid.get(`${direction === 'inbound' ? 'in' : 'out'}:${s.mid}`)
+        : undefined;
     const remote = values.find((r) => r.type === 'remote-inbound-rtp' && r.localId === s.id);
     const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
     out.push({
@@ -363,7 +416,12 @@ async function collect(
       packets: num(direction === 'inbound' ? s.packetsReceived : s.packetsSent),
       bytes: num(direction === 'inbound' ? s.bytesReceived : s.bytesSent),
       packetsLost: num(direction === 'inbound' ? s.packetsLost : remote?.packetsLost),
-      jitterMs: typeof s.jitter === 'number' ? s.jitter * 1000 : typeof remote?.jitter === 'number' ? remote.jitter * 1000 : null,
+      jitterMs:
+        typeof s.jitter === 'number'
+          ? s.jitter * 1000
+          : typeof remote?.jitter === 'number'
+            ? remote.jitter * 1000
+            : null,
       rttMs: typeof remote?.roundTripTime === 'number' ? remote.roundTripTime * 1000 : null,
       bitrateKbps: 0,
     });

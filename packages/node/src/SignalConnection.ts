@@ -23,7 +23,10 @@ export interface SignalHost {
   readonly metrics: NodeMetrics;
   readonly pingIntervalMs: number;
   readonly pingTimeoutMs: number;
-  join(connection: SignalConnection, message: Extract<ClientMessage, { type: 'join' }>): Promise<{ room: Room; participant: Participant; reply: ServerMessage }>;
+  join(
+    connection: SignalConnection,
+    message: Extract<ClientMessage, { type: 'join' }>,
+  ): Promise<{ room: Room; participant: Participant; reply: ServerMessage }>;
   leave(connection: SignalConnection, reason: LeaveReason): Promise<void>;
   stats(participant: Participant, ref: string | undefined): Promise<ServerMessage>;
 }
@@ -109,9 +112,16 @@ export class SignalConnection {
   #onFrame(data: RawData, isBinary: boolean): void {
     this.#lastSeen = Date.now();
     if (this.#state === 'closed') return;
-    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data instanceof ArrayBuffer ? data.byteLength : data.length;
+    const size = Array.isArray(data)
+      ? data.reduce((n, b) => n + b.length, 0)
+      : data instanceof ArrayBuffer
+        ? data.byteLength
+        : data.length;
     if (size > LIMITS.maxMessageBytes) {
-      this.sendError('MESSAGE_TOO_LARGE', `frame of ${size} bytes is over the ${LIMITS.maxMessageBytes}-byte limit`);
+      this.sendError(
+        'MESSAGE_TOO_LARGE',
+        `frame of ${size} bytes is over the ${LIMITS.maxMessageBytes}-byte limit`,
+      );
       return;
     }
     if (isBinary) {
@@ -122,14 +132,20 @@ export class SignalConnection {
       this.sendError('RATE_LIMITED', `more than ${LIMITS.messagesPerSecond} messages per second`);
       return;
     }
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
+    const text = Array.isArray(data)
+      ? Buffer.concat(data).toString('utf8')
+      : Buffer.from(data as Buffer).toString('utf8');
     const parsed = parseClientMessage(text);
     if (!parsed.ok) {
       this.sendError(parsed.code, parsed.message, parsed.ref);
       return;
     }
     if (this.#queued >= MAX_QUEUED_MESSAGES) {
-      this.sendError('RATE_LIMITED', 'too many messages waiting to be processed', 'id' in parsed.message ? parsed.message.id : undefined);
+      this.sendError(
+        'RATE_LIMITED',
+        'too many messages waiting to be processed',
+        'id' in parsed.message ? parsed.message.id : undefined,
+      );
       return;
     }
     const message = parsed.message;
@@ -138,7 +154,8 @@ export class SignalConnection {
       .then(() => this.#handle(message))
       .catch((error: unknown) => {
         const e = toSfuError(error);
-        if (e.code === 'INTERNAL') this.#logger.error({ err: error, type: message.type }, 'message handler failed');
+        if (e.code === 'INTERNAL')
+          this.#logger.error({ err: error, type: message.type }, 'message handler failed');
         this.sendError(e.code, e.message, 'id' in message ? message.id : undefined);
       })
       .finally(() => {
@@ -153,7 +170,11 @@ export class SignalConnection {
       return;
     }
     if (message.type === 'join') {
-      if (this.#state !== 'open') throw new SfuError('ALREADY_JOINED', 'this connection has already joined; open a new one to join again');
+      if (this.#state !== 'open')
+        throw new SfuError(
+          'ALREADY_JOINED',
+          'this connection has already joined; open a new one to join again',
+        );
       this.#state = 'joining';
       try {
         const { room, participant, reply } = await this.#host.join(this, message);
@@ -177,7 +198,10 @@ export class SignalConnection {
     }
     const participant = this.#participant;
     if (this.#state !== 'joined' || !participant) {
-      throw new SfuError('NOT_JOINED', `"${message.type}" needs a joined session: send "join" with a token first`);
+      throw new SfuError(
+        'NOT_JOINED',
+        `"${message.type}" needs a joined session: send "join" with a token first`,
+      );
     }
     const ref = 'id' in message && message.id !== undefined ? { ref: message.id } : undefined;
     switch (message.type) {
@@ -202,7 +226,11 @@ export class SignalConnection {
       case 'chat':
         this.#room?.broadcast({
           type: 'chat',
-          from: { sessionId: participant.sessionId, identity: participant.identity, name: participant.name },
+          from: {
+            sessionId: participant.sessionId,
+            identity: participant.identity,
+            name: participant.name,
+          },
           text: message.text,
           ts: Date.now(),
         });
@@ -220,7 +248,10 @@ export class SignalConnection {
 
   #takeToken(): boolean {
     const now = Date.now();
-    this.#tokens = Math.min(LIMITS.messageBurst, this.#tokens + ((now - this.#lastRefill) / 1000) * LIMITS.messagesPerSecond);
+    this.#tokens = Math.min(
+      LIMITS.messageBurst,
+      this.#tokens + ((now - this.#lastRefill) / 1000) * LIMITS.messagesPerSecond,
+    );
     this.#lastRefill = now;
     if (this.#tokens < 1) return false;
     this.#tokens -= 1;

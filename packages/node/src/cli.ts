@@ -37,12 +37,16 @@ async function token(argv: string[]): Promise<void> {
     },
     strict: true,
   });
-  if (!values.room || !values.identity) throw new SfuError('INVALID_ARGUMENT', 'token needs --room and --identity');
+  if (!values.room || !values.identity)
+    throw new SfuError('INVALID_ARGUMENT', 'token needs --room and --identity');
   const dev = values.dev === true || process.env.SFU_DEV === '1' || process.env.SFU_DEV === 'true';
   const key = process.env.SFU_API_KEY ?? (dev ? DEV_API_KEY : undefined);
   const secret = process.env.SFU_API_SECRET ?? (dev ? DEV_API_SECRET : undefined);
   if (!key || !secret) {
-    throw new SfuError('CONFIG_INVALID', 'set SFU_API_KEY and SFU_API_SECRET (the node\'s), or pass --dev for a dev node');
+    throw new SfuError(
+      'CONFIG_INVALID',
+      "set SFU_API_KEY and SFU_API_SECRET (the node's), or pass --dev for a dev node",
+    );
   }
   const jwt = await new TokenService(key, secret).mint({
     room: values.room,
@@ -59,7 +63,10 @@ async function serve(argv: string[]): Promise<void> {
   const logger = createRootLogger({ level: config.logLevel });
   const node = new SfuNode(config, logger);
   const { url, port } = await node.start();
-  logger.info({ url, port, nodeId: config.nodeId, region: config.region, dev: config.dev }, 'node listening');
+  logger.info(
+    { url, port, nodeId: config.nodeId, region: config.region, dev: config.dev },
+    'node listening',
+  );
   if (config.dev) logger.warn(`dev mode: demo page at ${url}/ — never expose a dev node`);
   let stopping = false;
   const stop = (signal: string) => {
@@ -94,7 +101,9 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   const e = error instanceof SfuError ? error : undefined;
-  process.stderr.write(`sfu-node: ${e ? `${e.code}: ` : ''}${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `sfu-node: ${e ? `${e.code}: ` : ''}${error instanceof Error ? error.message : String(error)}\n`,
+  );
   if (!e) process.stderr.write(`${USAGE}\n`);
   process.exit(e?.code === 'INVALID_ARGUMENT' || e?.code === 'CONFIG_INVALID' ? 2 : 1);
 });

@@ -3,20 +3,25 @@
  * Each choice here answers a pitfall measured on this machine (see docs/ARCHITECTURE.md
  * and ../shared/WERIFT-NOTES.md).
  */
+import { isIPv4, isIPv6 } from 'node:net';
 import type { NodeConfig } from '@geosfu/common';
 import {
   PictureLossIndication,
   ReceiverEstimatedMaxBitrate,
-  RTCRtpCodecParameters,
   type RTCPeerConnectionConfig,
+  RTCRtpCodecParameters,
   RtcpPayloadSpecificFeedback,
   RtpHeader,
   RtpPacket,
-  useSdesMid,
   useAbsSendTime,
+  useSdesMid,
 } from 'werift';
 
-const VIDEO_FEEDBACK = [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }, { type: 'goog-remb' }];
+const VIDEO_FEEDBACK = [
+  { type: 'nack' },
+  { type: 'nack', parameter: 'pli' },
+  { type: 'goog-remb' },
+];
 
 /**
  * H264 profiles browsers offer. werift answers H264 only when profile-level-id matches
@@ -27,7 +32,11 @@ const H264_PROFILES = ['42e01f', '42001f', '4d001f', '640c1f', '64001f'];
 
 export function videoCodecs(): RTCRtpCodecParameters[] {
   return [
-    new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000, rtcpFeedback: VIDEO_FEEDBACK }),
+    new RTCRtpCodecParameters({
+      mimeType: 'video/VP8',
+      clockRate: 90000,
+      rtcpFeedback: VIDEO_FEEDBACK,
+    }),
     ...H264_PROFILES.map(
       (profile) =>
         new RTCRtpCodecParameters({
@@ -41,11 +50,20 @@ export function videoCodecs(): RTCRtpCodecParameters[] {
 }
 
 export function audioCodecs(): RTCRtpCodecParameters[] {
-  return [new RTCRtpCodecParameters({ mimeType: 'audio/opus', clockRate: 48000, channels: 2, rtcpFeedback: [] })];
+  return [
+    new RTCRtpCodecParameters({
+      mimeType: 'audio/opus',
+      clockRate: 48000,
+      channels: 2,
+      rtcpFeedback: [],
+    }),
+  ];
 }
 
 /** ICE options from the node's config. The node is ICE-lite: it never gathers through STUN. */
-export function iceOptions(config: Pick<NodeConfig, 'rtcPortRange' | 'rtcHostAddresses' | 'announcedIps'>) {
+export function iceOptions(
+  config: Pick<NodeConfig, 'rtcPortRange' | 'rtcHostAddresses' | 'announcedIps'>,
+) {
   const options: RTCPeerConnectionConfig = {
     // Pitfall 1: without STUN servers werift falls back to Google's public STUN server and a
     // full agent stalls 5 s per side here. ICE-lite gathers host candidates only, and
@@ -60,6 +78,15 @@ export function iceOptions(config: Pick<NodeConfig, 'rtcPortRange' | 'rtcHostAdd
     // Only the listed addresses: werift otherwise adds every non-loopback interface.
     options.iceUseIpv4 = false;
     options.iceUseIpv6 = false;
+    // And bind the sockets to them: a socket on 0.0.0.0 answers a check that arrived on
+    // 127.0.0.1 from the interface address the kernel picks for the reply, and Chromium drops
+    // a STUN response from an address it did not send to (seen in the e2e test).
+    const v4 = config.rtcHostAddresses.filter((a) => isIPv4(a));
+    const v6 = config.rtcHostAddresses.filter((a) => isIPv6(a));
+    const bind: { udp4?: string; udp6?: string } = {};
+    if (v4.length === 1) bind.udp4 = v4[0];
+    if (v6.length === 1) bind.udp6 = v6[0];
+    if (bind.udp4 || bind.udp6) options.iceInterfaceAddresses = bind;
   }
   if (extra.length > 0) options.iceAdditionalHostAddresses = extra;
   return options;
@@ -134,7 +161,9 @@ export function rembPacket(senderSsrc: number, mediaSsrcs: number[], bitrate: nu
 }
 
 export function pliPacket(senderSsrc: number, mediaSsrc: number) {
-  return new RtcpPayloadSpecificFeedback({ feedback: new PictureLossIndication({ senderSsrc, mediaSsrc }) });
+  return new RtcpPayloadSpecificFeedback({
+    feedback: new PictureLossIndication({ senderSsrc, mediaSsrc }),
+  });
 }
 
 /** True for a VP8 keyframe (RFC 7741: start of partition 0 and the P bit clear). */
@@ -176,4 +205,3 @@ export function isH264Keyframe(payload: Buffer): boolean {
   }
   return false;
 }
-

@@ -30,19 +30,36 @@ export class NodeMetrics {
   constructor(info: { nodeId: string; region: string; version: string }, source: NodeGaugeSource) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    new Gauge({ name: 'sfu_node_info', help: 'Constant 1, labelled with the node identity', labelNames: ['node', 'region', 'version'], registers }).set(
-      { node: info.nodeId, region: info.region, version: info.version },
-      1,
-    );
-    new Gauge({ name: 'sfu_rooms', help: 'Rooms with at least one participant on this node', registers, collect() { this.set(source.rooms()); } });
-    new Gauge({ name: 'sfu_participants', help: 'Participants connected to this node', registers, collect() { this.set(source.participants()); } });
+    new Gauge({
+      name: 'sfu_node_info',
+      help: 'Constant 1, labelled with the node identity',
+      labelNames: ['node', 'region', 'version'],
+      registers,
+    }).set({ node: info.nodeId, region: info.region, version: info.version }, 1);
+    new Gauge({
+      name: 'sfu_rooms',
+      help: 'Rooms with at least one participant on this node',
+      registers,
+      collect() {
+        this.set(source.rooms());
+      },
+    });
+    new Gauge({
+      name: 'sfu_participants',
+      help: 'Participants connected to this node',
+      registers,
+      collect() {
+        this.set(source.participants());
+      },
+    });
     new Gauge({
       name: 'sfu_published_tracks',
       help: 'Tracks published on this node',
       labelNames: ['kind'],
       registers,
       collect() {
-        for (const kind of ['audio', 'video'] as const) this.set({ kind }, source.publishedTracks(kind));
+        for (const kind of ['audio', 'video'] as const)
+          this.set({ kind }, source.publishedTracks(kind));
       },
     });
     new Gauge({
@@ -51,15 +68,45 @@ export class NodeMetrics {
       labelNames: ['kind'],
       registers,
       collect() {
-        for (const kind of ['audio', 'video'] as const) this.set({ kind }, source.subscriptions(kind));
+        for (const kind of ['audio', 'video'] as const)
+          this.set({ kind }, source.subscriptions(kind));
       },
     });
-    this.packets = new Counter({ name: 'sfu_packets_total', help: 'RTP packets by direction, kind and path', labelNames: ['direction', 'kind', 'path'], registers });
-    this.bytes = new Counter({ name: 'sfu_bytes_total', help: 'RTP payload bytes by direction, kind and path', labelNames: ['direction', 'kind', 'path'], registers });
-    this.pli = new Counter({ name: 'sfu_pli_total', help: 'Picture loss indications: in = from subscribers, out = sent to publishers', labelNames: ['direction'], registers });
-    this.nack = new Counter({ name: 'sfu_nack_total', help: 'NACK packets: in = from subscribers, out = sent to publishers', labelNames: ['direction'], registers });
-    this.keyframes = new Counter({ name: 'sfu_keyframes_total', help: 'Video keyframes received from publishers', registers });
-    this.signalErrors = new Counter({ name: 'sfu_signal_errors_total', help: 'Errors sent to signalling clients, by code', labelNames: ['code'], registers });
+    this.packets = new Counter({
+      name: 'sfu_packets_total',
+      help: 'RTP packets by direction, kind and path',
+      labelNames: ['direction', 'kind', 'path'],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'sfu_bytes_total',
+      help: 'RTP payload bytes by direction, kind and path',
+      labelNames: ['direction', 'kind', 'path'],
+      registers,
+    });
+    this.pli = new Counter({
+      name: 'sfu_pli_total',
+      help: 'Picture loss indications: in = from subscribers, out = sent to publishers',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.nack = new Counter({
+      name: 'sfu_nack_total',
+      help: 'NACK packets: in = from subscribers, out = sent to publishers',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.keyframes = new Counter({
+      name: 'sfu_keyframes_total',
+      help: 'Video keyframes received from publishers',
+      registers,
+    });
+    this.signalErrors = new Counter({
+      name: 'sfu_signal_errors_total',
+      help: 'Errors sent to signalling clients, by code',
+      labelNames: ['code'],
+      registers,
+    });
     this.joinDuration = new Histogram({
       name: 'sfu_join_duration_seconds',
       help: 'From a join message to the first media packet sent to that participant',
@@ -69,7 +116,14 @@ export class NodeMetrics {
   }
 
   /** Counters for one stream, bound once so the packet path does no label lookups. */
-  stream(direction: Direction, kind: TrackKind, path: Path): { packets: Counter.Internal; bytes: Counter.Internal } {
-    return { packets: this.packets.labels(direction, kind, path), bytes: this.bytes.labels(direction, kind, path) };
+  stream(
+    direction: Direction,
+    kind: TrackKind,
+    path: Path,
+  ): { packets: Counter.Internal; bytes: Counter.Internal } {
+    return {
+      packets: this.packets.labels(direction, kind, path),
+      bytes: this.bytes.labels(direction, kind, path),
+    };
   }
 }

@@ -13,7 +13,13 @@ export interface SfuTestHook {
   /** Identities of the other participants shown, in the order they are shown. */
   participants(): string[];
   /** The server's mid -> track mapping of the current subscriber offer. */
-  subscribedTracks(): { mid: string; trackId: string; participantSid: string; identity: string; kind: string }[];
+  subscribedTracks(): {
+    mid: string;
+    trackId: string;
+    participantSid: string;
+    identity: string;
+    kind: string;
+  }[];
   readonly subscriberPc: RTCPeerConnection | null;
   readonly publisherPc: RTCPeerConnection | null;
 }

@@ -74,7 +74,7 @@ const LEAVE_TEXT: Record<LeaveReason, string> = {
   'peer-connection-failed': 'The media connection failed.',
   replaced: 'You joined this room again from another tab or device, so this one was closed.',
   'policy-violation': 'The server closed the session: too many invalid messages.',
-  draining: 'This server is shutting down for maintenance.',
+  draining: 'This server is being drained for maintenance. Join again to continue on another one.',
   'node-died': 'The server this room was on went away.',
   'server-shutdown': 'The server shut down.',
 };
@@ -105,7 +105,9 @@ async function fetchDevToken(baseUrl: string, options: JoinOptions): Promise<str
       'This server does not hand out demo tokens (POST /v1/dev/token answered 404). Start it with --dev.',
     );
   }
-  throw new Error(`Could not get a token (HTTP ${response.status}): ${message || response.statusText}`);
+  throw new Error(
+    `Could not get a token (HTTP ${response.status}): ${message || response.statusText}`,
+  );
 }
 
 function signalUrl(baseUrl: string): string {
@@ -162,7 +164,7 @@ export class Session {
   /** Chat texts we sent that the server has not echoed yet (we show them at once). */
   #unconfirmedChat: string[] = [];
   #watchedTracks = new WeakSet<MediaStreamTrack>();
-  #listeners: { [K in keyof SessionEvents]?: Set<(...args: SessionEvents[K]) => void> } = {};
+  #listeners = new Map<keyof SessionEvents, Set<(...args: never[]) => void>>();
   /** Bumped on every join/leave so that stale async work can tell it is stale. */
   #epoch = 0;
 
@@ -192,13 +194,18 @@ export class Session {
   }
 
   on<K extends keyof SessionEvents>(event: K, listener: (...args: SessionEvents[K]) => void): void {
-    const set = (this.#listeners[event] ??= new Set()) as Set<(...args: SessionEvents[K]) => void>;
-    set.add(listener);
+    let set = this.#listeners.get(event);
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
+    set.add(listener as (...args: never[]) => void);
   }
 
   #emit<K extends keyof SessionEvents>(event: K, ...args: SessionEvents[K]): void {
-    const set = this.#listeners[event] as Set<(...a: SessionEvents[K]) => void> | undefined;
-    for (const listener of set ?? []) listener(...args);
+    for (const listener of this.#listeners.get(event) ?? []) {
+      (listener as (...a: SessionEvents[K]) => void)(...args);
+    }
   }
 
   #setState(state: SessionState, detail: string | null = null): void {
@@ -245,9 +252,16 @@ export class Session {
       if (epoch !== this.#epoch) return;
       this.#onJoined(joined);
       if (media && joined.grants.canPublish) {
-        await this.#publish(media, epoch);
+        // A failed publish leaves the session up: the others can still be seen and heard.
+        await this.#publish(media, epoch).catch((error: unknown) => {
+          if (epoch !== this.#epoch) return;
+          this.#notice('error', `Could not send your camera and microphone: ${errorText(error)}`);
+        });
       } else if (media) {
-        this.#notice('info', 'Your token does not allow publishing: you can watch and listen only.');
+        this.#notice(
+          'info',
+          'Your token does not allow publishing: you can watch and listen only.',
+        );
       }
     } catch (error) {
       if (epoch !== this.#epoch) return;
@@ -298,7 +312,10 @@ export class Session {
         this.#notice('warn', `No camera (${errorText(error)}). Joining with microphone only.`);
         return audioOnly;
       } catch {
-        this.#notice('warn', `No camera or microphone (${errorText(error)}). Joining to watch only.`);
+        this.#notice(
+          'warn',
+          `No camera or microphone (${errorText(error)}). Joining to watch only.`,
+        );
         return null;
       }
     }
@@ -389,7 +406,14 @@ export class Session {
         }
       }
       const name = m.from.name || m.from.identity;
-      this.#emit('chat', { kind: 'chat', self, name, identity: m.from.identity, text: m.text, ts: m.ts });
+      this.#emit('chat', {
+        kind: 'chat',
+        self,
+        name,
+        identity: m.from.identity,
+        text: m.text,
+        ts: m.ts,
+      });
     });
     signal.on('leave', (m) => {
       if (!live()) return;
@@ -502,7 +526,10 @@ export class Session {
     return peer;
   }
 
-  async #answerSubscriber(offer: ServerMessageOf<'subscriber.offer'>, epoch: number): Promise<void> {
+  async #answerSubscriber(
+    offer: ServerMessageOf<'subscriber.offer'>,
+    epoch: number,
+  ): Promise<void> {
     const peer = this.#ensureSubscriber();
     this.#subscribedByMid = new Map(offer.tracks.map((t) => [t.mid, t]));
     await peer.pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
@@ -570,7 +597,10 @@ export class Session {
     this.#publisher = peer;
     const sent: { transceiver: RTCRtpTransceiver; kind: 'audio' | 'video' }[] = [];
     for (const track of [...stream.getAudioTracks(), ...stream.getVideoTracks()]) {
-      const transceiver = peer.pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
+      const transceiver = peer.pc.addTransceiver(track, {
+        direction: 'sendonly',
+        streams: [stream],
+      });
       sent.push({ transceiver, kind: track.kind === 'audio' ? 'audio' : 'video' });
     }
     await peer.pc.setLocalDescription(await peer.pc.createOffer());
@@ -581,7 +611,11 @@ export class Session {
       kind,
       source: kind === 'audio' ? ('microphone' as const) : ('camera' as const),
     }));
-    const answered = signal.request({ type: 'publish', sdp, tracks }, 'publish.answer', PUBLISH_TIMEOUT_MS);
+    const answered = signal.request(
+      { type: 'publish', sdp, tracks },
+      'publish.answer',
+      PUBLISH_TIMEOUT_MS,
+    );
     // The server knows the publisher now: send the candidates gathered meanwhile, then trickle.
     const early = peer.pendingLocal ?? [];
     peer.pendingLocal = null;

@@ -4,14 +4,15 @@
  */
 
 /** One stats entry, read field by field (the DOM typings give them as `any`). */
-type StatsEntry = { readonly id: string; readonly type: string; readonly timestamp: number } & Record<
-  string,
-  unknown
->;
+type StatsEntry = {
+  readonly id: string;
+  readonly type: string;
+  readonly timestamp: number;
+} & Record<string, unknown>;
 
 export interface ConnectionStats {
-  /** Media bitrate of the connection's RTP streams in the direction it carries, in kbit/s. */
-  kbps: number;
+  /** Media bitrate of the connection's RTP streams, in kbit/s (null on the first sample). */
+  kbps: number | null;
   /** Round-trip time of the selected ICE candidate pair, in milliseconds. */
   rttMs: number | null;
   /** Packets lost: reported by the far end for what we send, counted locally for what we receive. */
@@ -40,7 +41,9 @@ export class StatsSampler {
   async sample(pc: RTCPeerConnection): Promise<ConnectionStats> {
     const report = await pc.getStats();
     const entries = new Map<string, StatsEntry>();
-    report.forEach((value: StatsEntry, key: string) => entries.set(key, value));
+    report.forEach((value: StatsEntry, key: string) => {
+      entries.set(key, value);
+    });
 
     const rtpType = this.direction === 'inbound' ? 'inbound-rtp' : 'outbound-rtp';
     const bytesField = this.direction === 'inbound' ? 'bytesReceived' : 'bytesSent';
@@ -73,8 +76,15 @@ export class StatsSampler {
         localAudioLevel = num(entry, 'audioLevel');
       }
     }
+    const first = this.#previous.size === 0;
     this.#previous = next;
-    return { kbps: bits, rttMs: selectedPairRtt(entries), packetsLost, audioLevelByMid, localAudioLevel };
+    return {
+      kbps: first ? null : bits,
+      rttMs: selectedPairRtt(entries),
+      packetsLost,
+      audioLevelByMid,
+      localAudioLevel,
+    };
   }
 }
 
@@ -87,7 +97,11 @@ function selectedPairRtt(entries: Map<string, StatsEntry>): number | null {
   }
   if (!pair) {
     for (const entry of entries.values()) {
-      if (entry.type === 'candidate-pair' && entry.nominated === true && entry.state === 'succeeded') {
+      if (
+        entry.type === 'candidate-pair' &&
+        entry.nominated === true &&
+        entry.state === 'succeeded'
+      ) {
         pair = entry;
       }
     }
@@ -97,7 +111,8 @@ function selectedPairRtt(entries: Map<string, StatsEntry>): number | null {
 }
 
 /** "850 kbps", "1.2 Mbps". */
-export function formatBitrate(kbps: number): string {
+export function formatBitrate(kbps: number | null): string {
+  if (kbps === null) return '– kbps';
   if (kbps >= 1000) return `${(kbps / 1000).toFixed(1)} Mbps`;
   return `${Math.round(kbps)} kbps`;
 }

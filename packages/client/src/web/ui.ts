@@ -25,6 +25,8 @@ interface Tile {
 }
 
 const SPEAKING_LEVEL = 0.04;
+/** The gap between tiles, as in style.css. */
+const TILE_GAP = 12;
 
 function setSource(media: HTMLMediaElement, track: MediaStreamTrack | null): boolean {
   const current =
@@ -83,6 +85,7 @@ export class DemoUi {
     this.soundButton.innerHTML = `${ICONS.speaker}<span>Click to turn on sound</span>`;
     byId('chat-send', HTMLButtonElement).innerHTML = ICONS.send;
     this.soundButton.addEventListener('click', () => this.#unlockAudio());
+    new ResizeObserver(() => this.layout()).observe(this.grid);
   }
 
   /** Shows the form or the call, and brings every part of the call up to date. */
@@ -119,6 +122,7 @@ export class DemoUi {
         const states = [s.publisherPc, s.subscriberPc].map((pc) => pc?.connectionState);
         if (states.includes('failed')) return 'Media failed';
         if (states.includes('disconnected')) return 'Reconnecting…';
+        if (states.includes('connecting')) return 'Connecting media…';
         return 'Live';
       }
       case 'left':
@@ -163,10 +167,30 @@ export class DemoUi {
       }
       this.#updateTile(tile, model);
     }
-    const n = Math.max(1, models.length);
-    const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
-    this.grid.style.setProperty('--cols', String(cols));
-    this.grid.style.setProperty('--rows', String(Math.ceil(n / cols)));
+    this.layout();
+  }
+
+  /** Sizes the tiles: the column count that makes 16:9 tiles largest in the stage wins. */
+  layout(): void {
+    const n = Math.max(1, this.#tiles.size);
+    const width = this.grid.clientWidth;
+    const height = this.grid.clientHeight;
+    if (width === 0 || height === 0) return;
+    const options = Array.from({ length: n }, (_, i) => {
+      const cols = i + 1;
+      const rows = Math.ceil(n / cols);
+      const byWidth = (width - TILE_GAP * (cols - 1)) / cols;
+      const byHeight = ((height - TILE_GAP * (rows - 1)) / rows) * (16 / 9);
+      return { cols, tileWidth: Math.floor(Math.min(byWidth, byHeight)) };
+    });
+    const largest = Math.max(...options.map((o) => o.tileWidth));
+    // Side by side reads better than stacked: take the most columns within 10% of the largest.
+    const best = options.filter((o) => o.tileWidth >= largest * 0.9).at(-1) ?? {
+      cols: 1,
+      tileWidth: largest,
+    };
+    this.grid.style.setProperty('--cols', String(best.cols));
+    this.grid.style.setProperty('--tile-w', `${Math.max(80, best.tileWidth)}px`);
   }
 
   #createTile(model: TileModel): Tile {
@@ -179,7 +203,13 @@ export class DemoUi {
     const mic = h('span', { class: 'mic' });
     const name = h('span', { class: 'name' });
     const label = h('div', { class: 'label' }, mic, name);
-    const root = h('div', { class: 'tile', attrs: { 'data-key': model.key } }, video, avatar, label);
+    const root = h(
+      'div',
+      { class: 'tile', attrs: { 'data-key': model.key } },
+      video,
+      avatar,
+      label,
+    );
     if (audio) root.append(audio);
     if (model.self) root.classList.add('self');
     return { root, video, audio, avatar, name, mic };
@@ -259,7 +289,10 @@ export class DemoUi {
     if (same) return;
     this.#speaking = keys;
     for (const [key, tile] of this.#tiles) {
-      tile.root.classList.toggle('speaking', keys.has(key) && !tile.root.classList.contains('mic-off'));
+      tile.root.classList.toggle(
+        'speaking',
+        keys.has(key) && !tile.root.classList.contains('mic-off'),
+      );
     }
     for (const li of this.people.children) {
       if (li instanceof HTMLElement) {

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { configMarkdownTable, DEV_API_KEY, loadConfig } from './config.js';
+import { SfuError } from './errors.js';
+
+const SECRET = 'a-production-secret-of-32-chars!!';
+
+test('dev mode fills in the dev credentials and defaults', () => {
+  const c = loadConfig(['--dev'], {});
+  assert.equal(c.dev, true);
+  assert.equal(c.apiKey, DEV_API_KEY);
+  assert.equal(c.httpPort, 7880);
+  assert.equal(c.region, 'local');
+  assert.equal(c.maxParticipants, 100);
+  assert.deepEqual(c.iceServers, []);
+  assert.match(c.nodeId, /-[0-9a-f]{6}$/);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('flags override environment variables', () => {
+  const c = loadConfig(['--port', '9000', '--region', 'sin'], {
+    SFU_HTTP_PORT: '8000',
+    SFU_REGION: 'ams',
+    SFU_API_KEY: 'k',
+    SFU_API_SECRET: SECRET,
+  });
+  assert.equal(c.httpPort, 9000);
+  assert.equal(c.region, 'sin');
+});
+
+test('without --dev, credentials are required and the error says how to fix it', () => {
+  assert.throws(
+    () => loadConfig([], {}),
+    (e: unknown) => e instanceof SfuError && e.code === 'CONFIG_INVALID' && /--dev/.test(e.message),
+  );
+  assert.throws(() => loadConfig([], { SFU_API_KEY: 'k', SFU_API_SECRET: 'short' }), /at least 32/);
+});
+
+test('every bad field is reported at once', () => {
+  try {
+    loadConfig(['--dev'], {
+      SFU_HTTP_PORT: 'abc',
+      SFU_RTC_PORT_RANGE: '5000-4000',
+      SFU_ICE_SERVERS: '{nope',
+      SFU_ANNOUNCED_IPS: 'not an ip',
+    });
+    assert.fail('expected an error');
+  } catch (e) {
+    assert.ok(e instanceof SfuError);
+    for (const name of [
+      'SFU_HTTP_PORT',
+      'SFU_RTC_PORT_RANGE',
+      'SFU_ICE_SERVERS',
+      'SFU_ANNOUNCED_IPS',
+    ]) {
+      assert.match(e.message, new RegExp(name));
+    }
+  }
+});
+
+test('parses lists, ranges and ICE servers', () => {
+  const c = loadConfig(['--dev'], {
+    SFU_RTC_PORT_RANGE: '40000-40100',
+    SFU_ANNOUNCED_IPS: '203.0.113.7, 2001:db8::1',
+    SFU_ICE_SERVERS: '[{"urls":"turn:t.example.com:3478","username":"u","credential":"p"}]',
+  });
+  assert.deepEqual(c.rtcPortRange, [40000, 40100]);
+  assert.deepEqual(c.announcedIps, ['203.0.113.7', '2001:db8::1']);
+  assert.equal(c.iceServers[0]?.username, 'u');
+});
+
+test('ping timeout must leave room for a late ping', () => {
+  assert.throws(
+    () => loadConfig(['--dev', '--ping-interval-ms', '5000', '--ping-timeout-ms', '6000'], {}),
+    /twice/,
+  );
+});
+
+test('unknown flags are rejected', () => {
+  assert.throws(
+    () => loadConfig(['--dev', '--colour', 'blue'], {}),
+    (e: unknown) => e instanceof SfuError && e.code === 'CONFIG_INVALID',
+  );
+});
+
+test('the README table lists every variable', () => {
+  const table = configMarkdownTable();
+  for (const v of ['SFU_HTTP_PORT', 'SFU_API_SECRET', 'SFU_RTC_PORT_RANGE', 'SFU_ANNOUNCED_IPS'])
+    assert.match(table, new RegExp(v));
+});
