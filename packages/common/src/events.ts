@@ -1,3 +1,5 @@
+import { SfuError } from './errors.js';
+
 /**
  * A typed event emitter in the style of mediasoup's EnhancedEventEmitter: the event map is
  * a record of tuples, and a listener that throws is reported instead of breaking the emit
@@ -58,14 +60,30 @@ export class TypedEmitter<E extends EventMap> {
     }
   }
 
-  /** Resolves with the event's arguments the next time it fires. */
-  waitFor<K extends keyof E>(event: K, options?: { signal?: AbortSignal }): Promise<E[K]> {
+  /** Resolves with the event's arguments the next time it fires; rejects with TIMEOUT after `timeoutMs`. */
+  waitFor<K extends keyof E>(
+    event: K,
+    options?: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<E[K]> {
     return new Promise((resolve, reject) => {
-      const off = this.once(event, ((...args: E[K]) => resolve(args)) as Listener<E[K]>);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const off = this.once(event, ((...args: E[K]) => {
+        clearTimeout(timer);
+        resolve(args);
+      }) as Listener<E[K]>);
+      if (options?.timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          off();
+          reject(
+            new SfuError('TIMEOUT', `no "${String(event)}" event within ${options.timeoutMs} ms`),
+          );
+        }, options.timeoutMs);
+      }
       options?.signal?.addEventListener(
         'abort',
         () => {
           off();
+          clearTimeout(timer);
           reject(options.signal?.reason);
         },
         { once: true },

@@ -92,6 +92,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #failureTimers = new Map<PeerTarget, NodeJS.Timeout>();
   #rembTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** No subscriber offer goes out before the client has its `joined` reply. */
+  #started = false;
 
   constructor(options: {
     sessionId: string;
@@ -145,6 +147,13 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       region,
       tracks: [...this.#publications.values()].map((p) => p.info()),
     };
+  }
+
+  /** Called once `joined` has been sent: from now on the node may offer. */
+  start(): void {
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    if (this.#renegotiate) this.#negotiateSubscriber();
   }
 
   send(message: ServerMessage): void {
@@ -246,6 +255,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
         remote.onReceiveRtp.subscribe((rtp) => publication.forward(rtp));
       };
       transceiver.onTrack.subscribe(attach);
+      transceiver.receiver.onPacketLost.subscribe(() =>
+        this.#metrics.nack.inc({ direction: 'out' }),
+      );
       // werift may already have created the track during setRemoteDescription.
       for (const remote of transceiver.receiver.tracks) attach(remote);
       mapped.push({ mid: track.mid, trackId: publication.trackId });
@@ -387,7 +399,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   /** Offers the current set of subscriptions; one offer at a time, changes meanwhile coalesce. */
   #negotiateSubscriber(): void {
     if (this.#closed) return;
-    if (this.#negotiating) {
+    if (this.#negotiating || !this.#started) {
       this.#renegotiate = true;
       return;
     }

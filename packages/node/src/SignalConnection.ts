@@ -190,6 +190,7 @@ export class SignalConnection {
         this.#state = 'joined';
         participant.on('failed', () => void this.end('peer-connection-failed'));
         this.send(reply);
+        participant.start();
       } catch (error) {
         if (this.#state === 'joining') this.#state = 'open';
         throw error;

@@ -1,0 +1,22 @@
+export { Bot, type BotEvents, type BotOptions, type BotStats, type ChatMessage } from './Bot.js';
+export { DevTokenError, fetchDevToken, httpBaseUrl } from './devToken.js';
+export {
+  isH264KeyframePacket,
+  isVp8KeyframeStart,
+  PROBE_SIZE,
+  type Probe,
+  readProbe,
+  type VideoCodecName,
+} from './packetizer.js';
+export {
+  CHROME_H264_PROFILE,
+  type PeerOptions,
+  peerConfig,
+  WERIFT_H264_PROFILE,
+  weriftLossValue,
+} from './peer.js';
+export { BotPublisher, type PublishExchange, type PublishOptions } from './publisher.js';
+export type { ReceivedStreamStats } from './receivedStream.js';
+export { percentile, SequenceTracker } from './receiveStats.js';
+export { nowMs, type SentStreamStats } from './source.js';
+export { BotSubscriber } from './subscriber.js';

@@ -1,0 +1,184 @@
+/**
+ * Media through one node with real werift bots on loopback: fan-out, keyframes on join,
+ * PLI and NACK, events, chat, codecs.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Bot, type BotOptions } from '@geosfu/client/bot';
+import { metricValue } from '../helpers/metrics.js';
+import { type NodeProcess, startNode } from '../helpers/node-process.js';
+
+const HOST = ['127.0.0.1'];
+
+describe('media through one node', () => {
+  let node: NodeProcess;
+  const bots: Bot[] = [];
+  const connect = async (options: Omit<BotOptions, 'url' | 'hostAddresses'>) => {
+    const bot = await Bot.connect({ url: node.url, hostAddresses: HOST, ...options });
+    bots.push(bot);
+    return bot;
+  };
+
+  before(async () => {
+    node = await startNode();
+  });
+  after(async () => {
+    await Promise.allSettled(bots.map((b) => b.close()));
+    await node.stop();
+  });
+
+  test('1 publisher, 3 subscribers: every subscriber gets both tracks and a keyframe', async () => {
+    // No periodic keyframes: only the node's PLIs can produce them after the first.
+    const publisher = await connect({
+      room: 'fanout',
+      identity: 'pub',
+      publish: { video: true, audio: true, keyframeIntervalMs: 600_000 },
+      subscribe: false,
+    });
+    const subscribers = await Promise.all(
+      ['s1', 's2', 's3'].map((identity) => connect({ room: 'fanout', identity })),
+    );
+    await Promise.all(
+      subscribers.flatMap((s) => [
+        s.waitForPackets('pub', 'video', 100, 15_000),
+        s.waitForPackets('pub', 'audio', 50, 15_000),
+        s.waitForKeyframe('pub', 'video', 15_000),
+      ]),
+    );
+    for (const s of subscribers) {
+      const video = s.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
+      const audio = s.stats().received.find((r) => r.participant === 'pub' && r.kind === 'audio');
+      assert.ok(
+        video && video.packets >= 100 && video.keyframes >= 1,
+        `video at ${JSON.stringify(video)}`,
+      );
+      assert.ok(audio && audio.packets >= 50, `audio at ${JSON.stringify(audio)}`);
+      assert.ok(video.latencyMs.p50 !== null, 'one-way latency is measured');
+    }
+    const sent = publisher.stats().sent.find((x) => x.kind === 'video');
+    assert.ok(
+      sent && sent.keyframes >= 2,
+      'the publisher sent keyframes beyond its first, on PLIs from the node',
+    );
+    assert.ok(
+      (await metricValue(node.url, 'sfu_packets_total', { direction: 'out', kind: 'video' })) >=
+        300,
+    );
+    assert.ok((await metricValue(node.url, 'sfu_pli_total', { direction: 'out' })) >= 1);
+  });
+
+  test('a subscriber that joins 5 s late gets its first keyframe within a second', async () => {
+    await connect({
+      room: 'late',
+      identity: 'pub',
+      publish: { video: true, audio: true, keyframeIntervalMs: 600_000 },
+      subscribe: false,
+    });
+    await sleep(5_000); // the scenario: a publisher well past its first keyframe
+    const joinedAt = Date.now();
+    const late = await connect({ room: 'late', identity: 'late' });
+    await late.waitForKeyframe('pub', 'video', 10_000);
+    const video = late.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
+    const waited = (video?.firstKeyframeAtMs ?? Number.POSITIVE_INFINITY) - joinedAt;
+    console.log(`late joiner: first keyframe ${waited} ms after join started`);
+    assert.ok(waited < 1_000, `first keyframe took ${waited} ms`);
+  });
+
+  test('unpublish, leave and chat reach the others', async () => {
+    const alice = await connect({
+      room: 'events',
+      identity: 'alice',
+      publish: { video: true, audio: true },
+    });
+    const bob = await connect({ room: 'events', identity: 'bob' });
+    const carol = await connect({ room: 'events', identity: 'carol' });
+    await bob.waitForPackets('alice', 'audio', 10, 10_000);
+
+    const chats = [alice, bob, carol].map((b) => b.waitFor('chat', { timeoutMs: 5_000 }));
+    await carol.chat('hello from carol');
+    for (const [message] of await Promise.all(chats)) {
+      assert.equal(message.text, 'hello from carol');
+      assert.equal(message.from.identity, 'carol');
+    }
+
+    const unpublished = Promise.all([
+      bob.waitFor('trackUnpublished', { timeoutMs: 5_000 }),
+      carol.waitFor('trackUnpublished', { timeoutMs: 5_000 }),
+    ]);
+    await alice.unpublish('audio');
+    await unpublished;
+    // The track event comes first; the subscriber renegotiation that drops the m-line follows.
+    const aliceKinds = () =>
+      bob
+        .subscribedTracks()
+        .filter((t) => t.identity === 'alice')
+        .map((t) => t.kind);
+    while (aliceKinds().includes('audio')) await bob.waitFor('subscribed', { timeoutMs: 5_000 });
+    assert.deepEqual(
+      bob
+        .subscribedTracks()
+        .filter((t) => t.identity === 'alice')
+        .map((t) => t.kind),
+      ['video'],
+      'the subscriber offer no longer carries alice audio',
+    );
+
+    const left = Promise.all([
+      bob.waitFor('participantLeft', { timeoutMs: 5_000 }),
+      carol.waitFor('participantLeft', { timeoutMs: 5_000 }),
+    ]);
+    await alice.close();
+    for (const [event] of await left) {
+      assert.equal(event.identity, 'alice');
+      assert.equal(event.reason, 'left');
+    }
+  });
+
+  test("H264 with Chrome's 42001f profile is negotiated and forwarded", async () => {
+    await connect({
+      room: 'h264',
+      identity: 'pub',
+      publish: { video: true, audio: false, videoCodec: 'h264', h264ProfileLevelId: '42001f' },
+      subscribe: false,
+    });
+    const sub = await connect({ room: 'h264', identity: 'sub' });
+    await sub.waitForKeyframe('pub', 'video', 10_000);
+    const video = sub.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
+    assert.match(video?.codec ?? '', /h264/i);
+  });
+
+  test('packets lost between publisher and node are recovered by NACK', async () => {
+    const nacksBefore = await metricValue(node.url, 'sfu_nack_total', { direction: 'out' });
+    await connect({
+      room: 'nack',
+      identity: 'pub',
+      publish: { video: true, audio: false },
+      subscribe: false,
+      lossPercent: 5,
+    });
+    const sub = await connect({ room: 'nack', identity: 'sub' });
+    await sub.waitForPackets('pub', 'video', 600, 20_000);
+    const video = sub.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
+    assert.ok(video);
+    assert.ok(video.recovered > 0, 'some packets arrived late, as retransmissions');
+    assert.ok(
+      video.lost <= video.expected * 0.01,
+      `after NACK, loss ${video.lost}/${video.expected} is under 1%`,
+    );
+    assert.ok(
+      (await metricValue(node.url, 'sfu_nack_total', { direction: 'out' })) > nacksBefore,
+      'the node sent NACKs',
+    );
+  });
+
+  test('leaving frees everything on the node', async () => {
+    await Promise.allSettled(bots.splice(0).map((b) => b.close()));
+    const deadline = Date.now() + 10_000;
+    while ((await metricValue(node.url, 'sfu_participants')) > 0 && Date.now() < deadline)
+      await sleep(100);
+    assert.equal(await metricValue(node.url, 'sfu_participants'), 0);
+    assert.equal(await metricValue(node.url, 'sfu_rooms'), 0);
+    assert.equal(await metricValue(node.url, 'sfu_subscriptions', { kind: 'video' }), 0);
+  });
+});
