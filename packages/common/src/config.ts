@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { SfuError } from './errors.js';
 import { IceServer } from './protocol.js';
+import { REGIONS } from './regions.js';
 
 /**
  * The dev credentials. They are used only with `--dev` / `SFU_DEV=1` (what `npm start` runs)
@@ -173,6 +174,80 @@ export const CONFIG_FIELDS = {
     default: '15000',
     doc: 'Silence after which a session is ended (`heartbeat-timeout`). At least 2 ping intervals.',
   },
+  redisUrl: {
+    env: 'REDIS_URL',
+    flag: 'redis-url',
+    schema: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
+    doc: 'Redis for the cluster (registry, rooms, relay signalling). Unset: single-node mode with in-memory state.',
+  },
+  latitude: {
+    env: 'SFU_LAT',
+    flag: 'lat',
+    schema: z.coerce.number().min(-90).max(90),
+    doc: "This node's latitude. Default: the `SFU_REGION` preset's (see `packages/common/src/regions.ts`).",
+  },
+  longitude: {
+    env: 'SFU_LON',
+    flag: 'lon',
+    schema: z.coerce.number().min(-180).max(180),
+    doc: "This node's longitude. Default: the `SFU_REGION` preset's.",
+  },
+  capacity: {
+    env: 'SFU_CAPACITY',
+    flag: 'capacity',
+    schema: z.coerce.number().int().min(1).max(100_000),
+    default: '500',
+    doc: 'Participants this node takes; a full node is skipped by routing.',
+  },
+  geoipDb: {
+    env: 'SFU_GEOIP_DB',
+    flag: 'geoip-db',
+    schema: z.string().transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    ),
+    doc: 'MMDB file(s) for GeoIP routing: GeoLite2/GeoIP2-City, or DB-IP Lite city (comma-separate its IPv4 and IPv6 files). Replaced files are reloaded. Unset: every caller gets `SFU_DEFAULT_REGION`.',
+  },
+  defaultRegion: {
+    env: 'SFU_DEFAULT_REGION',
+    flag: 'default-region',
+    schema: z.string().regex(/^[a-z0-9-]{1,32}$/, 'a region id'),
+    doc: "Where routing places callers GeoIP cannot locate (private, loopback, unknown addresses). Default: this node's region.",
+  },
+  trustProxy: {
+    env: 'SFU_TRUST_PROXY',
+    flag: 'trust-proxy',
+    schema: z.string().transform((s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean),
+    ),
+    doc: 'Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is believed. Unset: the socket address is the caller.',
+  },
+  registryTtlMs: {
+    env: 'SFU_REGISTRY_TTL_MS',
+    flag: 'registry-ttl-ms',
+    schema: z.coerce.number().int().min(2_000).max(120_000),
+    default: '10000',
+    doc: "TTL of this node's registry record: a node that stops heartbeating disappears after it.",
+  },
+  heartbeatMs: {
+    env: 'SFU_REGISTRY_HEARTBEAT_MS',
+    flag: 'registry-heartbeat-ms',
+    schema: z.coerce.number().int().min(250).max(60_000),
+    default: '3000',
+    doc: 'How often the record (and its load) is refreshed. Less than half the TTL.',
+  },
+  drainTimeoutMs: {
+    env: 'SFU_DRAIN_TIMEOUT_MS',
+    flag: 'drain-timeout-ms',
+    schema: z.coerce.number().int().min(0).max(3_600_000),
+    default: '30000',
+    doc: 'On SIGTERM or `POST /v1/admin/drain`: how long to wait for sessions to move before exiting.',
+  },
   logLevel: {
     env: 'SFU_LOG_LEVEL',
     flag: 'log-level',
@@ -203,6 +278,16 @@ export interface NodeConfig {
   readonly pingIntervalMs: number;
   readonly pingTimeoutMs: number;
   readonly logLevel: Parsed<'logLevel'>;
+  readonly redisUrl: string | undefined;
+  /** Where this node is: SFU_LAT/SFU_LON, else the region preset, else (single node only) 0,0. */
+  readonly location: { readonly latitude: number; readonly longitude: number };
+  readonly capacity: number;
+  readonly geoipDb: readonly string[] | undefined;
+  readonly defaultRegion: string;
+  readonly trustProxy: readonly string[];
+  readonly registryTtlMs: number;
+  readonly heartbeatMs: number;
+  readonly drainTimeoutMs: number;
 }
 
 export type ConfigKey = keyof Fields;
@@ -269,6 +354,26 @@ export function loadConfig(
       'SFU_PING_TIMEOUT_MS must be at least twice SFU_PING_INTERVAL_MS, or a single late ping ends a session',
     );
   }
+  if (
+    typeof out.heartbeatMs === 'number' &&
+    typeof out.registryTtlMs === 'number' &&
+    out.heartbeatMs * 2 >= out.registryTtlMs
+  ) {
+    problems.push(
+      'SFU_REGISTRY_HEARTBEAT_MS must be less than half of SFU_REGISTRY_TTL_MS, or one late heartbeat drops the node',
+    );
+  }
+  const region = typeof out.region === 'string' ? out.region : 'local';
+  const preset = REGIONS[region];
+  const lat = out.latitude as number | undefined;
+  const lon = out.longitude as number | undefined;
+  if ((lat === undefined) !== (lon === undefined))
+    problems.push('set both SFU_LAT and SFU_LON, or neither');
+  if (lat === undefined && !preset && out.redisUrl !== undefined) {
+    problems.push(
+      `region "${region}" has no preset location: set SFU_LAT and SFU_LON, or use a preset (${Object.keys(REGIONS).join(', ')})`,
+    );
+  }
   if (problems.length > 0) {
     throw new SfuError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }
@@ -276,6 +381,17 @@ export function loadConfig(
     .replace(/[^a-zA-Z0-9._-]/g, '-')
     .slice(0, 50)}-${randomBytes(3).toString('hex')}`;
   out.announcedIps ??= [];
+  out.trustProxy ??= [];
+  out.defaultRegion ??= region;
+  out.location = Object.freeze(
+    lat !== undefined && lon !== undefined
+      ? { latitude: lat, longitude: lon }
+      : preset
+        ? { latitude: preset.latitude, longitude: preset.longitude }
+        : { latitude: 0, longitude: 0 },
+  );
+  delete out.latitude;
+  delete out.longitude;
   return Object.freeze(out) as unknown as NodeConfig;
 }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import {
@@ -13,13 +14,15 @@ import {
   type ServerMessage,
   SfuError,
   type StreamStats,
-  TokenService,
+  type TokenService,
   TypedEmitter,
 } from '@geosfu/common';
+import { routeRouter } from '@geosfu/registry';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { RTCPeerConnection } from 'werift';
 import { WebSocketServer } from 'ws';
 import { z } from 'zod';
+import { type ControlPlane, routeService } from './cluster.js';
 import { NodeMetrics } from './metrics.js';
 import { Participant } from './Participant.js';
 import { Room } from './Room.js';
@@ -37,6 +40,8 @@ const WEB_ROOT = fileURLToPath(new URL('../../client/dist/web/', import.meta.url
 export type NodeState = 'created' | 'active' | 'draining' | 'closed';
 
 export type SfuNodeEvents = {
+  /** A drain finished: every session was moved and the node deregistered. */
+  drained: [];
   participantJoined: [Room, Participant];
   participantLeft: [Room, Participant, LeaveReason];
 };
@@ -66,15 +71,21 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   #url: string | undefined;
   #lastStats = new WeakMap<Participant, Map<string, { bytes: number; at: number }>>();
 
-  constructor(config: NodeConfig, logger: Logger) {
+  readonly plane: ControlPlane;
+  #loadTimer: NodeJS.Timeout | undefined;
+  #cpuMark = { usage: process.cpuUsage(), at: performance.now(), bytesOut: 0 };
+  #drained: Promise<void> | undefined;
+
+  constructor(config: NodeConfig, logger: Logger, plane: ControlPlane) {
     super((event, error) => logger.error({ err: error, event }, 'node listener threw'));
     this.config = config;
+    this.plane = plane;
     this.#logger = logger.child({
       component: 'node',
       nodeId: config.nodeId,
       region: config.region,
     });
-    this.tokens = new TokenService(config.apiKey, config.apiSecret);
+    this.tokens = plane.tokens;
     this.metrics = new NodeMetrics(
       { nodeId: config.nodeId, region: config.region, version: VERSION },
       {
@@ -170,8 +181,46 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     this.#url = (
       this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
     ).replace(/\/$/, '');
+    await this.plane.registry.register({
+      id: this.nodeId,
+      region: this.region,
+      latitude: this.config.location.latitude,
+      longitude: this.config.location.longitude,
+      url: this.#url,
+      signalUrl: `${this.#url.replace(/^http/, 'ws')}/v1/signal`,
+      state: 'active',
+      capacity: this.config.capacity,
+      load: this.#load(),
+      version: VERSION,
+      startedAt: Date.now(),
+    });
+    this.plane.registry.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
+    this.#loadTimer = setInterval(() => {
+      this.plane.registry.update({ load: this.#load() }).catch((error: unknown) => {
+        this.#logger.warn({ err: error }, 'load update failed');
+      });
+    }, this.config.heartbeatMs);
     this.#state = 'active';
     return { url: this.#url, port };
+  }
+
+  /** Participants, tracks, CPU and forwarded bitrate since the previous call. */
+  #load() {
+    const now = performance.now();
+    const usage = process.cpuUsage();
+    const elapsedUs = Math.max(1, (now - this.#cpuMark.at) * 1000);
+    const cpuUs = usage.user - this.#cpuMark.usage.user + usage.system - this.#cpuMark.usage.system;
+    const bytesOut = this.#count((p) =>
+      [...p.subscriptions.values()].reduce((n, s) => n + s.bytesOut, 0),
+    );
+    const bitrate = Math.max(0, ((bytesOut - this.#cpuMark.bytesOut) * 8) / (elapsedUs / 1e6));
+    this.#cpuMark = { usage, at: now, bytesOut };
+    return {
+      participants: this.#bySession.size,
+      publishedTracks: this.#count((p) => p.publications.size),
+      cpu: Math.min(1, cpuUs / elapsedUs / Math.max(1, availableParallelism())),
+      forwardedBitrate: Math.round(bitrate),
+    };
   }
 
   // -------------------------------------------------------------------------------------
@@ -210,6 +259,12 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     }
     room.assertCanJoin(token.identity);
     const previous = room.sessionOf(token.identity);
+    if (!previous && this.#bySession.size >= this.config.capacity) {
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `this node is full (${this.config.capacity} participants); ask /v1/route for another`,
+      );
+    }
     if (previous) {
       // The page-refresh case: the newer session wins. Ending the old one removes it from
       // the room synchronously; its later socket close finds it already ended.
@@ -322,6 +377,29 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         next(error);
       }
     });
+    app.use(
+      routeRouter(
+        routeService(this.plane, this.config, this.#logger, (result) =>
+          this.metrics.routeDecisions.inc({ result }),
+        ),
+      ),
+    );
+    app.post('/v1/admin/drain', async (req, res, next) => {
+      try {
+        const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+        const token = await this.tokens.verify(match?.[1]);
+        if (!token.grants.admin)
+          throw new SfuError(
+            'PERMISSION_DENIED',
+            'draining needs a token with the admin grant (sfu-node token --admin)',
+          );
+        this.#logger.info({ by: token.identity }, 'drain requested');
+        void this.drain().then(() => this.safeEmit('drained'));
+        res.status(202).json({ state: this.#state, sessions: this.#bySession.size });
+      } catch (error) {
+        next(error);
+      }
+    });
     if (this.config.dev) {
       app.post('/v1/dev/token', async (req, res, next) => {
         try {
@@ -370,10 +448,48 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     return app;
   }
 
+  /**
+   * Takes the node out of service without dropping anyone silently: it is marked draining in
+   * the registry (routing skips it at once), every client is told to reconnect with a fresh
+   * route, and the node deregisters. Waits at most SFU_DRAIN_TIMEOUT_MS for sessions to end.
+   */
+  drain(): Promise<void> {
+    if (this.#drained !== undefined) return this.#drained;
+    this.#drained = (async () => {
+      if (this.#state !== 'active') return;
+      this.#state = 'draining';
+      await this.plane.registry
+        .update({ state: 'draining' }, { immediate: true })
+        .catch((error: unknown) => {
+          this.#logger.warn({ err: error }, 'could not mark the node draining in the registry');
+        });
+      let reconnect: { url: string } | undefined;
+      try {
+        reconnect = { url: this.plane.selector.select({}).node.url };
+      } catch {
+        // No other node can take the sessions: clients are told to come back later.
+        reconnect = undefined;
+      }
+      this.#logger.info({ sessions: this.#bySession.size, reconnect }, 'draining');
+      const ending = [...this.#connections].map((c) => c.end('draining', reconnect));
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.config.drainTimeoutMs);
+      });
+      await Promise.race([Promise.allSettled(ending), deadline]);
+      clearTimeout(timer);
+      await this.plane.registry.deregister().catch((error: unknown) => {
+        this.#logger.warn({ err: error }, 'deregistration failed; the record will expire');
+      });
+    })();
+    return this.#drained;
+  }
+
   /** Ends every session (clients are told why), closes every PeerConnection and the server. */
   async close(reason: LeaveReason = 'server-shutdown'): Promise<void> {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    clearInterval(this.#loadTimer);
     await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));
     for (const room of this.#rooms.values()) room.close();
     this.#rooms.clear();
@@ -384,6 +500,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     }
+    await this.plane.registry.deregister().catch((error: unknown) => {
+      this.#logger.warn({ err: error }, 'deregistration failed; the record will expire');
+    });
+    await this.plane.close();
     this.removeAllListeners();
   }
 }

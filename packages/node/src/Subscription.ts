@@ -18,6 +18,7 @@ export class Subscription {
   #logger: Logger;
   #unsubscribe: Array<() => void> = [];
   packetsOut = 0;
+  bytesOut = 0;
 
   constructor(options: {
     publication: Publication;
@@ -64,6 +65,7 @@ export class Subscription {
     this.packetsOut++;
     this.#counters.packets.inc();
     this.#counters.bytes.inc(packet.length - 12);
+    this.bytesOut += packet.length;
     if (this.#firstPacket) {
       const first = this.#firstPacket;
       this.#firstPacket = undefined;

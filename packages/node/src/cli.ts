@@ -16,6 +16,7 @@ import {
   SfuError,
   TokenService,
 } from '@geosfu/common';
+import { openControlPlane } from './cluster.js';
 import { SfuNode } from './SfuNode.js';
 
 const USAGE = `usage:
@@ -61,7 +62,8 @@ async function token(argv: string[]): Promise<void> {
 async function serve(argv: string[]): Promise<void> {
   const config = loadConfig(argv);
   const logger = createRootLogger({ level: config.logLevel });
-  const node = new SfuNode(config, logger);
+  const plane = await openControlPlane(config, logger);
+  const node = new SfuNode(config, logger, plane);
   const { url, port } = await node.start();
   logger.info(
     { url, port, nodeId: config.nodeId, region: config.region, dev: config.dev },
@@ -72,14 +74,17 @@ async function serve(argv: string[]): Promise<void> {
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
-    node.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    logger.info({ signal }, 'draining, then shutting down');
+    node
+      .drain()
+      .then(() => node.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -26,6 +26,8 @@ export class NodeMetrics {
   readonly keyframes: Counter;
   readonly signalErrors: Counter<'code'>;
   readonly joinDuration: Histogram;
+  readonly routeDecisions: Counter<'result'>;
+  readonly redisErrors: Counter<'op'>;
 
   constructor(info: { nodeId: string; region: string; version: string }, source: NodeGaugeSource) {
     const registers = [this.registry];
@@ -105,6 +107,18 @@ export class NodeMetrics {
       name: 'sfu_signal_errors_total',
       help: 'Errors sent to signalling clients, by code',
       labelNames: ['code'],
+      registers,
+    });
+    this.routeDecisions = new Counter({
+      name: 'sfu_route_decisions_total',
+      help: 'Answers of /v1/route by reason (nearest, least-loaded-nearby, pinned-region, pinned-node, default-region) or error',
+      labelNames: ['result'],
+      registers,
+    });
+    this.redisErrors = new Counter({
+      name: 'sfu_redis_errors_total',
+      help: 'Redis commands or connections that failed, by operation',
+      labelNames: ['op'],
       registers,
     });
     this.joinDuration = new Histogram({

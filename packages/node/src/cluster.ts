@@ -1,0 +1,69 @@
+import { type Logger, type NodeConfig, TokenService } from '@geosfu/common';
+import {
+  GeoIpLocator,
+  MemoryNodeRegistry,
+  type NodeRegistry,
+  NodeSelector,
+  RedisNodeRegistry,
+  type RouteResult,
+  RouteService,
+  trustedProxies,
+} from '@geosfu/registry';
+
+/** What a node (or the directory) needs from the control plane. */
+export interface ControlPlane {
+  registry: NodeRegistry;
+  locator: GeoIpLocator | undefined;
+  selector: NodeSelector;
+  tokens: TokenService;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the control plane from the config: Redis when `REDIS_URL` is set, in memory
+ * otherwise (single-node mode); GeoIP when `SFU_GEOIP_DB` is set.
+ */
+export async function openControlPlane(config: NodeConfig, logger: Logger): Promise<ControlPlane> {
+  const timing = { ttlMs: config.registryTtlMs, heartbeatMs: config.heartbeatMs };
+  const registry: NodeRegistry = config.redisUrl
+    ? new RedisNodeRegistry({ url: config.redisUrl, logger, ...timing })
+    : new MemoryNodeRegistry({ logger, ...timing });
+  const locator = config.geoipDb
+    ? await GeoIpLocator.open({ paths: config.geoipDb, logger })
+    : undefined;
+  try {
+    await registry.start();
+  } catch (error) {
+    await locator?.close();
+    throw error;
+  }
+  return {
+    registry,
+    locator,
+    selector: new NodeSelector(registry, {
+      defaultRegion: config.defaultRegion,
+      // A default region without a preset can only be this node's own (located by SFU_LAT/LON).
+      ...(config.defaultRegion === config.region ? { defaultLocation: config.location } : {}),
+    }),
+    tokens: new TokenService(config.apiKey, config.apiSecret),
+    async close() {
+      await Promise.allSettled([registry.close(), locator?.close()]);
+    },
+  };
+}
+
+export function routeService(
+  plane: ControlPlane,
+  config: NodeConfig,
+  logger: Logger,
+  onDecision?: (r: RouteResult) => void,
+): RouteService {
+  return new RouteService({
+    tokens: plane.tokens,
+    selector: plane.selector,
+    locator: plane.locator,
+    trusted: trustedProxies(config.trustProxy),
+    logger,
+    ...(onDecision ? { onDecision } : {}),
+  });
+}

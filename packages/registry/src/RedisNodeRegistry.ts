@@ -1,0 +1,606 @@
+import {
+  InvalidStateError,
+  type Logger,
+  SfuError,
+  silentLogger,
+  TypedEmitter,
+} from '@geosfu/common';
+import { Redis, type RedisOptions } from 'ioredis';
+import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX, type RegistryKeys, registryKeys } from './keys.js';
+import {
+  type NodeRecord,
+  type NodeRecordInput,
+  type NodeUpdate,
+  parseNodeRecord,
+} from './NodeRecord.js';
+import {
+  applyUpdate,
+  initialRecord,
+  MembershipView,
+  type NodeRegistry,
+  type NodeRegistryEvents,
+  type RegistryTimingOptions,
+  resolveTiming,
+} from './NodeRegistry.js';
+
+export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
+  /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
+  url: string;
+  /** Extra ioredis options (TLS, Sentinel ...); the registry's own settings below win. */
+  redisOptions?: RedisOptions;
+  /** Prefix of every key and channel; default `sfu:`. Tests use one per suite. */
+  keyPrefix?: string;
+  logger?: Logger;
+}
+
+/** How many keys one SCAN step and one MGET ask for. */
+const SCAN_COUNT = 200;
+/** Longest wait for QUIT on close before the socket is cut. */
+const QUIT_TIMEOUT_MS = 1_000;
+/** Reconnect back-off floor and cap; the cap is also bounded by the heartbeat. */
+const RECONNECT_MIN_MS = 50;
+const RECONNECT_MAX_MS = 2_000;
+
+/** A membership message on the nodes channel. Validated: it comes from the network. */
+const MembershipMessage = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('up'), node: z.unknown() }),
+  z.object({ type: z.literal('update'), node: z.unknown() }),
+  z.object({ type: z.literal('down'), id: z.string().min(1).max(64) }),
+]);
+type MembershipMessage = { type: 'up' | 'update'; node: NodeRecord } | { type: 'down'; id: string };
+
+/**
+ * The node registry on Redis.
+ *
+ * - Each node's record is a string key `{prefix}node:{id}` with a TTL, rewritten whole
+ *   (SET ... PX ttl) on every heartbeat, so a Redis that restarted empty gets it back on
+ *   the next beat, and a node that dies disappears on its own.
+ * - Changes are announced on `{prefix}nodes` (register, deregister, state change) and
+ *   expiries come from keyspace notifications when the server allows enabling them.
+ * - Every heartbeat also SCANs the prefix and reconciles the view: the safety net for lost
+ *   messages, refused keyspace notifications and reconnects. A SIGKILLed node therefore
+ *   leaves every view within TTL + one heartbeat at worst.
+ * - Redis errors never throw out of the background work: they are counted (`redisError`),
+ *   logged, and the last known view is kept.
+ */
+export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implements NodeRegistry {
+  readonly kind = 'redis';
+  readonly ttlMs: number;
+  readonly heartbeatMs: number;
+  readonly keys: RegistryKeys;
+  readonly #logger: Logger;
+  readonly #view: MembershipView;
+  readonly #cmd: Redis;
+  readonly #sub: Redis;
+  readonly #db: number;
+  readonly #redisLabel: string;
+
+  /** This node's record; load changes made by update() go out with the next heartbeat. */
+  #self: NodeRecord | undefined;
+  /**
+   * Our node id from register() on, kept after deregister(): our own published messages
+   * and a SCAN that raced our DEL can arrive after it and must not bring us back.
+   */
+  #ownId: string | undefined;
+  #state: 'new' | 'starting' | 'running' | 'closed' = 'new';
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #tickRunning: Promise<void> | undefined;
+  #tickAgain = false;
+  #reconcileChain: Promise<void> = Promise.resolve();
+  /** Bumped on every pub/sub event; see #reconcile for why. */
+  #seq = 0;
+  readonly #touched = new Map<string, number>();
+  /** Until then, a node missing from SCAN is not removed (Redis just came back empty). */
+  #graceUntil = 0;
+  #degraded = false;
+  #keyspaceWarned = false;
+  /** Keys whose invalid record was already logged: once is enough, not every heartbeat. */
+  readonly #badKeys = new Set<string>();
+
+  constructor(options: RedisNodeRegistryOptions) {
+    const logger = (options.logger ?? silentLogger()).child({ component: 'registry' });
+    super((event, error) => logger.error({ err: error, event }, 'registry listener threw'));
+    ({ ttlMs: this.ttlMs, heartbeatMs: this.heartbeatMs } = resolveTiming(options));
+    this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    this.#logger = logger;
+    this.#view = new MembershipView(this, logger);
+    this.#redisLabel = redactUrl(options.url);
+
+    const reconnectCap = Math.min(RECONNECT_MAX_MS, this.heartbeatMs);
+    const redisOptions: RedisOptions = {
+      ...options.redisOptions,
+      lazyConnect: true,
+      // Fail fast while disconnected instead of queueing: a heartbeat that waits in a
+      // queue is worse than one that fails, is counted, and is retried on the next beat.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      autoResubscribe: true,
+      // Every command has a deadline; a heartbeat period is plenty for one round trip.
+      commandTimeout: Math.min(this.heartbeatMs, 1_000),
+      connectTimeout: Math.max(1_000, this.heartbeatMs),
+      // Exponential back-off with full jitter, capped so that a Redis restart is noticed
+      // within about a heartbeat.
+      retryStrategy: (times: number) =>
+        Math.max(
+          RECONNECT_MIN_MS,
+          Math.round(Math.random() * Math.min(reconnectCap, RECONNECT_MIN_MS * 2 ** times)),
+        ),
+    };
+    this.#cmd = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-registry' });
+    this.#sub = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-registry-sub' });
+    this.#db = this.#cmd.options.db ?? 0;
+
+    for (const [client, name] of [
+      [this.#cmd, 'connect'],
+      [this.#sub, 'subscriber'],
+    ] as const) {
+      // Without an 'error' listener ioredis prints every failed reconnect to the console.
+      client.on('error', (error: Error) => this.#redisError(name, error));
+    }
+    this.#cmd.on('ready', () => this.#onReady('command'));
+    this.#sub.on('ready', () => this.#onReady('subscriber'));
+    this.#sub.on('message', (channel: string, message: string) =>
+      this.#onMessage(channel, message),
+    );
+  }
+
+  get self(): NodeRecord | undefined {
+    return this.#self;
+  }
+
+  get connected(): boolean {
+    return this.#cmd.status === 'ready' && this.#sub.status === 'ready';
+  }
+
+  start(): Promise<void> {
+    if (this.#state === 'closed') {
+      return Promise.reject(new InvalidStateError('the registry is closed'));
+    }
+    this.#starting ??= this.#start().catch((error: unknown) => {
+      this.#starting = undefined; // a later start() may try again
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    this.#state = 'starting';
+    try {
+      await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
+      await this.#ensureKeyspaceEvents();
+      await this.#sub.subscribe(this.keys.nodesChannel, this.keys.expiredChannel(this.#db));
+      await this.#reconcile(true);
+    } catch (error) {
+      // ioredis goes on reconnecting after a failed first connect; stop it.
+      this.#cmd.disconnect();
+      this.#sub.disconnect();
+      this.#state = 'new';
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `cannot use Redis at ${this.#redisLabel}: ${(error as Error).message}; check REDIS_URL (or leave it unset for single-node mode)`,
+        { cause: error },
+      );
+    }
+    if (this.#state !== 'starting') return; // closed meanwhile
+    this.#state = 'running';
+    this.#logger.info(
+      { redis: this.#redisLabel, prefix: this.keys.prefix, nodes: this.#view.size },
+      'node registry connected',
+    );
+    this.#schedule(this.heartbeatMs);
+  }
+
+  async register(input: NodeRecordInput): Promise<NodeRecord> {
+    await this.start();
+    this.#assertOpen();
+    if (this.#self) throw new InvalidStateError('already registered: use update()');
+    const record = initialRecord(input, Date.now());
+    try {
+      await this.#cmd.set(this.keys.node(record.id), JSON.stringify(record), 'PX', this.ttlMs);
+    } catch (error) {
+      this.#redisError('register', error);
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `cannot register node ${record.id} in Redis at ${this.#redisLabel}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    this.#self = record;
+    this.#ownId = record.id;
+    this.#view.upsert(record);
+    await this.#publish({ type: 'up', node: record });
+    this.#logger.info({ nodeId: record.id, region: record.region }, 'node registered');
+    return record;
+  }
+
+  async update(patch: NodeUpdate, options: { immediate?: boolean } = {}): Promise<NodeRecord> {
+    this.#assertOpen();
+    const current = this.#self;
+    if (!current) throw new InvalidStateError('not registered: call register() first');
+    const next = applyUpdate(current, patch, Date.now());
+    this.#self = next;
+    this.#view.upsert(next);
+    const announce = next.state !== current.state || next.capacity !== current.capacity;
+    if (announce || options.immediate) {
+      await this.#writeSelf('update');
+      if (announce) await this.#publish({ type: 'update', node: next });
+    }
+    return next;
+  }
+
+  async deregister(): Promise<void> {
+    const self = this.#self;
+    if (!self) return;
+    this.#self = undefined;
+    this.#view.remove(self.id, 'deregistered');
+    try {
+      await this.#cmd.del(this.keys.node(self.id));
+    } catch (error) {
+      // The record still expires within the TTL; nothing else to do.
+      this.#redisError('deregister', error);
+    }
+    await this.#publish({ type: 'down', id: self.id });
+    this.#logger.info({ nodeId: self.id }, 'node deregistered');
+  }
+
+  list(): readonly NodeRecord[] {
+    return this.#view.list();
+  }
+
+  get(id: string): NodeRecord | undefined {
+    return this.#view.get(id);
+  }
+
+  async refresh(): Promise<void> {
+    this.#assertOpen();
+    await this.start();
+    await this.#runReconcile();
+  }
+
+  close(options: { deregister?: boolean } = {}): Promise<void> {
+    this.#closing ??= this.#close(options.deregister ?? true);
+    return this.#closing;
+  }
+
+  async #close(deregister: boolean): Promise<void> {
+    // Let a start in progress settle first, so that it does not reconnect behind us.
+    await this.#starting?.catch(() => {
+      // start() failed: its error went to whoever called it; closing goes on.
+    });
+    if (deregister) await this.deregister();
+    this.#state = 'closed';
+    this.#self = undefined;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#tickRunning;
+    await this.#reconcileChain;
+    await Promise.all([quit(this.#sub), quit(this.#cmd)]);
+    this.#view.clear();
+    this.#touched.clear();
+    this.#logger.debug('node registry closed');
+  }
+
+  // ---- heartbeat and reconcile -------------------------------------------------------
+
+  #schedule(delayMs: number): void {
+    if (this.#state !== 'running') return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#tickRunning = this.#tick().finally(() => {
+        this.#tickRunning = undefined;
+      });
+    }, delayMs);
+  }
+
+  /** Runs a heartbeat and reconcile now (after a reconnect, or on our own expiry). */
+  #tickSoon(): void {
+    if (this.#tickRunning !== undefined) this.#tickAgain = true;
+    else this.#schedule(0);
+  }
+
+  async #tick(): Promise<void> {
+    const started = Date.now();
+    this.#tickAgain = false;
+    try {
+      await this.#heartbeat();
+      await this.#runReconcile();
+    } catch (error) {
+      // Both catch their Redis errors; this is a bug, and the heartbeat must go on anyway.
+      this.#logger.error({ err: error }, 'registry tick failed');
+    } finally {
+      const elapsed = Date.now() - started;
+      this.#schedule(this.#tickAgain ? 0 : Math.max(0, this.heartbeatMs - elapsed));
+    }
+  }
+
+  async #heartbeat(): Promise<void> {
+    const self = this.#self;
+    if (!self) return;
+    // Stamp the time of this write: readers use it to order copies of the record.
+    const record = applyUpdate(self, {}, Date.now());
+    this.#self = record;
+    let previous: string | null;
+    try {
+      // SET (not EXPIRE): a Redis that restarted empty gets the whole record back. GET
+      // tells us whether it was gone, in which case the others hear of it now.
+      previous = await this.#cmd.set(
+        this.keys.node(record.id),
+        JSON.stringify(record),
+        'PX',
+        this.ttlMs,
+        'GET',
+      );
+    } catch (error) {
+      this.#redisError('heartbeat', error);
+      return;
+    }
+    if (previous === null && this.#self?.id === record.id) {
+      this.#logger.warn(
+        { nodeId: record.id },
+        'own record was gone (Redis restarted, or a heartbeat was late by more than the TTL): registered again',
+      );
+      await this.#publish({ type: 'up', node: record });
+    }
+  }
+
+  async #writeSelf(op: string): Promise<void> {
+    const self = this.#self;
+    if (!self) return;
+    try {
+      await this.#cmd.set(this.keys.node(self.id), JSON.stringify(self), 'PX', this.ttlMs);
+    } catch (error) {
+      // The next heartbeat writes it.
+      this.#redisError(op, error);
+    }
+  }
+
+  #runReconcile(): Promise<void> {
+    // One reconcile at a time: they share the #touched bookkeeping.
+    this.#reconcileChain = this.#reconcileChain
+      .then(() => this.#reconcile(false))
+      .catch((error: unknown) => {
+        // #reconcile handles Redis errors itself; anything else is a bug to log, and the
+        // chain must stay usable for the next one.
+        this.#logger.error({ err: error }, 'reconcile failed');
+      });
+    return this.#reconcileChain;
+  }
+
+  /**
+   * Reads every node record (SCAN + MGET) and makes the view match.
+   *
+   * A pub/sub event can arrive while the SCAN is in flight: a "down" for node X, then our
+   * stale SCAN result that still holds X would bring X back. So every event stamps its node
+   * with a sequence number, and the reconcile leaves alone any node touched after it began.
+   */
+  async #reconcile(throwOnError: boolean): Promise<void> {
+    const startSeq = this.#seq;
+    const found = new Map<string, NodeRecord>();
+    try {
+      const keys = new Set<string>();
+      let cursor = '0';
+      do {
+        const [next, batch] = await this.#cmd.scan(
+          cursor,
+          'MATCH',
+          this.keys.nodePattern,
+          'COUNT',
+          SCAN_COUNT,
+        );
+        cursor = next;
+        for (const key of batch) keys.add(key);
+      } while (cursor !== '0');
+      const list = [...keys];
+      for (let i = 0; i < list.length; i += SCAN_COUNT) {
+        const chunk = list.slice(i, i + SCAN_COUNT);
+        const values = await this.#cmd.mget(...chunk);
+        chunk.forEach((key, j) => {
+          const value = values[j];
+          if (value === null || value === undefined) return; // expired between SCAN and MGET
+          const record = this.#parseStored(key, value);
+          if (record) found.set(record.id, record);
+        });
+      }
+    } catch (error) {
+      if (throwOnError) throw error;
+      this.#redisError('reconcile', error);
+      return; // keep the last known view
+    }
+    if (this.#state === 'closed') return;
+    if (this.#degraded) {
+      // Errors without a disconnect (timeouts of a hung server) end here, not in #onReady.
+      this.#degraded = false;
+      this.#logger.info({ redis: this.#redisLabel }, 'Redis answering again');
+    }
+    const touchedSince = (id: string) => (this.#touched.get(id) ?? -1) >= startSeq;
+    const selfId = this.#ownId;
+    for (const [id, record] of found) {
+      if (id === selfId) {
+        if (this.#self && record.startedAt !== this.#self.startedAt) {
+          this.#logger.error(
+            { nodeId: id, otherStartedAt: record.startedAt },
+            'another process writes a record under this node id: give every node its own SFU_NODE_ID',
+          );
+        }
+        continue;
+      }
+      if (!touchedSince(id)) this.#view.upsert(record);
+    }
+    if (Date.now() >= this.#graceUntil) {
+      for (const id of this.#view.ids()) {
+        if (id !== selfId && !found.has(id) && !touchedSince(id)) this.#view.remove(id, 'expired');
+      }
+    }
+    for (const [id, seq] of this.#touched) if (seq < startSeq) this.#touched.delete(id);
+  }
+
+  #parseStored(key: string, value: string): NodeRecord | undefined {
+    const id = this.keys.nodeIdOf(key);
+    try {
+      const record = parseNodeRecord(JSON.parse(value));
+      if (record.id !== id) throw new Error(`the record says id ${record.id}`);
+      this.#badKeys.delete(key);
+      return record;
+    } catch (error) {
+      if (!this.#badKeys.has(key)) {
+        this.#badKeys.add(key);
+        this.#logger.warn({ key, err: error }, 'ignoring an invalid node record in Redis');
+      }
+      return undefined;
+    }
+  }
+
+  // ---- pub/sub ----------------------------------------------------------------------
+
+  async #publish(message: MembershipMessage): Promise<void> {
+    try {
+      await this.#cmd.publish(this.keys.nodesChannel, JSON.stringify(message));
+    } catch (error) {
+      // Others still see the change on their next reconcile.
+      this.#redisError('publish', error);
+    }
+  }
+
+  #onMessage(channel: string, message: string): void {
+    if (this.#state !== 'running' && this.#state !== 'starting') return;
+    if (channel === this.keys.expiredChannel(this.#db)) {
+      const id = this.keys.nodeIdOf(message);
+      if (id === undefined) return; // some other key of the same database
+      if (id === this.#ownId) {
+        if (this.#self) {
+          this.#logger.warn({ nodeId: id }, 'own record expired: heartbeat late by > TTL');
+          this.#tickSoon(); // write it again now
+        }
+        return;
+      }
+      this.#touch(id);
+      this.#view.remove(id, 'expired');
+      return;
+    }
+    if (channel !== this.keys.nodesChannel) return;
+    const parsed = this.#parseMessage(message);
+    if (!parsed) return;
+    const id = parsed.type === 'down' ? parsed.id : parsed.node.id;
+    if (id === this.#ownId) return; // our own echo
+    this.#touch(id);
+    if (parsed.type === 'down') this.#view.remove(id, 'deregistered');
+    else this.#view.upsert(parsed.node);
+  }
+
+  #parseMessage(message: string): MembershipMessage | undefined {
+    try {
+      const raw = MembershipMessage.parse(JSON.parse(message));
+      return raw.type === 'down' ? raw : { type: raw.type, node: parseNodeRecord(raw.node) };
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'ignoring an invalid message on the nodes channel');
+      return undefined;
+    }
+  }
+
+  #touch(id: string): void {
+    this.#touched.set(id, this.#seq++);
+  }
+
+  // ---- connection -------------------------------------------------------------------
+
+  #onReady(which: 'command' | 'subscriber'): void {
+    // The first 'ready' of each client happens inside start(), which does the set-up.
+    if (this.#state !== 'running') return;
+    if (this.#degraded && this.connected) {
+      this.#degraded = false;
+      this.#logger.info({ redis: this.#redisLabel }, 'Redis connection restored');
+    }
+    if (which === 'command') {
+      // Redis may have restarted empty: the others re-register on their next heartbeat, so
+      // do not drop nodes that are merely missing for one TTL. A restarted server has also
+      // forgotten the notify-keyspace-events setting.
+      this.#graceUntil = Date.now() + this.ttlMs;
+      void this.#ensureKeyspaceEvents();
+    }
+    // Write our record now (it may be gone) and re-read everything: messages published
+    // while we were away are lost (ioredis re-subscribes, it does not replay).
+    this.#tickSoon();
+  }
+
+  /**
+   * Turns on expired-key events (`E` + `x`), keeping flags someone else set. Managed Redis
+   * services often refuse CONFIG: then the reconcile alone notices expiry.
+   */
+  async #ensureKeyspaceEvents(): Promise<void> {
+    try {
+      const reply = (await this.#cmd.config('GET', 'notify-keyspace-events')) as string[];
+      const flags = reply[1] ?? '';
+      const hasExpired = flags.includes('x') || flags.includes('A');
+      if (flags.includes('E') && hasExpired) return;
+      const merged = [...new Set(`${flags}E${hasExpired ? '' : 'x'}`)].join('');
+      await this.#cmd.config('SET', 'notify-keyspace-events', merged);
+    } catch (error) {
+      if (!this.#keyspaceWarned) {
+        this.#keyspaceWarned = true;
+        this.#logger.warn(
+          { err: error },
+          `cannot enable keyspace notifications; expiry is noticed by the reconcile within TTL + ${this.heartbeatMs} ms`,
+        );
+      }
+    }
+  }
+
+  #redisError(op: string, error: unknown): void {
+    const err = error instanceof Error ? error : new Error(String(error));
+    if (this.#state === 'closed') return;
+    this.safeEmit('redisError', op, err);
+    if (!this.#degraded) {
+      this.#degraded = true;
+      this.#logger.warn(
+        { op, err, redis: this.#redisLabel },
+        'Redis error: keeping the last known node list',
+      );
+    } else {
+      this.#logger.debug({ op, err: err.message }, 'Redis error');
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#state === 'closed' || this.#closing !== undefined) {
+      throw new InvalidStateError('the registry is closed');
+    }
+  }
+}
+
+/** QUIT politely, cut the socket if Redis does not answer in time. */
+async function quit(client: Redis): Promise<void> {
+  // 'wait': never connected (lazyConnect); a QUIT would connect just to say goodbye.
+  if (client.status === 'end' || client.status === 'wait') {
+    client.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.quit(),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+      }),
+    ]);
+  } catch {
+    // QUIT fails when the connection is already down; disconnect() below is what matters.
+  } finally {
+    clearTimeout(timer);
+    client.disconnect();
+  }
+}
+
+/** The URL without its password, for logs and error messages. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable Redis URL)'; // never echo it: it may hold a password
+  }
+}

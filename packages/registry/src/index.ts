@@ -1,0 +1,59 @@
+export {
+  DEFAULT_GEOIP_POLL_MS,
+  GeoIpLocator,
+  type GeoIpLocatorEvents,
+  type GeoIpLocatorOptions,
+  type GeoLookup,
+} from './GeoIpLocator.js';
+export {
+  clientAddress,
+  isPrivateAddress,
+  normalizeIp,
+  type TrustedProxies,
+  trustedProxies,
+} from './ip.js';
+export { DEFAULT_KEY_PREFIX, type RegistryKeys, registryKeys } from './keys.js';
+export {
+  MemoryNodeRegistry,
+  type MemoryNodeRegistryOptions,
+  MemoryNodeStore,
+} from './MemoryNodeRegistry.js';
+export {
+  NodeLoad,
+  NodeRecord,
+  type NodeRecordInput,
+  NodeState,
+  type NodeUpdate,
+  parseNodeRecord,
+} from './NodeRecord.js';
+export {
+  DEFAULT_HEARTBEAT_MS,
+  DEFAULT_TTL_MS,
+  MAX_TTL_MS,
+  MIN_HEARTBEAT_MS,
+  MIN_TTL_MS,
+  type NodeDownReason,
+  type NodeRegistry,
+  type NodeRegistryEvents,
+  type RegistryTimingOptions,
+  resolveTiming,
+} from './NodeRegistry.js';
+export {
+  DEFAULT_NEARBY_RADIUS_KM,
+  type NodePin,
+  NodeSelector,
+  type NodeSelectorOptions,
+  type NodeSource,
+  type Selection,
+  type SelectionReason,
+  type SelectRequest,
+  selectNode,
+} from './NodeSelector.js';
+export { RedisNodeRegistry, type RedisNodeRegistryOptions } from './RedisNodeRegistry.js';
+export {
+  type RouteAnswer,
+  type RouteRequest,
+  type RouteResult,
+  RouteService,
+} from './RouteService.js';
+export { routeRouter } from './routeApi.js';
