@@ -7,7 +7,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = fileURLToPath(new URL('../../packages/node/src/cli.ts', import.meta.url));
+const CLIS = {
+  node: fileURLToPath(new URL('../../packages/node/src/cli.ts', import.meta.url)),
+  directory: fileURLToPath(new URL('../../packages/registry/src/directoryCli.ts', import.meta.url)),
+};
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -28,6 +31,8 @@ export interface NodeProcess {
 }
 
 export interface StartNodeOptions {
+  /** Which process: an SFU node (default) or `sfu-directory`. */
+  role?: 'node' | 'directory';
   nodeId?: string;
   region?: string;
   env?: Record<string, string>;
@@ -42,14 +47,13 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     '--conditions=source',
     '--import',
     'tsx',
-    CLI,
+    CLIS[options.role ?? 'node'],
     '--dev',
     '--host',
     '127.0.0.1',
     '--port',
     '0',
-    '--rtc-host-addresses',
-    '127.0.0.1',
+    ...(options.role === 'directory' ? [] : ['--rtc-host-addresses', '127.0.0.1']),
     ...(options.nodeId ? ['--node-id', options.nodeId] : []),
     ...(options.region ? ['--region', options.region] : []),
     ...(options.args ?? []),
@@ -83,7 +87,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
         return; // not a log line (a library printing to stdout): keep reading
       }
       logs.push(entry);
-      if (entry.msg === 'node listening') resolve(entry);
+      if (entry.msg === 'node listening' || entry.msg === 'directory listening') resolve(entry);
     });
     void exited.then((code) =>
       reject(new Error(`node exited with ${code} before listening:\n${stderr.join('')}`)),

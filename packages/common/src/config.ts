@@ -279,8 +279,8 @@ export interface NodeConfig {
   readonly pingTimeoutMs: number;
   readonly logLevel: Parsed<'logLevel'>;
   readonly redisUrl: string | undefined;
-  /** Where this node is: SFU_LAT/SFU_LON, else the region preset, else (single node only) 0,0. */
-  readonly location: { readonly latitude: number; readonly longitude: number };
+  /** Where this node is: SFU_LAT/SFU_LON, else the region preset; unknown for other regions. */
+  readonly location: { readonly latitude: number; readonly longitude: number } | undefined;
   readonly capacity: number;
   readonly geoipDb: readonly string[] | undefined;
   readonly defaultRegion: string;
@@ -297,6 +297,19 @@ export type ConfigKey = keyof Fields;
  * validates every field at once and returns a frozen object. Throws SfuError CONFIG_INVALID
  * listing every bad field with what to change.
  */
+/** The node's location, required in cluster mode: routing is by distance. */
+export function requireLocation(config: NodeConfig): { latitude: number; longitude: number } {
+  if (config.location) return config.location;
+  if (config.redisUrl) {
+    throw new SfuError(
+      'CONFIG_INVALID',
+      `region "${config.region}" has no preset location: set SFU_LAT and SFU_LON, or use a preset (${Object.keys(REGIONS).join(', ')})`,
+    );
+  }
+  // A single node is the only choice whatever the distance; 0,0 stands in for "anywhere".
+  return { latitude: 0, longitude: 0 };
+}
+
 export function loadConfig(
   argv: readonly string[] = [],
   env: Readonly<Record<string, string | undefined>> = process.env,
@@ -369,11 +382,6 @@ export function loadConfig(
   const lon = out.longitude as number | undefined;
   if ((lat === undefined) !== (lon === undefined))
     problems.push('set both SFU_LAT and SFU_LON, or neither');
-  if (lat === undefined && !preset && out.redisUrl !== undefined) {
-    problems.push(
-      `region "${region}" has no preset location: set SFU_LAT and SFU_LON, or use a preset (${Object.keys(REGIONS).join(', ')})`,
-    );
-  }
   if (problems.length > 0) {
     throw new SfuError('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
   }
@@ -383,13 +391,12 @@ export function loadConfig(
   out.announcedIps ??= [];
   out.trustProxy ??= [];
   out.defaultRegion ??= region;
-  out.location = Object.freeze(
+  out.location =
     lat !== undefined && lon !== undefined
-      ? { latitude: lat, longitude: lon }
+      ? Object.freeze({ latitude: lat, longitude: lon })
       : preset
-        ? { latitude: preset.latitude, longitude: preset.longitude }
-        : { latitude: 0, longitude: 0 },
-  );
+        ? Object.freeze({ latitude: preset.latitude, longitude: preset.longitude })
+        : undefined;
   delete out.latitude;
   delete out.longitude;
   return Object.freeze(out) as unknown as NodeConfig;

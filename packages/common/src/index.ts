@@ -6,6 +6,7 @@ export {
   DEV_API_SECRET,
   loadConfig,
   type NodeConfig,
+  requireLocation,
 } from './config.js';
 export { InvalidStateError, SfuError, toSfuError } from './errors.js';
 export { type EventMap, TypedEmitter } from './events.js';

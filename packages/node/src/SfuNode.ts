@@ -11,18 +11,24 @@ import {
   LIMITS,
   type Logger,
   type NodeConfig,
+  requireLocation,
   type ServerMessage,
   SfuError,
   type StreamStats,
   type TokenService,
   TypedEmitter,
 } from '@geosfu/common';
-import { routeRouter } from '@geosfu/registry';
-import express, { type NextFunction, type Request, type Response } from 'express';
+import {
+  bearerToken,
+  type ControlPlane,
+  devTokenRouter,
+  errorHandlers,
+  routeRouter,
+  routeService,
+} from '@geosfu/registry';
+import express from 'express';
 import type { RTCPeerConnection } from 'werift';
 import { WebSocketServer } from 'ws';
-import { z } from 'zod';
-import { type ControlPlane, routeService } from './cluster.js';
 import { NodeMetrics } from './metrics.js';
 import { Participant } from './Participant.js';
 import { Room } from './Room.js';
@@ -45,13 +51,6 @@ export type SfuNodeEvents = {
   participantJoined: [Room, Participant];
   participantLeft: [Room, Participant, LeaveReason];
 };
-
-const DevTokenBody = z.object({
-  room: z.string().min(1).max(128),
-  identity: z.string().min(1).max(128),
-  name: z.string().max(128).optional(),
-  canPinRegion: z.boolean().optional(),
-});
 
 /**
  * One SFU node: the HTTP API, the signalling websocket, the local rooms and their media.
@@ -184,8 +183,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     await this.plane.registry.register({
       id: this.nodeId,
       region: this.region,
-      latitude: this.config.location.latitude,
-      longitude: this.config.location.longitude,
+      ...requireLocation(this.config),
       url: this.#url,
       signalUrl: `${this.#url.replace(/^http/, 'ws')}/v1/signal`,
       state: 'active',
@@ -386,8 +384,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     );
     app.post('/v1/admin/drain', async (req, res, next) => {
       try {
-        const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-        const token = await this.tokens.verify(match?.[1]);
+        const token = await this.tokens.verify(bearerToken(req));
         if (!token.grants.admin)
           throw new SfuError(
             'PERMISSION_DENIED',
@@ -400,28 +397,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         next(error);
       }
     });
-    if (this.config.dev) {
-      app.post('/v1/dev/token', async (req, res, next) => {
-        try {
-          const body = DevTokenBody.safeParse(req.body);
-          if (!body.success) {
-            throw new SfuError(
-              'INVALID_ARGUMENT',
-              `bad token request: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`,
-            );
-          }
-          const token = await this.tokens.mint({
-            room: body.data.room,
-            identity: body.data.identity,
-            name: body.data.name ?? body.data.identity,
-            grants: { canPinRegion: body.data.canPinRegion ?? false },
-          });
-          res.json({ token, url: this.url });
-        } catch (error) {
-          next(error);
-        }
-      });
-    }
+    if (this.config.dev) app.use(devTokenRouter(this.tokens, () => this.url));
     if (existsSync(WEB_ROOT)) {
       app.use(express.static(WEB_ROOT, { index: 'index.html', maxAge: 0 }));
     } else {
@@ -432,19 +408,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
           .send('The demo page is not built: run `npm run build` and restart.\n');
       });
     }
-    app.use((_req, _res, next) =>
-      next(new SfuError('NOT_FOUND', 'no such endpoint; see the README for the API')),
-    );
-    app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
-      const e =
-        error instanceof SfuError
-          ? error
-          : error instanceof SyntaxError
-            ? new SfuError('BAD_MESSAGE', `request body is not valid JSON: ${error.message}`)
-            : new SfuError('INTERNAL', 'internal error');
-      if (e.code === 'INTERNAL') this.#logger.error({ err: error }, 'HTTP handler failed');
-      res.status(e.status).json({ error: e.toJSON() });
-    });
+    app.use(...errorHandlers(this.#logger));
     return app;
   }
 

@@ -16,7 +16,7 @@ import {
   SfuError,
   TokenService,
 } from '@geosfu/common';
-import { openControlPlane } from './cluster.js';
+import { openControlPlane } from '@geosfu/registry';
 import { SfuNode } from './SfuNode.js';
 
 const USAGE = `usage:
@@ -86,6 +86,8 @@ async function serve(argv: string[]): Promise<void> {
         },
       );
   };
+  // A drain through the admin API ends the process too, once every session has moved.
+  node.on('drained', () => stop('admin drain'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 }

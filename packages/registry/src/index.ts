@@ -1,3 +1,5 @@
+export { type ControlPlane, openControlPlane, routeService } from './ControlPlane.js';
+export { Directory } from './Directory.js';
 export {
   DEFAULT_GEOIP_POLL_MS,
   GeoIpLocator,
@@ -56,4 +58,4 @@ export {
   type RouteResult,
   RouteService,
 } from './RouteService.js';
-export { routeRouter } from './routeApi.js';
+export { bearerToken, devTokenRouter, errorHandlers, routeRouter } from './routeApi.js';

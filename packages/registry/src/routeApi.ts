@@ -1,18 +1,24 @@
-import { SfuError } from '@geosfu/common';
-import { type Request, type Response, Router } from 'express';
+import { type Logger, SfuError, type TokenService } from '@geosfu/common';
+import { type NextFunction, type Request, type Response, Router } from 'express';
+import { z } from 'zod';
 import type { RouteService } from './RouteService.js';
 
 function one(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
+/** The token of an `Authorization: Bearer <token>` header, if any. */
+export function bearerToken(req: Request): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+}
+
 /**
  * `GET /v1/route?room=R[&region=X|&node=ID]` with `Authorization: Bearer <token>`: the
- * same endpoint on every node and on `sfu-directory`. Errors are `{error: {code, message}}`.
+ * same endpoint on every node and on `sfu-directory`.
  */
 export function routeRouter(service: RouteService): Router {
   const router = Router();
-  router.get('/v1/route', async (req: Request, res: Response) => {
+  router.get('/v1/route', async (req: Request, res: Response, next: NextFunction) => {
     try {
       const answer = await service.route({
         authorization: req.headers.authorization,
@@ -24,9 +30,65 @@ export function routeRouter(service: RouteService): Router {
       });
       res.set('Cache-Control', 'no-store').json(answer);
     } catch (error) {
-      const e = error instanceof SfuError ? error : new SfuError('INTERNAL', 'route failed');
-      res.status(e.status).json({ error: e.toJSON() });
+      next(error);
     }
   });
   return router;
+}
+
+const DevTokenBody = z.object({
+  room: z.string().min(1).max(128),
+  identity: z.string().min(1).max(128),
+  name: z.string().max(128).optional(),
+  canPinRegion: z.boolean().optional(),
+});
+
+/** `POST /v1/dev/token` (dev mode only): mints a token for the demo page and bots. */
+export function devTokenRouter(tokens: TokenService, baseUrl: () => string): Router {
+  const router = Router();
+  router.post('/v1/dev/token', async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const body = DevTokenBody.safeParse(req.body);
+      if (!body.success) {
+        const issue = body.error.issues[0];
+        throw new SfuError(
+          'INVALID_ARGUMENT',
+          `bad token request: ${issue?.path.join('.')} ${issue?.message}`,
+        );
+      }
+      const token = await tokens.mint({
+        room: body.data.room,
+        identity: body.data.identity,
+        name: body.data.name ?? body.data.identity,
+        grants: { canPinRegion: body.data.canPinRegion ?? false },
+      });
+      res.json({ token, url: baseUrl() });
+    } catch (error) {
+      next(error);
+    }
+  });
+  return router;
+}
+
+/** The last handlers of an app: 404 for unknown paths, `{error: {code, message}}` for errors. */
+export function errorHandlers(
+  logger: Logger,
+): [
+  (req: Request, res: Response, next: NextFunction) => void,
+  (error: unknown, req: Request, res: Response, next: NextFunction) => void,
+] {
+  return [
+    (_req, _res, next) =>
+      next(new SfuError('NOT_FOUND', 'no such endpoint; see the README for the API')),
+    (error, _req, res, _next) => {
+      const e =
+        error instanceof SfuError
+          ? error
+          : error instanceof SyntaxError
+            ? new SfuError('BAD_MESSAGE', `request body is not valid JSON: ${error.message}`)
+            : new SfuError('INTERNAL', 'internal error');
+      if (e.code === 'INTERNAL') logger.error({ err: error }, 'HTTP handler failed');
+      res.status(e.status).json({ error: e.toJSON() });
+    },
+  ];
 }

@@ -1,4 +1,4 @@
-import { type Logger, type NodeConfig, TokenService } from '@geosfu/common';
+import { type Logger, type NodeConfig, SfuError, TokenService } from '@geosfu/common';
 import {
   GeoIpLocator,
   MemoryNodeRegistry,
@@ -23,7 +23,17 @@ export interface ControlPlane {
  * Builds the control plane from the config: Redis when `REDIS_URL` is set, in memory
  * otherwise (single-node mode); GeoIP when `SFU_GEOIP_DB` is set.
  */
-export async function openControlPlane(config: NodeConfig, logger: Logger): Promise<ControlPlane> {
+export async function openControlPlane(
+  config: NodeConfig,
+  logger: Logger,
+  options: { watchOnly?: boolean } = {},
+): Promise<ControlPlane> {
+  if (options.watchOnly && !config.redisUrl) {
+    throw new SfuError(
+      'CONFIG_INVALID',
+      'set REDIS_URL: the directory serves the cluster registry in Redis',
+    );
+  }
   const timing = { ttlMs: config.registryTtlMs, heartbeatMs: config.heartbeatMs };
   const registry: NodeRegistry = config.redisUrl
     ? new RedisNodeRegistry({ url: config.redisUrl, logger, ...timing })

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/**
+ * sfu-directory: the cluster's global entry point. Answers `GET /v1/route` from the Redis
+ * registry, carries no media. Same settings as `sfu-node` (REDIS_URL required; SFU_HTTP_*,
+ * SFU_API_KEY/SECRET, SFU_GEOIP_DB, SFU_DEFAULT_REGION, SFU_TRUST_PROXY apply).
+ */
+import { createRootLogger, loadConfig, SfuError } from '@geosfu/common';
+import { openControlPlane, routeService } from './ControlPlane.js';
+import { Directory } from './Directory.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig(process.argv.slice(2));
+  const logger = createRootLogger({ level: config.logLevel });
+  const plane = await openControlPlane(config, logger, { watchOnly: true });
+  const directory = new Directory({
+    registry: plane.registry,
+    routes: (onDecision) => routeService(plane, config, logger, onDecision),
+    tokens: plane.tokens,
+    dev: config.dev,
+    logger,
+  });
+  const { url, port } = await directory.listen(config.httpPort, config.httpHost, config.publicUrl);
+  logger.info({ url, port, nodes: plane.registry.list().length }, 'directory listening');
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    void Promise.allSettled([directory.close(), plane.close()]).then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  const e = error instanceof SfuError ? error : undefined;
+  process.stderr.write(
+    `sfu-directory: ${e ? `${e.code}: ` : ''}${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(e?.code === 'CONFIG_INVALID' ? 2 : 1);
+});
