@@ -248,6 +248,13 @@ export const CONFIG_FIELDS = {
     default: '30000',
     doc: 'On SIGTERM or `POST /v1/admin/drain`: how long to wait for sessions to move before exiting.',
   },
+  peerTimeoutMs: {
+    env: 'SFU_PEER_TIMEOUT_MS',
+    flag: 'peer-timeout-ms',
+    schema: z.coerce.number().int().min(2_000).max(120_000),
+    default: '10000',
+    doc: 'A PeerConnection that is failed, never connects, or sends no RTCP for this long ends its session (`peer-connection-failed`).',
+  },
   logLevel: {
     env: 'SFU_LOG_LEVEL',
     flag: 'log-level',
@@ -288,6 +295,7 @@ export interface NodeConfig {
   readonly registryTtlMs: number;
   readonly heartbeatMs: number;
   readonly drainTimeoutMs: number;
+  readonly peerTimeoutMs: number;
 }
 
 export type ConfigKey = keyof Fields;

@@ -29,8 +29,6 @@ export type ParticipantEvents = {
   firstMediaOut: [];
 };
 
-/** How long a PeerConnection may stay failed or disconnected before the session ends. */
-export const PEER_FAILURE_GRACE_MS = 10_000;
 /** How long the client has to answer a subscriber offer. */
 const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
 /** REMB is resent periodically: browsers let an estimate expire. */
@@ -89,7 +87,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #renegotiate = false;
   #answerTimer: NodeJS.Timeout | undefined;
   #pendingSubscriberCandidates: IceCandidate[] = [];
-  #failureTimers = new Map<PeerTarget, NodeJS.Timeout>();
+  #livenessTimers: NodeJS.Timeout[] = [];
   #rembTimer: NodeJS.Timeout | undefined;
   #closed = false;
   /** No subscriber offer goes out before the client has its `joined` reply. */
@@ -494,22 +492,55 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     }
   }
 
+  /**
+   * Ends the session when a PeerConnection is dead for longer than SFU_PEER_TIMEOUT_MS.
+   * werift's state alone is not enough: an ICE-lite agent runs no consent checks (RFC 7675),
+   * so a client that vanished leaves the node's PC "connected" forever. The node therefore
+   * also watches RTCP, which every live peer sends at least every few seconds for each
+   * stream it sends or receives; a PC that carries streams and falls silent is dead.
+   */
   #watchConnection(pc: RTCPeerConnection, target: PeerTarget): void {
+    const timeoutMs = this.#config.peerTimeoutMs;
+    const watch = { createdAt: Date.now(), connectedAt: 0, lastRtcp: 0, badSince: 0 };
     pc.connectionStateChange.subscribe((state) => {
-      if (state === 'failed' || state === 'disconnected') {
-        if (this.#failureTimers.has(target)) return;
-        this.#failureTimers.set(
-          target,
-          setTimeout(() => {
-            this.#logger.warn({ target, state }, 'PeerConnection did not recover');
-            this.safeEmit('failed');
-          }, PEER_FAILURE_GRACE_MS),
-        );
-      } else if (state === 'connected') {
-        clearTimeout(this.#failureTimers.get(target));
-        this.#failureTimers.delete(target);
+      if (state === 'connected') {
+        watch.connectedAt = Date.now();
+        watch.badSince = 0;
+        for (const t of pc.dtlsTransports) {
+          t.onRtcp.subscribe(() => {
+            watch.lastRtcp = Date.now();
+          });
+        }
+      } else if (state === 'failed' || state === 'disconnected' || state === 'closed') {
+        watch.badSince ||= Date.now();
       }
     });
+    const carriesStreams = () =>
+      target === 'publisher' ? this.#publications.size > 0 : this.#subscriptions.size > 0;
+    const timer = setInterval(
+      () => {
+        if (this.#closed) return;
+        const now = Date.now();
+        let why: string | undefined;
+        if (watch.badSince && now - watch.badSince > timeoutMs) why = `state ${pc.connectionState}`;
+        else if (!watch.connectedAt && carriesStreams() && now - watch.createdAt > timeoutMs)
+          why = 'never connected';
+        else if (
+          watch.connectedAt &&
+          carriesStreams() &&
+          now - Math.max(watch.lastRtcp, watch.connectedAt) > timeoutMs
+        ) {
+          why = 'no RTCP from the peer';
+        }
+        if (why) {
+          this.#logger.warn({ target, why }, 'PeerConnection is dead');
+          clearInterval(timer);
+          this.safeEmit('failed');
+        }
+      },
+      Math.min(1_000, timeoutMs / 4),
+    );
+    this.#livenessTimers.push(timer);
   }
 
   #assertOpen(): void {
@@ -522,8 +553,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#closed = true;
     clearTimeout(this.#answerTimer);
     clearInterval(this.#rembTimer);
-    for (const t of this.#failureTimers.values()) clearTimeout(t);
-    this.#failureTimers.clear();
+    for (const t of this.#livenessTimers) clearInterval(t);
+    this.#livenessTimers = [];
     for (const s of [...this.#subscriptions.values()]) s.close();
     for (const p of [...this.#publications.values()]) {
       p.close();

@@ -1,47 +1,49 @@
 import {
   type LeaveReason,
   type Logger,
+  type ParticipantInfo,
   type ServerMessage,
   SfuError,
   TypedEmitter,
 } from '@geosfu/common';
+import type { SessionRecord } from '@geosfu/registry';
 import type { Participant } from './Participant.js';
 import type { Publication } from './Publication.js';
 
 export type RoomEvents = {
   participantLeft: [Participant, LeaveReason];
+  /** A local participant published, unpublished or muted a track: mirror it to the store. */
+  tracksChanged: [Participant];
+  /** No local participant is left. */
   empty: [];
 };
 
 /**
- * The participants of one room on this node, and the wiring between them: every published
- * track is forwarded to every other participant that subscribes automatically.
+ * One room as this node sees it: its local participants (with their media) and the sessions
+ * other nodes hold in it (from the shared room store's events). Every track published here
+ * is forwarded to every local participant that subscribes automatically; remote
+ * participants appear in lists and events (their media arrives through relays).
  */
 export class Room extends TypedEmitter<RoomEvents> {
   readonly name: string;
   #participants = new Map<string, Participant>();
-  #bySessionOf = new Map<string, string>();
+  #byIdentity = new Map<string, string>();
+  #remote = new Map<string, SessionRecord>();
   #nodeId: string;
   #region: string;
-  #maxParticipants: number;
   #logger: Logger;
+  #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
 
-  constructor(options: {
-    name: string;
-    nodeId: string;
-    region: string;
-    maxParticipants: number;
-    logger: Logger;
-  }) {
+  constructor(options: { name: string; nodeId: string; region: string; logger: Logger }) {
     super((event, error) => options.logger.error({ err: error, event }, 'room listener threw'));
     this.name = options.name;
     this.#nodeId = options.nodeId;
     this.#region = options.region;
-    this.#maxParticipants = options.maxParticipants;
     this.#logger = options.logger;
   }
 
+  /** Local participants. */
   get size(): number {
     return this.#participants.size;
   }
@@ -50,41 +52,53 @@ export class Room extends TypedEmitter<RoomEvents> {
     return this.#participants.values();
   }
 
-  /** The session of an identity, if it is in the room. */
-  sessionOf(identity: string): Participant | undefined {
-    const sid = this.#bySessionOf.get(identity);
-    return sid === undefined ? undefined : this.#participants.get(sid);
+  get closed(): boolean {
+    return this.#closed;
   }
 
   /**
-   * Checks that `identity` may join. A session replacing its own identity (a page refresh)
-   * does not count against the limit, since the old session leaves as the new one joins.
+   * Runs joins of this room one at a time on this node, so a local join never interleaves
+   * with another between the store's answer and the local add.
    */
-  assertCanJoin(identity: string): void {
-    if (this.#closed) throw new SfuError('SERVICE_UNAVAILABLE', 'the room is closing; join again');
-    const replacing = this.#bySessionOf.has(identity) ? 1 : 0;
-    if (this.#participants.size - replacing >= this.#maxParticipants) {
-      throw new SfuError(
-        'ROOM_FULL',
-        `room "${this.name}" has its maximum of ${this.#maxParticipants} participants`,
-      );
-    }
+  serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
   }
 
-  /** Adds a participant; the caller has already replaced any older session of the identity. */
+  /** The local session of an identity, if it is here. */
+  sessionOf(identity: string): Participant | undefined {
+    const sid = this.#byIdentity.get(identity);
+    return sid === undefined ? undefined : this.#participants.get(sid);
+  }
+
+  get(sessionId: string): Participant | undefined {
+    return this.#participants.get(sessionId);
+  }
+
+  /** Everyone in the room as clients see them: local participants and remote sessions. */
+  infos(exceptSessionId?: string): ParticipantInfo[] {
+    const local = [...this.#participants.values()].map((p) => p.info(this.#nodeId, this.#region));
+    const remote = [...this.#remote.values()].map(recordInfo);
+    return [...local, ...remote].filter((p) => p.sessionId !== exceptSessionId);
+  }
+
+  /** Adds a local participant; any older session of the identity has been ended already. */
   add(participant: Participant): void {
-    this.assertCanJoin(participant.identity);
-    if (this.#bySessionOf.has(participant.identity)) {
+    if (this.#closed) throw new SfuError('SERVICE_UNAVAILABLE', 'the room is closing; join again');
+    if (this.#byIdentity.has(participant.identity)) {
       throw new SfuError(
         'ALREADY_JOINED',
         `identity "${participant.identity}" is still in the room`,
       );
     }
-    const info = participant.info(this.#nodeId, this.#region);
+    this.#remote.delete(participant.sessionId);
     this.#participants.set(participant.sessionId, participant);
-    this.#bySessionOf.set(participant.identity, participant.sessionId);
-    this.broadcast({ type: 'participant.joined', participant: info }, participant.sessionId);
-
+    this.#byIdentity.set(participant.identity, participant.sessionId);
+    this.broadcast(
+      { type: 'participant.joined', participant: participant.info(this.#nodeId, this.#region) },
+      participant.sessionId,
+    );
     participant.on('published', (publication) => this.#onPublished(participant, publication));
     participant.on('unpublished', (publication) => {
       this.broadcast(
@@ -95,8 +109,8 @@ export class Room extends TypedEmitter<RoomEvents> {
         },
         participant.sessionId,
       );
+      this.safeEmit('tracksChanged', participant);
     });
-    // Existing tracks flow to the newcomer.
     if (participant.autoSubscribe) {
       for (const other of this.#participants.values()) {
         if (other === participant) continue;
@@ -106,14 +120,15 @@ export class Room extends TypedEmitter<RoomEvents> {
   }
 
   #onPublished(owner: Participant, publication: Publication): void {
-    publication.on('muted', (muted) =>
+    publication.on('muted', (muted) => {
       this.broadcast({
         type: 'track.muted',
         participantSid: owner.sessionId,
         trackId: publication.trackId,
         muted,
-      }),
-    );
+      });
+      this.safeEmit('tracksChanged', owner);
+    });
     this.broadcast(
       { type: 'track.published', participantSid: owner.sessionId, track: publication.info() },
       owner.sessionId,
@@ -121,28 +136,86 @@ export class Room extends TypedEmitter<RoomEvents> {
     for (const other of this.#participants.values()) {
       if (other !== owner && other.autoSubscribe) other.subscribe(publication);
     }
+    this.safeEmit('tracksChanged', owner);
   }
 
-  /** Removes a participant (idempotent per session) and tells the others why it left. */
+  /** Removes a local participant (idempotent per session) and tells the others why it left. */
   async remove(participant: Participant, reason: LeaveReason): Promise<void> {
     if (this.#participants.get(participant.sessionId) !== participant) return;
     this.#participants.delete(participant.sessionId);
-    if (this.#bySessionOf.get(participant.identity) === participant.sessionId) {
-      this.#bySessionOf.delete(participant.identity);
+    if (this.#byIdentity.get(participant.identity) === participant.sessionId) {
+      this.#byIdentity.delete(participant.identity);
     }
     this.#logger.info(
       { sessionId: participant.sessionId, identity: participant.identity, reason },
       'participant left',
     );
-    await participant.close();
     this.broadcast({
       type: 'participant.left',
       sessionId: participant.sessionId,
       identity: participant.identity,
       reason,
     });
+    await participant.close();
     this.safeEmit('participantLeft', participant, reason);
     if (this.#participants.size === 0) this.safeEmit('empty');
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Sessions on other nodes, from the room store's events
+  // -------------------------------------------------------------------------------------
+
+  remoteJoined(record: SessionRecord): void {
+    if (this.#participants.has(record.sessionId) || this.#remote.has(record.sessionId)) return;
+    this.#remote.set(record.sessionId, record);
+    this.broadcast({ type: 'participant.joined', participant: recordInfo(record) });
+  }
+
+  remoteLeft(record: SessionRecord, reason: LeaveReason): void {
+    if (!this.#remote.delete(record.sessionId)) return;
+    this.broadcast({
+      type: 'participant.left',
+      sessionId: record.sessionId,
+      identity: record.identity,
+      reason,
+    });
+  }
+
+  /** A remote session's tracks changed: tell local participants what was added or removed. */
+  remoteTracks(record: SessionRecord): void {
+    const before = this.#remote.get(record.sessionId);
+    if (!before) {
+      this.remoteJoined(record);
+      return;
+    }
+    this.#remote.set(record.sessionId, record);
+    const old = new Map(before.tracks.map((t) => [t.trackId, t]));
+    for (const track of record.tracks) {
+      const was = old.get(track.trackId);
+      if (!was)
+        this.broadcast({ type: 'track.published', participantSid: record.sessionId, track });
+      else if (was.muted !== track.muted) {
+        this.broadcast({
+          type: 'track.muted',
+          participantSid: record.sessionId,
+          trackId: track.trackId,
+          muted: track.muted,
+        });
+      }
+      old.delete(track.trackId);
+    }
+    for (const gone of old.keys()) {
+      this.broadcast({
+        type: 'track.unpublished',
+        participantSid: record.sessionId,
+        trackId: gone,
+      });
+    }
+  }
+
+  /** Remote sessions, e.g. to compare with the store after an outage. */
+  get remoteSessions(): ReadonlyMap<string, SessionRecord> {
+    return this.#remote;
   }
 
   broadcast(message: ServerMessage, exceptSessionId?: string): void {
@@ -153,6 +226,19 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   close(): void {
     this.#closed = true;
+    this.#remote.clear();
     this.removeAllListeners();
   }
+}
+
+function recordInfo(record: SessionRecord): ParticipantInfo {
+  return {
+    sessionId: record.sessionId,
+    identity: record.identity,
+    name: record.name,
+    joinedAt: record.joinedAt,
+    nodeId: record.nodeId,
+    region: record.region,
+    tracks: record.tracks,
+  };
 }

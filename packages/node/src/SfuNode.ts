@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import {
+  type AccessToken,
   type ClientMessageOf,
   type LeaveReason,
   LIMITS,
@@ -23,8 +24,10 @@ import {
   type ControlPlane,
   devTokenRouter,
   errorHandlers,
+  type RoomEvent,
   routeRouter,
   routeService,
+  type SessionRecord,
 } from '@geosfu/registry';
 import express from 'express';
 import type { RTCPeerConnection } from 'werift';
@@ -68,6 +71,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   #http: Server | undefined;
   #wss: WebSocketServer | undefined;
   #url: string | undefined;
+  #watched = new Set<string>();
   #lastStats = new WeakMap<Participant, Map<string, { bytes: number; at: number }>>();
 
   readonly plane: ControlPlane;
@@ -193,6 +197,19 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       startedAt: Date.now(),
     });
     this.plane.registry.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
+    this.plane.rooms.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
+    this.plane.rooms.on('event', (room, event) => this.#onRoomEvent(room, event));
+    this.plane.rooms.on('reconnected', () => void this.#reassert());
+    // Survivors reap a dead node's sessions; the store lets one of them do it.
+    this.plane.registry.on('nodeDown', (node, reason) => {
+      if (reason !== 'expired' || node.id === this.nodeId) return;
+      this.plane.rooms.reapNode(node.id).then(
+        (n) =>
+          n > 0 &&
+          this.#logger.info({ node: node.id, sessions: n }, 'reaped the sessions of a dead node'),
+        (error: unknown) => this.#logger.warn({ err: error, node: node.id }, 'reaping failed'),
+      );
+    });
     this.#loadTimer = setInterval(() => {
       this.plane.registry.update({ load: this.#load() }).catch((error: unknown) => {
         this.#logger.warn({ err: error }, 'load update failed');
@@ -230,32 +247,38 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     message: ClientMessageOf<'join'>,
   ): Promise<{ room: Room; participant: Participant; reply: ServerMessage }> {
     const startedAt = performance.now();
-    if (this.#state !== 'active')
+    if (this.#state !== 'active') {
       throw new SfuError(
         'NODE_DRAINING',
         'this node is not accepting joins; ask /v1/route for another',
       );
-    const token = await this.tokens.verify(message.token);
-    // From here to room.add() nothing awaits, so two joins of one identity cannot interleave.
-    let room = this.#rooms.get(token.room);
-    if (!room) {
-      room = new Room({
-        name: token.room,
-        nodeId: this.nodeId,
-        region: this.region,
-        maxParticipants: this.config.maxParticipants,
-        logger: this.#logger.child({ component: 'room' }),
-      });
-      const created = room;
-      room.on('empty', () => {
-        if (this.#rooms.get(created.name) === created && created.size === 0) {
-          this.#rooms.delete(created.name);
-          created.close();
-        }
-      });
-      this.#rooms.set(token.room, room);
     }
-    room.assertCanJoin(token.identity);
+    const token = await this.tokens.verify(message.token);
+    for (;;) {
+      const room = this.#roomFor(token.room);
+      // Joins of one room run one at a time here; across nodes the store's lock orders them.
+      const joined = await room.serialize(async () => {
+        if (room.closed) return undefined; // retired while we waited: take the new one
+        return this.#joinRoom(room, connection, message, token, startedAt);
+      });
+      if (joined) return joined;
+    }
+  }
+
+  async #joinRoom(
+    room: Room,
+    connection: SignalConnection,
+    message: ClientMessageOf<'join'>,
+    token: AccessToken,
+    startedAt: number,
+  ): Promise<{ room: Room; participant: Participant; reply: ServerMessage }> {
+    const store = this.plane.rooms;
+    if (!store.connected) {
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        'the cluster state (Redis) is unreachable; try again shortly',
+      );
+    }
     const previous = room.sessionOf(token.identity);
     if (!previous && this.#bySession.size >= this.config.capacity) {
       throw new SfuError(
@@ -263,12 +286,45 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         `this node is full (${this.config.capacity} participants); ask /v1/route for another`,
       );
     }
-    if (previous) {
-      // The page-refresh case: the newer session wins. Ending the old one removes it from
-      // the room synchronously; its later socket close finds it already ended.
-      void this.#bySession.get(previous.sessionId)?.end('replaced');
+    if (!this.#watched.has(room.name)) {
+      await store.watch(room.name);
+      this.#watched.add(room.name);
     }
     const sessionId = `PA_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const record: SessionRecord = {
+      sessionId,
+      identity: token.identity,
+      name: token.name,
+      nodeId: this.nodeId,
+      region: this.region,
+      joinedAt: Date.now(),
+      tracks: [],
+    };
+    // The store's lock makes this atomic across the cluster: the room limit, and one session
+    // per identity (an older one, here or on another node, is replaced).
+    const result = await store.join(room.name, record, {
+      maxParticipants: this.config.maxParticipants,
+    });
+    if (this.#state !== 'active') {
+      await store.leave(room.name, sessionId, 'draining').catch(() => undefined);
+      throw new SfuError(
+        'NODE_DRAINING',
+        'this node is not accepting joins; ask /v1/route for another',
+      );
+    }
+    if (result.replaced && result.replaced.nodeId !== this.nodeId) {
+      // Our own store events are not echoed back to us, so apply this one here; the other
+      // node gets it from the room's channel and ends that session.
+      room.remoteLeft(result.replaced, 'replaced');
+    }
+    if (result.replaced?.nodeId === this.nodeId) {
+      // The page-refresh case on this node: ending the old session removes it from the room
+      // synchronously; its later socket close finds it already ended.
+      void this.#bySession.get(result.replaced.sessionId)?.end('replaced');
+    }
+    for (const s of result.participants) {
+      if (s.nodeId !== this.nodeId && s.sessionId !== sessionId) room.remoteJoined(s);
+    }
     const participant = new Participant({
       sessionId,
       identity: token.identity,
@@ -283,7 +339,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     participant.once('firstMediaOut', () =>
       this.metrics.joinDuration.observe((performance.now() - startedAt) / 1000),
     );
-    const others = [...room.participants].map((p) => p.info(this.nodeId, this.region));
+    const others = room.infos();
     room.add(participant);
     this.#bySession.set(sessionId, connection);
     this.safeEmit('participantJoined', room, participant);
@@ -308,13 +364,124 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     return { room, participant, reply };
   }
 
+  /** The local room, created (and wired to the store) on first use. */
+  #roomFor(name: string): Room {
+    const existing = this.#rooms.get(name);
+    if (existing && !existing.closed) return existing;
+    const room = new Room({
+      name,
+      nodeId: this.nodeId,
+      region: this.region,
+      logger: this.#logger.child({ component: 'room' }),
+    });
+    room.on('tracksChanged', (p) => {
+      const tracks = [...p.publications.values()].map((x) => x.info());
+      this.plane.rooms.setTracks(name, p.sessionId, tracks).catch((error: unknown) => {
+        // The outage's reassert writes the current tracks once Redis is back.
+        this.#logger.warn({ err: error, room: name }, 'could not store the tracks');
+      });
+    });
+    room.on('empty', () => {
+      void room.serialize(async () => {
+        if (room.size > 0 || room.closed) return;
+        room.close();
+        if (this.#rooms.get(name) === room) this.#rooms.delete(name);
+        if (this.#watched.delete(name)) {
+          await this.plane.rooms.unwatch(name).catch((error: unknown) => {
+            this.#logger.warn({ err: error, room: name }, 'unwatch failed');
+          });
+        }
+      });
+    });
+    this.#rooms.set(name, room);
+    return room;
+  }
+
   async leave(connection: SignalConnection, reason: LeaveReason): Promise<void> {
     const { participant, room } = connection;
     if (!participant || !room) return;
     if (this.#bySession.get(participant.sessionId) === connection)
       this.#bySession.delete(participant.sessionId);
+    const stored = this.plane.rooms
+      .leave(room.name, participant.sessionId, reason)
+      .catch((error: unknown) => {
+        // Redis is away: the reassert after the outage removes the session.
+        this.#logger.warn({ err: error, room: room.name }, 'could not store the leave');
+        return false;
+      });
     await room.remove(participant, reason);
+    await stored;
     this.safeEmit('participantLeft', room, participant, reason);
+  }
+
+  async chat(participant: Participant, room: Room, text: string): Promise<void> {
+    const event = {
+      type: 'chat' as const,
+      origin: this.nodeId,
+      from: {
+        sessionId: participant.sessionId,
+        identity: participant.identity,
+        name: participant.name,
+      },
+      text,
+      ts: Date.now(),
+    };
+    room.broadcast({ type: 'chat', from: event.from, text, ts: event.ts });
+    await this.plane.rooms.chat(room.name, event);
+  }
+
+  /** Events of watched rooms, from every node (our own were applied already). */
+  #onRoomEvent(name: string, event: RoomEvent): void {
+    if (event.origin === this.nodeId) return;
+    const room = this.#rooms.get(name);
+    if (!room || room.closed) return;
+    switch (event.type) {
+      case 'joined':
+        if (event.session.nodeId !== this.nodeId) room.remoteJoined(event.session);
+        return;
+      case 'left':
+        if (event.session.nodeId !== this.nodeId) {
+          room.remoteLeft(event.session, event.reason);
+        } else if (event.reason === 'node-died') {
+          // Another node took us for dead (a partition): we are not, so put our sessions back.
+          void this.#reassert();
+        } else {
+          // Replaced by a newer session of the same identity on another node.
+          void this.#bySession.get(event.session.sessionId)?.end(event.reason);
+        }
+        return;
+      case 'tracks':
+        if (event.session.nodeId !== this.nodeId) room.remoteTracks(event.session);
+        return;
+      case 'chat':
+        room.broadcast({ type: 'chat', from: event.from, text: event.text, ts: event.ts });
+        return;
+    }
+  }
+
+  /** Makes the store's view of this node's sessions match what is really connected. */
+  async #reassert(): Promise<void> {
+    const live = new Map<string, SessionRecord[]>();
+    for (const room of this.#rooms.values()) {
+      live.set(
+        room.name,
+        [...room.participants].map((p) => ({
+          sessionId: p.sessionId,
+          identity: p.identity,
+          name: p.name,
+          nodeId: this.nodeId,
+          region: this.region,
+          joinedAt: p.joinedAt,
+          tracks: [...p.publications.values()].map((x) => x.info()),
+        })),
+      );
+    }
+    try {
+      await this.plane.rooms.reassert(this.nodeId, live);
+      this.#logger.info({ rooms: live.size }, 'sessions re-asserted in the room store');
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'reassert failed; retrying on the next reconnect');
+    }
   }
 
   async stats(participant: Participant, ref: string | undefined): Promise<ServerMessage> {
@@ -382,14 +549,18 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         ),
       ),
     );
+    app.get('/v1/admin/rooms/:room', async (req, res, next) => {
+      try {
+        await this.#admin(req);
+        const room = this.#rooms.get(req.params.room);
+        res.json({ room: req.params.room, nodeId: this.nodeId, participants: room?.infos() ?? [] });
+      } catch (error) {
+        next(error);
+      }
+    });
     app.post('/v1/admin/drain', async (req, res, next) => {
       try {
-        const token = await this.tokens.verify(bearerToken(req));
-        if (!token.grants.admin)
-          throw new SfuError(
-            'PERMISSION_DENIED',
-            'draining needs a token with the admin grant (sfu-node token --admin)',
-          );
+        const token = await this.#admin(req);
         this.#logger.info({ by: token.identity }, 'drain requested');
         void this.drain().then(() => this.safeEmit('drained'));
         res.status(202).json({ state: this.#state, sessions: this.#bySession.size });
@@ -410,6 +581,18 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     }
     app.use(...errorHandlers(this.#logger));
     return app;
+  }
+
+  /** Verifies an admin API call's bearer token. */
+  async #admin(req: express.Request): Promise<AccessToken> {
+    const token = await this.tokens.verify(bearerToken(req));
+    if (!token.grants.admin) {
+      throw new SfuError(
+        'PERMISSION_DENIED',
+        'the admin API needs a token with the admin grant (sfu-node token --admin)',
+      );
+    }
+    return token;
   }
 
   /**

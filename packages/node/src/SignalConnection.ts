@@ -29,6 +29,7 @@ export interface SignalHost {
   ): Promise<{ room: Room; participant: Participant; reply: ServerMessage }>;
   leave(connection: SignalConnection, reason: LeaveReason): Promise<void>;
   stats(participant: Participant, ref: string | undefined): Promise<ServerMessage>;
+  chat(participant: Participant, room: Room, text: string): Promise<void>;
 }
 
 /** Messages queued for one connection before it is considered abusive. */
@@ -225,16 +226,7 @@ export class SignalConnection {
         if (ref) this.send({ type: 'ok', ...ref });
         return;
       case 'chat':
-        this.#room?.broadcast({
-          type: 'chat',
-          from: {
-            sessionId: participant.sessionId,
-            identity: participant.identity,
-            name: participant.name,
-          },
-          text: message.text,
-          ts: Date.now(),
-        });
+        if (this.#room) await this.#host.chat(participant, this.#room, message.text);
         if (ref) this.send({ type: 'ok', ...ref });
         return;
       case 'stats':

@@ -1,5 +1,5 @@
 export { NodeMetrics } from './metrics.js';
-export { Participant, PEER_FAILURE_GRACE_MS } from './Participant.js';
+export { Participant } from './Participant.js';
 export { KEYFRAME_REQUEST_GAP_MS, Publication, type PublicationSource } from './Publication.js';
 export { Room } from './Room.js';
 export { type NodeState, SfuNode, type SfuNodeEvents, VERSION } from './SfuNode.js';

@@ -1,18 +1,20 @@
 import { type Logger, type NodeConfig, SfuError, TokenService } from '@geosfu/common';
-import {
-  GeoIpLocator,
-  MemoryNodeRegistry,
-  type NodeRegistry,
-  NodeSelector,
-  RedisNodeRegistry,
-  type RouteResult,
-  RouteService,
-  trustedProxies,
-} from '@geosfu/registry';
+import { GeoIpLocator } from './GeoIpLocator.js';
+import { trustedProxies } from './ip.js';
+import { MemoryNodeRegistry } from './MemoryNodeRegistry.js';
+import { MemoryRoomStore } from './MemoryRoomStore.js';
+import type { NodeRegistry } from './NodeRegistry.js';
+import { NodeSelector } from './NodeSelector.js';
+import { RedisNodeRegistry } from './RedisNodeRegistry.js';
+import { RedisRoomStore } from './RedisRoomStore.js';
+import type { RoomStore } from './RoomStore.js';
+import { type RouteResult, RouteService } from './RouteService.js';
 
 /** What a node (or the directory) needs from the control plane. */
 export interface ControlPlane {
   registry: NodeRegistry;
+  /** Room membership shared across the cluster (in memory for a single node). */
+  rooms: RoomStore;
   locator: GeoIpLocator | undefined;
   selector: NodeSelector;
   tokens: TokenService;
@@ -41,14 +43,19 @@ export async function openControlPlane(
   const locator = config.geoipDb
     ? await GeoIpLocator.open({ paths: config.geoipDb, logger })
     : undefined;
+  const rooms: RoomStore = config.redisUrl
+    ? new RedisRoomStore({ url: config.redisUrl, logger })
+    : new MemoryRoomStore({ logger });
   try {
     await registry.start();
+    await rooms.start();
   } catch (error) {
-    await locator?.close();
+    await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
     throw error;
   }
   return {
     registry,
+    rooms,
     locator,
     selector: new NodeSelector(registry, {
       defaultRegion: config.defaultRegion,
@@ -57,7 +64,7 @@ export async function openControlPlane(
     }),
     tokens: new TokenService(config.apiKey, config.apiSecret),
     async close() {
-      await Promise.allSettled([registry.close(), locator?.close()]);
+      await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
     },
   };
 }

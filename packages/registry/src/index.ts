@@ -21,6 +21,15 @@ export {
   MemoryNodeStore,
 } from './MemoryNodeRegistry.js';
 export {
+  MAX_ROOM_LENGTH,
+  MemoryRoomHub,
+  MemoryRoomStore,
+  type MemoryRoomStoreOptions,
+  REAP_ORIGIN,
+  RoomEventSchema,
+  SessionRecordSchema,
+} from './MemoryRoomStore.js';
+export {
   NodeLoad,
   NodeRecord,
   type NodeRecordInput,
@@ -52,6 +61,20 @@ export {
   selectNode,
 } from './NodeSelector.js';
 export { RedisNodeRegistry, type RedisNodeRegistryOptions } from './RedisNodeRegistry.js';
+export {
+  RedisRoomStore,
+  type RedisRoomStoreOptions,
+  ROOM_LOCK_ATTEMPTS,
+  ROOM_LOCK_TTL_MS,
+  ROOM_TTL_MS,
+} from './RedisRoomStore.js';
+export type {
+  JoinResult,
+  RoomEvent,
+  RoomStore,
+  RoomStoreEvents,
+  SessionRecord,
+} from './RoomStore.js';
 export {
   type RouteAnswer,
   type RouteRequest,

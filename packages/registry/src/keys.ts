@@ -22,6 +22,16 @@ export interface RegistryKeys {
   readonly nodesChannel: string;
   /** Keyspace-notification channel of expired keys in database `db`. */
   expiredChannel(db: number): string;
+  /** Hash of a room's sessions, sessionId -> JSON SessionRecord: `sfu:room:{room}:sessions`. */
+  roomSessions(room: string): string;
+  /** Pub/sub channel of a room's events (RoomEvent JSON): `sfu:room:{room}:events`. */
+  roomChannel(room: string): string;
+  /** Set of the rooms a node has (or may have) sessions in, for reaping: `sfu:noderooms:{id}`. */
+  nodeRooms(nodeId: string): string;
+  /** The lock every mutation of a room takes: `sfu:lock:room:{room}`. */
+  roomLock(room: string): string;
+  /** The lock of the one survivor that reaps a dead node: `sfu:lock:reap:{id}`. */
+  reapLock(nodeId: string): string;
 }
 
 export function registryKeys(prefix: string = DEFAULT_KEY_PREFIX): RegistryKeys {
@@ -42,5 +52,11 @@ export function registryKeys(prefix: string = DEFAULT_KEY_PREFIX): RegistryKeys 
         : undefined,
     nodesChannel: `${prefix}nodes`,
     expiredChannel: (db: number) => `__keyevent@${db}__:expired`,
+    // `noderooms:` never matches `nodePattern` (`node:*`): the colon comes right after "node".
+    roomSessions: (room: string) => `${prefix}room:${room}:sessions`,
+    roomChannel: (room: string) => `${prefix}room:${room}:events`,
+    nodeRooms: (nodeId: string) => `${prefix}noderooms:${nodeId}`,
+    roomLock: (room: string) => `${prefix}lock:room:${room}`,
+    reapLock: (nodeId: string) => `${prefix}lock:reap:${nodeId}`,
   });
 }

@@ -1,0 +1,841 @@
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  InvalidStateError,
+  type LeaveReason,
+  LeaveReason as LeaveReasonSchema,
+  LIMITS,
+  type Logger,
+  SfuError,
+  silentLogger,
+  TrackInfo,
+  TypedEmitter,
+} from '@geosfu/common';
+import { Redis, type RedisOptions } from 'ioredis';
+import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX, type RegistryKeys, registryKeys } from './keys.js';
+import {
+  checkArgument,
+  checkLive,
+  checkMaxParticipants,
+  checkNodeId,
+  checkRoom,
+  REAP_ORIGIN,
+  RoomDraft,
+  RoomEventSchema,
+  SessionRecordSchema,
+} from './MemoryRoomStore.js';
+import type {
+  JoinResult,
+  RoomEvent,
+  RoomStore,
+  RoomStoreEvents,
+  SessionRecord,
+} from './RoomStore.js';
+
+export interface RedisRoomStoreOptions {
+  /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
+  url: string;
+  /** Extra ioredis options (TLS, Sentinel ...); the store's own settings below win. */
+  redisOptions?: RedisOptions;
+  /** Prefix of every key and channel; default `sfu:`. Tests use one per suite. */
+  keyPrefix?: string;
+  logger?: Logger;
+}
+
+/**
+ * Lifetime of a room lock. Every critical section is three round trips (read the room, one
+ * script that writes and publishes, release), so 2 s is far more than it needs; and it is
+ * not what keeps the data right: the write script checks that the lock is still ours (see
+ * APPLY_SCRIPT), so a holder that stalled past the TTL writes nothing. No auto-extension.
+ */
+export const ROOM_LOCK_TTL_MS = 2_000;
+/** Attempts to take a busy room lock, 20..80 ms apart (about 2.5 s in all), then give up. */
+export const ROOM_LOCK_ATTEMPTS = 50;
+const LOCK_RETRY_MIN_MS = 20;
+const LOCK_RETRY_MAX_MS = 80;
+/** The reap lock covers a whole dead node (many rooms); it is released when done. */
+const REAP_LOCK_TTL_MS = 30_000;
+/**
+ * Room hashes and `noderooms` sets expire this long after their last change, so that the
+ * state of a room that every node forgot (all of them crashed, a bug) does not stay forever.
+ * A room that sees no join, leave or track change for a whole day loses its entry; a node
+ * restores its sessions with `reassert()`.
+ */
+export const ROOM_TTL_MS = 24 * 60 * 60 * 1000;
+/** Deadline of every command: a join must not hang on a Redis that does not answer. */
+const COMMAND_TIMEOUT_MS = 1_000;
+const CONNECT_TIMEOUT_MS = 2_000;
+/** Longest wait for QUIT on close before the socket is cut. */
+const QUIT_TIMEOUT_MS = 1_000;
+/** Reconnect back-off floor and cap. */
+const RECONNECT_MIN_MS = 50;
+const RECONNECT_MAX_MS = 2_000;
+/** How often a store that saw Redis fail checks whether it answers again. */
+const PROBE_INTERVAL_MS = 250;
+/** Remember at most this many invalid hash entries, to log each once. */
+const MAX_BAD_ENTRIES_REMEMBERED = 1_000;
+
+/** Deletes a lock only if it still holds our token (redis.io, "Releasing the lock"). */
+const RELEASE_SCRIPT = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`;
+
+/**
+ * One room mutation, atomic and fenced by the lock: nothing is written unless the lock still
+ * holds our token, so a holder that stalled past the lock's TTL (GC pause, a slow Redis)
+ * changes nothing. Events are published by the same script, after the write and in lock
+ * order, so every node sees a room's events in the order the changes happened (a `joined`
+ * can never arrive after the `left` of its own replacement).
+ *
+ * KEYS[1] room lock, KEYS[2] room sessions hash, KEYS[3..] noderooms sets
+ * ARGV[1] lock token, ARGV[2] TTL ms, ARGV[3] room, ARGV[4] room channel, ARGV[5] plan JSON:
+ *   { removed: [sessionId], put: [[sessionId, json]], present: [bool per noderooms key],
+ *     events: [json] }
+ * A hash whose last field is deleted is deleted by Redis itself: empty rooms leave no key.
+ */
+const APPLY_SCRIPT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local plan = cjson.decode(ARGV[5])
+for _, id in ipairs(plan.removed) do redis.call('HDEL', KEYS[2], id) end
+for _, entry in ipairs(plan.put) do redis.call('HSET', KEYS[2], entry[1], entry[2]) end
+for i = 3, #KEYS do
+  if plan.present[i - 2] then
+    redis.call('SADD', KEYS[i], ARGV[3])
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  else
+    redis.call('SREM', KEYS[i], ARGV[3])
+  end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+for _, message in ipairs(plan.events) do redis.call('PUBLISH', ARGV[4], message) end
+return 1
+`;
+
+interface LuaScript {
+  source: string;
+  sha: string;
+}
+
+function lua(source: string): LuaScript {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+const RELEASE = lua(RELEASE_SCRIPT);
+const APPLY = lua(APPLY_SCRIPT);
+
+/** EVALSHA, falling back to EVAL once when the server does not have the script (a restart). */
+async function runScript(
+  redis: Redis,
+  script: LuaScript,
+  keys: string[],
+  args: (string | number)[],
+): Promise<unknown> {
+  try {
+    return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    return redis.eval(script.source, keys.length, ...keys, ...args);
+  }
+}
+
+/** A failed SET NX: the lock may have been taken anyway (timeout), so its token is kept. */
+class LockAttemptError extends Error {
+  override readonly name = 'LockAttemptError';
+  readonly key: string;
+  readonly token: string;
+
+  constructor(key: string, token: string, cause: unknown) {
+    super(`could not reach Redis to take lock ${key}`, { cause });
+    this.key = key;
+    this.token = token;
+  }
+}
+
+/**
+ * A lock on one key with the single-instance Redlock algorithm, as redis.io describes it in
+ * "Distributed Locks with Redis", section "Correct Implementation with a Single Instance"
+ * (https://redis.io/docs/latest/develop/clients/patterns/distributed-locks/): SET key token
+ * NX PX ttl with a random token; release deletes the key only if it still holds the token.
+ *
+ * Why not the `redlock` package (checked against ioredis 6.0.0 and TypeScript NodeNext):
+ * redlock 4.2.0 runs, but its typings (@types/redlock) reject an ioredis >= 5 client
+ * (TS2322 on `eval`, node-redlock#285), it brings bluebird and @types/ioredis 4, its retry
+ * timers cannot be cancelled on close, and a Redis failure looks like contention to it (a
+ * LockError without cause), so a hung Redis would be retried 50 times instead of failing
+ * fast. redlock 5.0.0-beta.2 (2022, unmaintained) cannot be imported with types under
+ * NodeNext at all (TS7016: its `exports` map has no `types`). Quorum over several masters,
+ * the part of Redlock this does not do, does not apply to our one Redis (or Sentinel).
+ */
+class RoomLock {
+  readonly key: string;
+  readonly token: string;
+
+  private constructor(key: string, token: string) {
+    this.key = key;
+    this.token = token;
+  }
+
+  /**
+   * Takes the lock, retrying while someone else holds it; undefined after `attempts`. A
+   * Redis error is not retried: it throws LockAttemptError at once (fail fast).
+   */
+  static async acquire(
+    redis: Redis,
+    key: string,
+    ttlMs: number,
+    attempts: number,
+    signal: AbortSignal,
+  ): Promise<RoomLock | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      signal.throwIfAborted();
+      const token = randomBytes(16).toString('hex');
+      let reply: string | null;
+      try {
+        reply = await redis.set(key, token, 'PX', ttlMs, 'NX');
+      } catch (error) {
+        throw new LockAttemptError(key, token, error);
+      }
+      if (reply === 'OK') return new RoomLock(key, token);
+      if (attempt >= attempts) return undefined;
+      const delay = LOCK_RETRY_MIN_MS + Math.random() * (LOCK_RETRY_MAX_MS - LOCK_RETRY_MIN_MS);
+      await sleep(delay, signal);
+    }
+  }
+
+  /** True if the lock was still ours and is now free. */
+  static async release(redis: Redis, key: string, token: string): Promise<boolean> {
+    return (await runScript(redis, RELEASE, [key], [token])) === 1;
+  }
+}
+
+/** A timer that the store owns: cleared when `signal` aborts (on close). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** A reply error means Redis answered (a bad key type, a script bug): not an outage. */
+function isReplyError(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ReplyError';
+}
+
+const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
+
+/**
+ * Room membership in Redis, shared by every node of the cluster.
+ *
+ * Layout (prefix `sfu:` by default):
+ * - `room:{room}:sessions` HASH sessionId -> SessionRecord JSON, validated on every read (a
+ *   bad entry is logged once and skipped, never trusted, never counted). One session per
+ *   identity is found by reading the hash under the lock: rooms are small, and a second
+ *   index would be one more thing to keep right.
+ * - `noderooms:{nodeId}` SET of the rooms a node has sessions in, for reaping and reassert.
+ * - `room:{room}:events` channel of RoomEvent JSON, validated on receipt.
+ * - `lock:room:{room}` and `lock:reap:{nodeId}`: see RoomLock.
+ * Room hashes and noderooms sets expire ROOM_TTL_MS after their last change.
+ *
+ * A mutation takes the room's lock, reads the hash, computes the change with RoomDraft (the
+ * same code as MemoryRoomStore), and writes it and publishes its events in one script that
+ * first checks the lock is still ours (APPLY_SCRIPT). Reads take no lock.
+ *
+ * Connections: one for commands, one subscribed to the channels of watched rooms. Nothing
+ * is queued while Redis is away: operations fail at once with SERVICE_UNAVAILABLE and
+ * `connected` is false. A command that fails (a timeout of a hung Redis, a dropped
+ * connection) marks the store as down until a PING answers again; then it re-subscribes,
+ * frees lock keys it may have left behind, and emits `reconnected` (never on the first
+ * connect), so the node can `reassert()` its sessions: a timed-out write may have been done,
+ * or not, and events published meanwhile were lost.
+ *
+ * `origin` of events: the joining node for `join` (also for the `left` of the session it
+ * replaces), the session's own node for `leave` and `setTracks` (a node only leaves and
+ * updates its own sessions), REAP_ORIGIN for `reapNode`, the reasserting node for
+ * `reassert`. `setTracks` of a session that is gone throws NOT_FOUND.
+ *
+ * Not for Redis Cluster as is: the write script touches the room's keys and other nodes'
+ * `noderooms` sets, which would need hash tags to share a slot.
+ */
+export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements RoomStore {
+  readonly kind = 'redis';
+  readonly keys: RegistryKeys;
+  readonly #logger: Logger;
+  readonly #cmd: Redis;
+  readonly #sub: Redis;
+  readonly #redisLabel: string;
+  /** Aborts lock waits on close. */
+  readonly #closeSignal = new AbortController();
+
+  #state: 'new' | 'starting' | 'running' | 'closed' = 'new';
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  /** Channel -> room of every watched room, whether or not its SUBSCRIBE went through yet. */
+  readonly #watched = new Map<string, string>();
+  /** Channels whose UNSUBSCRIBE failed: unsubscribed again after the outage. */
+  readonly #stale = new Set<string>();
+  /** Lock key -> token of locks that a failed command may have left taken. */
+  readonly #orphanLocks = new Map<string, string>();
+  readonly #inflight = new Set<Promise<unknown>>();
+  readonly #badEntries = new Set<string>();
+  /** A command failed and no PING has answered since: refuse operations. */
+  #down = false;
+  #probeTimer: NodeJS.Timeout | undefined;
+  #probing: Promise<void> | undefined;
+
+  constructor(options: RedisRoomStoreOptions) {
+    const logger = (options.logger ?? silentLogger()).child({ component: 'rooms' });
+    super((event, error) => logger.error({ err: error, event }, 'room store listener threw'));
+    this.#logger = logger;
+    this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    this.#redisLabel = redactUrl(options.url);
+
+    const redisOptions: RedisOptions = {
+      ...options.redisOptions,
+      lazyConnect: true,
+      // Fail fast while disconnected instead of queueing: a join that waits in a queue for
+      // a Redis that may not come back is worse than one refused with a clear error.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      autoResubscribe: true,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      // Exponential back-off with full jitter, capped, so that a restart is noticed soon.
+      retryStrategy: (times: number) =>
+        Math.max(
+          RECONNECT_MIN_MS,
+          Math.round(Math.random() * Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** times)),
+        ),
+    };
+    this.#cmd = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-rooms' });
+    this.#sub = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-rooms-sub' });
+    for (const [client, name] of [
+      [this.#cmd, 'connect'],
+      [this.#sub, 'subscriber'],
+    ] as const) {
+      // Without an 'error' listener ioredis prints every failed reconnect to the console.
+      client.on('error', (error: Error) => this.#redisError(name, error));
+      client.on('close', () => this.#onDown(`${name} connection closed`));
+      client.on('ready', () => this.#probeSoon(0));
+    }
+    this.#sub.on('message', (channel: string, message: string) =>
+      this.#onMessage(channel, message),
+    );
+  }
+
+  get connected(): boolean {
+    return (
+      this.#state === 'running' &&
+      !this.#down &&
+      this.#cmd.status === 'ready' &&
+      this.#sub.status === 'ready'
+    );
+  }
+
+  start(): Promise<void> {
+    if (this.#state === 'closed' || this.#closing !== undefined) {
+      return Promise.reject(new InvalidStateError('the room store is closed'));
+    }
+    this.#starting ??= this.#start().catch((error: unknown) => {
+      this.#starting = undefined; // a later start() may try again
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    this.#state = 'starting';
+    try {
+      await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
+    } catch (error) {
+      // ioredis goes on reconnecting after a failed first connect; stop it.
+      this.#cmd.disconnect();
+      this.#sub.disconnect();
+      this.#state = 'new';
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `cannot use Redis at ${this.#redisLabel} for room state: ${(error as Error).message}; check REDIS_URL (or leave it unset for single-node mode)`,
+        { cause: error },
+      );
+    }
+    if (this.#state !== 'starting') return; // closed meanwhile
+    this.#state = 'running';
+    this.#logger.info(
+      { redis: this.#redisLabel, prefix: this.keys.prefix },
+      'room store connected',
+    );
+  }
+
+  join(
+    room: string,
+    session: SessionRecord,
+    options: { maxParticipants: number },
+  ): Promise<JoinResult> {
+    return this.#op('join', async () => {
+      checkRoom(room);
+      const record = checkArgument(SessionRecordSchema, session, 'session record');
+      const max = checkMaxParticipants(options.maxParticipants);
+      return this.#mutate(room, (draft) => draft.join(record, max));
+    });
+  }
+
+  leave(room: string, sessionId: string, reason: LeaveReason): Promise<boolean> {
+    return this.#op('leave', async () => {
+      checkRoom(room);
+      checkArgument(LeaveReasonSchema, reason, 'leave reason');
+      return this.#mutate(room, (draft) => draft.leave(sessionId, reason));
+    });
+  }
+
+  setTracks(room: string, sessionId: string, tracks: TrackInfo[]): Promise<void> {
+    return this.#op('setTracks', async () => {
+      checkRoom(room);
+      const list = checkArgument(TrackList, tracks, 'track list');
+      await this.#mutate(room, (draft) => draft.setTracks(sessionId, list));
+    });
+  }
+
+  chat(room: string, event: Extract<RoomEvent, { type: 'chat' }>): Promise<void> {
+    return this.#op('chat', async () => {
+      checkRoom(room);
+      const parsed = checkArgument(RoomEventSchema, event, 'chat event');
+      if (parsed.type !== 'chat') {
+        throw new SfuError('INVALID_ARGUMENT', 'chat() takes a chat event');
+      }
+      await this.#cmd.publish(this.keys.roomChannel(room), JSON.stringify(parsed));
+    });
+  }
+
+  participants(room: string): Promise<SessionRecord[]> {
+    return this.#op('participants', async () => {
+      checkRoom(room);
+      return new RoomDraft(room, await this.#read(room)).sessions;
+    });
+  }
+
+  /**
+   * Subscribes to the room's channel. Idempotent (not counted: one unwatch() ends it). If
+   * Redis is away it throws SERVICE_UNAVAILABLE, but the room stays watched and is
+   * subscribed when Redis is back; unwatch() drops it.
+   */
+  async watch(room: string): Promise<void> {
+    checkRoom(room);
+    this.#assertRunning();
+    const channel = this.keys.roomChannel(room);
+    this.#watched.set(channel, room);
+    this.#stale.delete(channel);
+    await this.#op('watch', async () => {
+      await this.#sub.subscribe(channel);
+    });
+  }
+
+  /** Stops delivering the room's events at once; the UNSUBSCRIBE itself is best effort. */
+  async unwatch(room: string): Promise<void> {
+    const channel = this.keys.roomChannel(room);
+    if (!this.#watched.delete(channel)) return;
+    if (this.#state !== 'running') return;
+    try {
+      if (this.#sub.status !== 'ready') throw new Error('subscriber connection is down');
+      await this.#sub.unsubscribe(channel);
+    } catch (error) {
+      // Messages of unwatched rooms are dropped anyway; unsubscribe again after the outage.
+      this.#stale.add(channel);
+      this.#redisError('unwatch', error);
+    }
+  }
+
+  reapNode(nodeId: string): Promise<number> {
+    return this.#op('reapNode', async () => {
+      checkNodeId(nodeId);
+      const lock = await this.#acquire(this.keys.reapLock(nodeId), REAP_LOCK_TTL_MS, 1);
+      if (!lock) {
+        this.#logger.debug({ node: nodeId }, 'another node is reaping this node');
+        return 0;
+      }
+      try {
+        const rooms = await this.#cmd.smembers(this.keys.nodeRooms(nodeId));
+        // Each room's script removes it from the set once the node has no session left
+        // there; no DEL at the end, which could drop rooms that a node taken for dead (a
+        // partition) re-added meanwhile.
+        const results = await this.#eachRoom(rooms, (room) =>
+          this.#mutate(room, (draft) => draft.removeNode(nodeId, 'node-died', REAP_ORIGIN)),
+        );
+        const removed = results.reduce((sum, n) => sum + n, 0);
+        if (removed > 0) {
+          this.#logger.info(
+            { node: nodeId, sessions: removed },
+            'reaped the sessions of a dead node',
+          );
+        }
+        return removed;
+      } finally {
+        await this.#release(lock);
+      }
+    });
+  }
+
+  reassert(nodeId: string, live: ReadonlyMap<string, readonly SessionRecord[]>): Promise<void> {
+    return this.#op('reassert', async () => {
+      checkNodeId(nodeId);
+      const checked = checkLive(nodeId, live);
+      const stored = await this.#cmd.smembers(this.keys.nodeRooms(nodeId));
+      const rooms = [...new Set([...checked.keys(), ...stored])];
+      await this.#eachRoom(rooms, (room) =>
+        this.#mutate(room, (draft) => draft.reassert(nodeId, checked.get(room) ?? [])),
+      );
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    // Let a start in progress settle first, so that it does not connect behind us.
+    await this.#starting?.catch(() => {
+      // start() failed: its error went to whoever called it; closing goes on.
+    });
+    this.#state = 'closed';
+    this.#closeSignal.abort(new InvalidStateError('the room store was closed'));
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = undefined;
+    await this.#probing;
+    // Operations inside a critical section finish (and free their lock) before the
+    // connection goes; lock waits were aborted above. Every command has a deadline.
+    await Promise.allSettled([...this.#inflight]);
+    await Promise.all([quit(this.#sub), quit(this.#cmd)]);
+    this.#watched.clear();
+    this.#stale.clear();
+    this.#logger.debug('room store closed');
+  }
+
+  // ---- operations -------------------------------------------------------------------
+
+  /**
+   * Runs one public operation: refuses it at once while Redis is away, tracks it so that
+   * close() can wait for it, and turns Redis failures into SERVICE_UNAVAILABLE.
+   */
+  async #op<T>(op: string, run: () => Promise<T>): Promise<T> {
+    this.#assertRunning();
+    if (!this.connected) {
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `Redis is unreachable (${this.#redisLabel}): cannot ${op} until it is back`,
+      );
+    }
+    const running = run();
+    this.#inflight.add(running);
+    try {
+      return await running;
+    } catch (error) {
+      throw this.#failure(op, error);
+    } finally {
+      this.#inflight.delete(running);
+    }
+  }
+
+  #failure(op: string, error: unknown): Error {
+    if (error instanceof SfuError || error instanceof InvalidStateError) return error;
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.#redisError(op, err);
+    if (isReplyError(err)) {
+      return new SfuError('INTERNAL', `Redis refused ${op}: ${err.message}`, { cause: err });
+    }
+    this.#onDown(`${op} failed: ${err.message}`);
+    return new SfuError(
+      'SERVICE_UNAVAILABLE',
+      `Redis is unreachable (${this.#redisLabel}): ${op} failed (${err.message}); try again when it is back`,
+      { cause: err },
+    );
+  }
+
+  /**
+   * One mutation of a room: lock, read, change (RoomDraft), write and publish (one fenced
+   * script), unlock. Returns what `change` returned; nothing is written if it throws.
+   */
+  async #mutate<T>(room: string, change: (draft: RoomDraft) => T): Promise<T> {
+    const lock = await this.#acquire(
+      this.keys.roomLock(room),
+      ROOM_LOCK_TTL_MS,
+      ROOM_LOCK_ATTEMPTS,
+    );
+    if (!lock) {
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `room ${room} is busy: its lock was not free after ${ROOM_LOCK_ATTEMPTS} attempts; try again`,
+      );
+    }
+    try {
+      const draft = new RoomDraft(room, await this.#read(room));
+      const result = change(draft);
+      if (draft.changed || draft.events.length > 0) await this.#apply(lock, draft);
+      return result;
+    } finally {
+      await this.#release(lock);
+    }
+  }
+
+  async #apply(lock: RoomLock, draft: RoomDraft): Promise<void> {
+    const { removed, put } = draft.changes();
+    const nodes = [...draft.touchedNodes];
+    const plan = {
+      removed,
+      put: put.map((s) => [s.sessionId, JSON.stringify(s)]),
+      present: nodes.map((node) => draft.hasNode(node)),
+      events: draft.events.map((event) => JSON.stringify(event)),
+    };
+    const keys = [
+      lock.key,
+      this.keys.roomSessions(draft.room),
+      ...nodes.map((node) => this.keys.nodeRooms(node)),
+    ];
+    const done = await runScript(this.#cmd, APPLY, keys, [
+      lock.token,
+      ROOM_TTL_MS,
+      draft.room,
+      this.keys.roomChannel(draft.room),
+      JSON.stringify(plan),
+    ]);
+    if (done !== 1) {
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `lost the lock on room ${draft.room} before writing (Redis or this process stalled for over ${ROOM_LOCK_TTL_MS} ms); nothing was changed, try again`,
+      );
+    }
+  }
+
+  async #read(room: string): Promise<SessionRecord[]> {
+    const key = this.keys.roomSessions(room);
+    const entries = await this.#cmd.hgetall(key);
+    const sessions: SessionRecord[] = [];
+    for (const [field, value] of Object.entries(entries)) {
+      const session = this.#parseEntry(key, field, value);
+      if (session) sessions.push(session);
+    }
+    return sessions;
+  }
+
+  #parseEntry(key: string, field: string, value: string): SessionRecord | undefined {
+    try {
+      const session = SessionRecordSchema.parse(JSON.parse(value));
+      if (session.sessionId !== field) throw new Error(`the record says ${session.sessionId}`);
+      return session;
+    } catch (error) {
+      const id = `${key}\n${field}\n${value}`;
+      if (!this.#badEntries.has(id)) {
+        if (this.#badEntries.size >= MAX_BAD_ENTRIES_REMEMBERED) this.#badEntries.clear();
+        this.#badEntries.add(id);
+        this.#logger.warn({ key, field, err: error }, 'ignoring an invalid session entry in Redis');
+      }
+      return undefined;
+    }
+  }
+
+  /** Runs `each` for every room, all of them even if some fail; then throws the first error. */
+  async #eachRoom<T>(rooms: string[], each: (room: string) => Promise<T>): Promise<T[]> {
+    const results: T[] = [];
+    let firstError: unknown;
+    let failed = 0;
+    for (const room of rooms) {
+      try {
+        checkRoom(room);
+      } catch (error) {
+        this.#logger.warn({ room, err: error }, 'ignoring an invalid room name in Redis');
+        continue;
+      }
+      try {
+        results.push(await each(room));
+      } catch (error) {
+        failed++;
+        firstError ??= error;
+        if (error instanceof InvalidStateError) break; // closed: no point going on
+      }
+    }
+    if (failed > 0) {
+      this.#logger.warn({ rooms: rooms.length, failed }, 'some rooms could not be updated');
+      throw firstError;
+    }
+    return results;
+  }
+
+  async #acquire(key: string, ttlMs: number, attempts: number): Promise<RoomLock | undefined> {
+    try {
+      return await RoomLock.acquire(this.#cmd, key, ttlMs, attempts, this.#closeSignal.signal);
+    } catch (error) {
+      if (!(error instanceof LockAttemptError)) throw error;
+      // The SET may have been done although its reply never came: free it when Redis is back.
+      this.#orphanLocks.set(error.key, error.token);
+      throw error.cause;
+    }
+  }
+
+  /** Frees a lock; a failure is counted, not thrown (the TTL frees it; so does the probe). */
+  async #release(lock: RoomLock): Promise<void> {
+    try {
+      await RoomLock.release(this.#cmd, lock.key, lock.token);
+    } catch (error) {
+      this.#orphanLocks.set(lock.key, lock.token);
+      this.#redisError('unlock', error);
+      if (!isReplyError(error)) this.#onDown(`unlock failed: ${(error as Error).message}`);
+    }
+  }
+
+  // ---- pub/sub ----------------------------------------------------------------------
+
+  #onMessage(channel: string, message: string): void {
+    if (this.#state !== 'running') return;
+    const room = this.#watched.get(channel);
+    if (room === undefined) return; // an unwatched room whose UNSUBSCRIBE has not gone through
+    let event: RoomEvent;
+    try {
+      if (message.length > LIMITS.maxMessageBytes) {
+        throw new Error(`${message.length} characters is more than any room event`);
+      }
+      event = RoomEventSchema.parse(JSON.parse(message));
+    } catch (error) {
+      // Someone else writes to our channel (another version, a bug, an attacker with Redis
+      // access): drop it, count it, never let it into the node.
+      const err = error instanceof Error ? error : new Error(String(error));
+      this.#logger.warn({ room, err }, 'dropping an invalid room event');
+      this.safeEmit('redisError', 'event-parse', err);
+      return;
+    }
+    this.safeEmit('event', room, event);
+  }
+
+  // ---- connection -------------------------------------------------------------------
+
+  /** Redis failed (closed connection, timeout): refuse operations until a PING answers. */
+  #onDown(why: string): void {
+    if (this.#state !== 'running') return;
+    if (!this.#down) {
+      this.#down = true;
+      this.#logger.warn(
+        { redis: this.#redisLabel, why },
+        'Redis unreachable: room operations are refused until it answers again',
+      );
+    }
+    this.#probeSoon(PROBE_INTERVAL_MS);
+  }
+
+  #probeSoon(delayMs: number): void {
+    if (this.#state !== 'running' || !this.#down) return;
+    if (this.#probing !== undefined) return; // the running probe schedules the next one if needed
+    clearTimeout(this.#probeTimer);
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = undefined;
+      this.#probing = this.#probe().finally(() => {
+        this.#probing = undefined;
+      });
+    }, delayMs);
+  }
+
+  /**
+   * Checks that Redis answers again; if so, restores what the outage may have broken and
+   * emits `reconnected`. Otherwise tries again later.
+   */
+  async #probe(): Promise<void> {
+    const back =
+      this.#cmd.status === 'ready' &&
+      this.#sub.status === 'ready' &&
+      (await this.#recover().then(
+        () => true,
+        (error: unknown) => {
+          this.#redisError('probe', error);
+          return false;
+        },
+      ));
+    if (this.#state !== 'running') return;
+    if (!back) {
+      this.#probeTimer = setTimeout(() => {
+        this.#probeTimer = undefined;
+        this.#probing = this.#probe().finally(() => {
+          this.#probing = undefined;
+        });
+      }, PROBE_INTERVAL_MS);
+      return;
+    }
+    this.#down = false;
+    this.#logger.info({ redis: this.#redisLabel }, 'Redis answering again');
+    this.safeEmit('reconnected');
+  }
+
+  async #recover(): Promise<void> {
+    await this.#cmd.ping();
+    for (const [key, token] of [...this.#orphanLocks]) {
+      await RoomLock.release(this.#cmd, key, token);
+      this.#orphanLocks.delete(key);
+    }
+    // ioredis re-subscribes what it had subscribed before a reconnect; this also covers
+    // watch() calls that failed during the outage, and unwatch() calls that did.
+    const stale = [...this.#stale].filter((channel) => !this.#watched.has(channel));
+    if (stale.length > 0) await this.#sub.unsubscribe(...stale);
+    this.#stale.clear();
+    const channels = [...this.#watched.keys()];
+    if (channels.length > 0) await this.#sub.subscribe(...channels);
+  }
+
+  #redisError(op: string, error: unknown): void {
+    if (this.#state === 'closed') return;
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.safeEmit('redisError', op, err);
+    this.#logger.debug({ op, err: err.message }, 'Redis error');
+  }
+
+  #assertRunning(): void {
+    if (this.#state === 'closed' || this.#closing !== undefined) {
+      throw new InvalidStateError('the room store is closed');
+    }
+    if (this.#state !== 'running') {
+      throw new InvalidStateError('the room store is not started: await start() first');
+    }
+  }
+}
+
+/** QUIT politely, cut the socket if Redis does not answer in time. */
+async function quit(client: Redis): Promise<void> {
+  // 'wait': never connected (lazyConnect); a QUIT would connect just to say goodbye.
+  if (client.status === 'end' || client.status === 'wait') {
+    client.disconnect();
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.quit(),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+      }),
+    ]);
+  } catch {
+    // QUIT fails when the connection is already down; disconnect() below is what matters.
+  } finally {
+    clearTimeout(timer);
+    client.disconnect();
+  }
+}
+
+/** The URL without its password, for logs and error messages. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparseable Redis URL)'; // never echo it: it may hold a password
+  }
+}

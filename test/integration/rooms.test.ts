@@ -1,0 +1,327 @@
+/**
+ * Rooms and sessions shared across nodes on a real Redis: cross-node events, the page-refresh
+ * race, the room limit under concurrency, every way out with its reason, a dead node's
+ * sessions reaped, draining, and a Redis outage that media survives.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Bot } from '@geosfu/client/bot';
+import {
+  CLOSE_CODES,
+  DEV_API_KEY,
+  DEV_API_SECRET,
+  type ParticipantInfo,
+  type ServerMessage,
+  TokenService,
+} from '@geosfu/common';
+import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
+import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { type RawClient, rawClient } from '../helpers/ws.js';
+
+const TTL_MS = 3_000;
+const HEARTBEAT_MS = 750;
+const tokens = new TokenService(DEV_API_KEY, DEV_API_SECRET);
+
+async function waitUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+const isLeft = (identity: string) => (m: ServerMessage) =>
+  m.type === 'participant.left' && m.identity === identity;
+
+describe('rooms shared across nodes', () => {
+  let redis: RedisServer;
+  let a: NodeProcess;
+  let b: NodeProcess;
+  const processes: NodeProcess[] = [];
+  const clients: RawClient[] = [];
+  const bots: Bot[] = [];
+
+  const start = async (options: StartNodeOptions) => {
+    const p = await startNode({
+      ...options,
+      args: [
+        '--ping-interval-ms',
+        '300',
+        '--ping-timeout-ms',
+        '1500',
+        '--peer-timeout-ms',
+        '3000',
+        '--max-participants',
+        '10',
+      ],
+      env: {
+        REDIS_URL: redis.url,
+        SFU_REGISTRY_TTL_MS: String(TTL_MS),
+        SFU_REGISTRY_HEARTBEAT_MS: String(HEARTBEAT_MS),
+        SFU_DRAIN_TIMEOUT_MS: '5000',
+      },
+    });
+    processes.push(p);
+    return p;
+  };
+  /** A raw signalling client joined to `room` on `node`. */
+  const join = async (
+    node: NodeProcess,
+    room: string,
+    identity: string,
+    options: { autoPong?: boolean } = {},
+  ) => {
+    const c = await rawClient(node.url, options);
+    clients.push(c);
+    c.send({ type: 'join', id: 'j', token: await tokens.mint({ room, identity }) });
+    const reply = await c.waitFor(
+      (m) => (m.type === 'joined' || m.type === 'error') && m.ref === 'j',
+    );
+    if (reply.type !== 'joined') throw new Error(`join failed: ${JSON.stringify(reply)}`);
+    return { client: c, joined: reply };
+  };
+  const bot = async (node: NodeProcess, room: string, identity: string, publish: boolean) => {
+    const b = await Bot.connect({
+      url: node.url,
+      route: false,
+      room,
+      identity,
+      hostAddresses: ['127.0.0.1'],
+      ...(publish ? { publish: { video: true, audio: true } } : {}),
+    });
+    bots.push(b);
+    return b;
+  };
+  const view = async (node: NodeProcess, room: string): Promise<ParticipantInfo[]> => {
+    const admin = await tokens.mint({ room: 'ops', identity: 'ops', grants: { admin: true } });
+    const res = await fetch(`${node.url}/v1/admin/rooms/${room}`, {
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    assert.equal(res.status, 200);
+    return ((await res.json()) as { participants: ParticipantInfo[] }).participants;
+  };
+
+  before(async () => {
+    redis = await startRedis();
+    a = await start({ region: 'ams', nodeId: 'node-a' });
+    b = await start({ region: 'hcm', nodeId: 'node-b' });
+  });
+  after(async () => {
+    await Promise.allSettled(bots.map((x) => x.close()));
+    for (const c of clients) c.close();
+    await Promise.allSettled(processes.map((p) => p.stop('SIGKILL')));
+    await redis?.stop();
+  });
+
+  test('participants on different nodes see each other, their tracks and chat', async () => {
+    const alice = await join(a, 'x', 'alice');
+    const bob = await bot(b, 'x', 'bob', true);
+    const joined = await alice.client.waitFor(
+      (m) => m.type === 'participant.joined' && m.participant.identity === 'bob',
+    );
+    assert.equal(joined.type === 'participant.joined' && joined.participant.nodeId, 'node-b');
+    assert.ok(
+      bob.participants().some((p) => p.identity === 'alice' && p.nodeId === 'node-a'),
+      'the joined reply lists alice on node A',
+    );
+    await alice.client.waitFor(
+      (m) =>
+        m.type === 'track.published' &&
+        m.participantSid === bob.sessionId &&
+        m.track.kind === 'video',
+    );
+    await alice.client.waitFor(
+      (m) =>
+        m.type === 'track.published' &&
+        m.participantSid === bob.sessionId &&
+        m.track.kind === 'audio',
+    );
+
+    alice.client.send({ type: 'chat', text: 'hello from A' });
+    const [chat] = await bob.waitFor('chat', { timeoutMs: 5_000 });
+    assert.equal(chat.text, 'hello from A');
+    assert.equal(chat.from.identity, 'alice');
+
+    await bob.unpublish('audio');
+    await alice.client.waitFor(
+      (m) => m.type === 'track.unpublished' && m.participantSid === bob.sessionId,
+    );
+    await bob.close();
+    const left = await alice.client.waitFor(isLeft('bob'));
+    assert.equal(left.type === 'participant.left' && left.reason, 'left');
+  });
+
+  test('a refresh storm ends with exactly one session of the identity on every node', async () => {
+    const watcherA = await join(a, 'storm', 'watch-a');
+    const watcherB = await join(b, 'storm', 'watch-b');
+    let previous: RawClient | undefined;
+    let last = '';
+    for (let i = 0; i < 100; i++) {
+      // The new tab opens before the old one is gone; the old socket closes while the new
+      // session is being set up, alternating between the two nodes.
+      const { client, joined } = await join(i % 2 === 0 ? a : b, 'storm', 'refresher');
+      previous?.close();
+      previous = client;
+      last = joined.sessionId;
+    }
+    for (const node of [a, b]) {
+      const sessions = await waitUntil(`one refresher on ${node.nodeId}`, async () => {
+        const list = (await view(node, 'storm')).filter((p) => p.identity === 'refresher');
+        return list.length === 1 ? list : undefined;
+      });
+      assert.equal(sessions[0]?.sessionId, last, `${node.nodeId} sees the newest session`);
+    }
+    assert.equal(
+      previous?.ws.readyState,
+      previous?.ws.OPEN,
+      'the newest session is still connected',
+    );
+    for (const w of [watcherA, watcherB]) {
+      const replaced = w.client.messages.filter(
+        (m) => m.type === 'participant.left' && m.identity === 'refresher',
+      );
+      assert.ok(replaced.length >= 99, 'every old session was announced as gone');
+    }
+  });
+
+  test('the room limit holds under 20 concurrent joins from two nodes', async () => {
+    const attempts = Array.from({ length: 20 }, async (_, i) => {
+      const c = await rawClient((i % 2 === 0 ? a : b).url);
+      clients.push(c);
+      c.send({
+        type: 'join',
+        id: 'j',
+        token: await tokens.mint({ room: 'full', identity: `p${i}` }),
+      });
+      return c.waitFor((m) => (m.type === 'joined' || m.type === 'error') && m.ref === 'j', 15_000);
+    });
+    const replies = await Promise.all(attempts);
+    const ok = replies.filter((r) => r.type === 'joined').length;
+    const full = replies.filter((r) => r.type === 'error' && r.code === 'ROOM_FULL').length;
+    assert.equal(ok, 10);
+    assert.equal(full, 10);
+    assert.equal((await view(a, 'full')).length, 10);
+  });
+
+  test('every way out ends exactly that session, with its reason', async () => {
+    const observer = await join(a, 'exits', 'observer');
+    const reasonOf = async (identity: string) => {
+      const m = await observer.client.waitFor(isLeft(identity), 15_000);
+      return m.type === 'participant.left' ? m.reason : undefined;
+    };
+
+    const leaver = await join(b, 'exits', 'leaver');
+    leaver.client.send({ type: 'leave' });
+    assert.equal(await reasonOf('leaver'), 'left');
+
+    const closer = await join(b, 'exits', 'closer');
+    closer.client.close();
+    assert.equal(await reasonOf('closer'), 'disconnected');
+
+    const silent = await join(b, 'exits', 'silent', { autoPong: false });
+    assert.equal(await reasonOf('silent'), 'heartbeat-timeout');
+    assert.equal((await silent.client.closed).code, CLOSE_CODES.heartbeatTimeout);
+
+    const first = await join(b, 'exits', 'twin');
+    await join(a, 'exits', 'twin');
+    assert.equal(await reasonOf('twin'), 'replaced');
+    const told = await first.client.waitFor((m) => m.type === 'leave');
+    assert.equal(told.type === 'leave' && told.reason, 'replaced');
+    assert.equal((await first.client.closed).code, CLOSE_CODES.replaced);
+
+    const broken = await bot(b, 'exits', 'broken', true);
+    await broken.peerConnections.publisher?.close();
+    assert.equal(await reasonOf('broken'), 'peer-connection-failed');
+
+    const names = (await view(a, 'exits')).map((p) => p.identity).sort();
+    assert.deepEqual(names, ['observer', 'twin']);
+  });
+
+  test('SIGTERM drains: clients are told to reconnect elsewhere', async () => {
+    const c = await start({ region: 'sin', nodeId: 'node-c' });
+    const observer = await join(a, 'drain', 'observer');
+    const mover = await join(c, 'drain', 'mover');
+    await c.stop('SIGTERM');
+    const leave = await mover.client.waitFor((m) => m.type === 'leave');
+    assert.equal(leave.type === 'leave' && leave.reason, 'draining');
+    assert.ok(leave.type === 'leave' && leave.reconnect?.url, 'with a place to go');
+    assert.equal((await mover.client.closed).code, CLOSE_CODES.draining);
+    const left = await observer.client.waitFor(isLeft('mover'));
+    assert.equal(left.type === 'participant.left' && left.reason, 'draining');
+  });
+
+  test('a SIGKILLed node leaves no ghost session', async () => {
+    const d = await start({ region: 'fra', nodeId: 'node-d' });
+    const observer = await join(a, 'ghost', 'observer');
+    await join(d, 'ghost', 'ghost1');
+    await join(d, 'ghost', 'ghost2');
+    await observer.client.waitFor(
+      (m) => m.type === 'participant.joined' && m.participant.identity === 'ghost2',
+    );
+    const t0 = Date.now();
+    await d.stop('SIGKILL');
+    for (const identity of ['ghost1', 'ghost2']) {
+      const m = await observer.client.waitFor(isLeft(identity), TTL_MS + 10_000);
+      assert.equal(m.type === 'participant.left' && m.reason, 'node-died');
+    }
+    console.log(
+      `dead node's sessions reaped ${Date.now() - t0} ms after SIGKILL (TTL ${TTL_MS} ms)`,
+    );
+    assert.deepEqual(
+      (await view(a, 'ghost')).map((p) => p.identity),
+      ['observer'],
+    );
+  });
+
+  test('a Redis outage does not stop media, refuses joins, and the state comes back', async () => {
+    const pub = await bot(a, 'outage', 'pub', true);
+    const sub = await bot(a, 'outage', 'sub', false);
+    await sub.waitForPackets('pub', 'video', 50, 10_000);
+    void pub;
+    await redis.stop();
+    const before = sub.stats().received.find((r) => r.kind === 'video')?.packets ?? 0;
+    const refused = await rawClient(a.url);
+    clients.push(refused);
+    refused.send({
+      type: 'join',
+      id: 'j',
+      token: await tokens.mint({ room: 'outage', identity: 'late' }),
+    });
+    const e = await refused.waitFor((m) => m.type === 'error' && m.ref === 'j', 10_000);
+    assert.equal(e.type === 'error' && e.code, 'SERVICE_UNAVAILABLE');
+    await sleep(5_000); // the outage
+    const during = sub.stats().received.find((r) => r.kind === 'video')?.packets ?? 0;
+    assert.ok(during > before + 100, `media kept flowing: ${before} -> ${during} packets`);
+    await redis.restart(); // empty, on the same port
+    // Node A re-asserts its live sessions; a join on node B then lists them.
+    const seen = await waitUntil(
+      'the store has the sessions again',
+      async () => {
+        const probe = await rawClient(b.url);
+        clients.push(probe);
+        probe.send({
+          type: 'join',
+          id: 'j',
+          token: await tokens.mint({ room: 'outage', identity: 'probe' }),
+        });
+        const r = await probe.waitFor(
+          (m) => (m.type === 'joined' || m.type === 'error') && m.ref === 'j',
+          5_000,
+        );
+        probe.close();
+        if (r.type !== 'joined') return undefined;
+        const ids = r.participants.map((p) => p.identity).sort();
+        return ids.length === 2 ? ids : undefined;
+      },
+      20_000,
+    );
+    assert.deepEqual(seen, ['pub', 'sub']);
+  });
+});
