@@ -1,4 +1,12 @@
 export {
+  ROUTE_REASONS,
+  RouteAnswer,
+  type RouteOptions,
+  type RouteReason,
+  route,
+  routeEndpoint,
+} from './route.js';
+export {
   SignalClient,
   SignalError,
   signalUrlFor,

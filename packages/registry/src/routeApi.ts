@@ -18,7 +18,22 @@ export function bearerToken(req: Request): string | undefined {
  */
 export function routeRouter(service: RouteService): Router {
   const router = Router();
+  // A page served by one node asks another for a route (when it drains, say), so the
+  // answer must be readable cross-origin. The token travels as a bearer header, never as a
+  // cookie, so allowing any origin exposes nothing a caller does not already hold.
+  router.options('/v1/route', (_req: Request, res: Response) => {
+    res
+      .set({
+        'Access-Control-Allow-Origin': '*',
+        'Access-Control-Allow-Methods': 'GET',
+        'Access-Control-Allow-Headers': 'authorization',
+        'Access-Control-Max-Age': '600',
+      })
+      .status(204)
+      .end();
+  });
   router.get('/v1/route', async (req: Request, res: Response, next: NextFunction) => {
+    res.set('Access-Control-Allow-Origin', '*');
     try {
       const answer = await service.route({
         authorization: req.headers.authorization,

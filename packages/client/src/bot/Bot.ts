@@ -1,5 +1,6 @@
 /**
- * A werift bot that joins a room on an SFU node, publishes synthetic media and/or subscribes,
+ * A werift bot that asks any node (or `sfu-directory`) where to go through `GET /v1/route`,
+ * joins a room on that SFU node, publishes synthetic media and/or subscribes,
  * and measures what it receives. Integration tests, benchmarks and latency experiments drive
  * it, so it waits on events (never on sleeps) and `close()` leaves nothing running.
  */
@@ -15,6 +16,7 @@ import type {
 } from '@geosfu/common/protocol';
 import type { RTCPeerConnection } from 'werift';
 import WebSocket from 'ws';
+import { type RouteAnswer, route } from '../route.js';
 import { SignalClient, SignalError, signalUrlFor, type WebSocketLike } from '../SignalClient.js';
 import { fetchDevToken } from './devToken.js';
 import type { PeerOptions } from './peer.js';
@@ -24,9 +26,25 @@ import type { SentStreamStats } from './source.js';
 import { BotSubscriber } from './subscriber.js';
 
 export interface BotOptions {
-  /** The node: http(s)://host:port or ws(s)://host:port[/v1/signal]. */
+  /**
+   * Any node or `sfu-directory`: http(s)://host:port (ws(s):// works too). The bot asks its
+   * `/v1/route` where to connect and opens the websocket there. With `route: false` it is the
+   * node itself, and may carry the signalling path: ws(s)://host:port[/v1/signal].
+   */
   url: string;
-  /** An access token. Without one, `room` and `identity` get a token from a dev node. */
+  /**
+   * Ask `url`'s `GET /v1/route` for the node (default true). False connects straight to `url`
+   * (tests that target one node directly).
+   */
+  route?: boolean;
+  /** Pin a region through the route (needs the `canPinRegion` grant). Not with `node`. */
+  region?: string;
+  /** Pin a node id through the route (needs the `canPinRegion` grant). Not with `region`. */
+  node?: string;
+  /**
+   * An access token. Without one, `room` and `identity` get a token from `url`'s dev endpoint
+   * (with the `canPinRegion` grant when `region` or `node` is given).
+   */
   token?: string;
   room?: string;
   identity?: string;
@@ -123,6 +141,8 @@ export class Bot extends TypedEmitter<BotEvents> {
   readonly #packetWaiters = new Set<() => void>();
   #closing: Promise<void> | undefined;
   #closedReason: string | undefined;
+  #route: RouteAnswer | undefined;
+  #reconnectUrl: string | undefined;
 
   private constructor(options: BotOptions) {
     const log = options.logger ?? silentLogger();
@@ -179,6 +199,19 @@ export class Bot extends TypedEmitter<BotEvents> {
 
   get closed(): boolean {
     return this.#closing !== undefined;
+  }
+
+  /** Where `/v1/route` sent the bot; undefined with `route: false` (or before routing). */
+  get route(): RouteAnswer | undefined {
+    return this.#route;
+  }
+
+  /**
+   * The base URL a draining node suggested in its `leave {reason: 'draining', reconnect}`:
+   * route through it to continue. The bot does not reconnect by itself.
+   */
+  get reconnectUrl(): string | undefined {
+    return this.#reconnectUrl;
   }
 
   /** Why the bot closed (`undefined` while open). */
@@ -293,9 +326,38 @@ export class Bot extends TypedEmitter<BotEvents> {
   async #start(): Promise<void> {
     const options = this.#options;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
-    const url = signalUrlFor(options.url);
+    if (options.region && options.node) {
+      throw new SignalError('INVALID_ARGUMENT', 'pin a region or a node, not both');
+    }
+    if (options.route === false && (options.region || options.node)) {
+      throw new SignalError('INVALID_ARGUMENT', 'pinning a region or node needs route: true');
+    }
     // Before the socket opens: the node gives an idle socket only so long to join.
     const token = await this.#token();
+    let url: string;
+    if (options.route === false) {
+      url = signalUrlFor(options.url);
+    } else {
+      const answer = await route(options.url, token, {
+        room: options.room,
+        region: options.region,
+        node: options.node,
+        timeoutMs,
+      });
+      if (this.closed) throw new SignalError('CLOSED', 'the bot closed while routing');
+      this.#route = answer;
+      this.#log.info(
+        {
+          nodeId: answer.nodeId,
+          region: answer.region,
+          reason: answer.reason,
+          distanceKm: answer.distanceKm,
+          signalUrl: answer.signalUrl,
+        },
+        'routed',
+      );
+      url = answer.signalUrl;
+    }
     try {
       await this.signal.connect(url);
     } catch (error) {
@@ -327,7 +389,7 @@ export class Bot extends TypedEmitter<BotEvents> {
   }
 
   async #token(): Promise<string> {
-    const { token, room, identity, name, url } = this.#options;
+    const { token, room, identity, name, url, region, node } = this.#options;
     if (token) return token;
     if (!room || !identity) {
       throw new SignalError(
@@ -335,7 +397,13 @@ export class Bot extends TypedEmitter<BotEvents> {
         'give a token, or a room and an identity for a dev token',
       );
     }
-    return fetchDevToken(url, { room, identity, ...(name ? { name } : {}) });
+    return fetchDevToken(url, {
+      room,
+      identity,
+      ...(name ? { name } : {}),
+      // Pinning is refused (PERMISSION_DENIED) without this grant.
+      ...(region || node ? { canPinRegion: true } : {}),
+    });
   }
 
   async #publish(publish: PublishOptions, timeoutMs: number): Promise<void> {
@@ -413,7 +481,19 @@ export class Bot extends TypedEmitter<BotEvents> {
       this.safeEmit('serverError', { code: m.code, message: m.message });
     });
     s.on('leave', (m) => {
-      this.#log.info({ reason: m.reason }, 'the server ended the session');
+      if (m.reason === 'draining') {
+        // Automatic reconnection is not implemented (yet): the bot closes like for any other
+        // leave, and whoever drives it may route again through `reconnectUrl`.
+        this.#reconnectUrl = m.reconnect?.url;
+        this.#log.info(
+          { reason: m.reason, reconnectUrl: m.reconnect?.url ?? null },
+          m.reconnect
+            ? 'the node is draining; route again through the reconnect URL to continue'
+            : 'the node is draining and named no other node to continue on',
+        );
+      } else {
+        this.#log.info({ reason: m.reason }, 'the server ended the session');
+      }
       void this.close(`server: ${m.reason}`);
     });
     s.on('close', ({ code, reason }) => {

@@ -4,163 +4,11 @@
  * what was sent and received. With --json stdout carries exactly one JSON object (logs go to
  * stderr), so scripts can parse it.
  */
-import { parseArgs } from 'node:util';
 import type { TrackKind } from '@geosfu/common/protocol';
 import { pino } from 'pino';
+import { SignalError } from '../SignalClient.js';
 import { Bot, type BotStats } from './Bot.js';
-import type { PublishOptions } from './publisher.js';
-
-const USAGE = `usage: sfu-bot --url http://host:7880 --room R --identity I [options]
-
-  --url URL                 the node (http(s):// or ws(s)://)
-  --room R, --identity I    with no --token, get one from the node's dev endpoint
-  --name NAME               display name for the dev token
-  --token T                 an access token (then --room and --identity are not needed)
-  --publish video,audio     what to publish (default: nothing)
-  --subscribe               subscribe to every track in the room
-  --duration S              seconds to run, then print stats and exit (default: until Ctrl-C)
-  --json                    print one JSON object on stdout at the end
-  --host-addresses A[,B]    use only these local addresses for ICE (e.g. 127.0.0.1)
-  --codec vp8|h264          video codec (default vp8)
-  --h264-profile ID         H264 profile-level-id (default 42e01f; Chrome uses 42001f)
-  --bitrate BPS             video bitrate (default 1500000)
-  --fps N                   video frame rate (default 30)
-  --keyframe-interval MS    periodic key frame interval (default 10000, 0 = only on PLI)
-  --loss-percent N          drop N% of outgoing publisher packets (NACK tests)
-  --receive-loss-percent N  drop N% of incoming subscriber packets
-  --log-level LEVEL         stderr log level (default info)
-  -h, --help                this text`;
-
-class UsageError extends Error {}
-
-interface CliOptions {
-  url: string;
-  token?: string;
-  room?: string;
-  identity?: string;
-  name?: string;
-  publish?: PublishOptions;
-  subscribe: boolean;
-  durationMs?: number;
-  json: boolean;
-  hostAddresses?: string[];
-  lossPercent?: number;
-  receiveLossPercent?: number;
-  logLevel: string;
-}
-
-function numberFlag(
-  values: Record<string, unknown>,
-  name: string,
-  check: (n: number) => boolean,
-  expectation: string,
-): number | undefined {
-  const raw = values[name];
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(n) || !check(n)) {
-    throw new UsageError(`--${name} must be ${expectation}, got "${String(raw)}"`);
-  }
-  return n;
-}
-
-function parseCli(argv: string[]): CliOptions | 'help' {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const { values, positionals } = parsed;
-  if (values.help) return 'help';
-  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-  if (!values.url) throw new UsageError('--url is required');
-  try {
-    new URL(values.url);
-  } catch {
-    throw new UsageError(`--url is not a URL: "${values.url}"`);
-  }
-  if (!values.token && (!values.room || !values.identity)) {
-    throw new UsageError('give --token, or --room and --identity to get a dev token');
-  }
-  const codec = values.codec ?? 'vp8';
-  if (codec !== 'vp8' && codec !== 'h264') {
-    throw new UsageError(`--codec must be vp8 or h264, got "${codec}"`);
-  }
-  const profile = values['h264-profile'];
-  if (profile !== undefined && !/^[0-9a-fA-F]{6}$/.test(profile)) {
-    throw new UsageError(`--h264-profile must be 6 hex digits (e.g. 42001f), got "${profile}"`);
-  }
-  let publish: PublishOptions | undefined;
-  if (values.publish !== undefined && values.publish !== 'none') {
-    const kinds = values.publish.split(',').map((k) => k.trim());
-    for (const k of kinds) {
-      if (k !== 'video' && k !== 'audio') {
-        throw new UsageError(`--publish takes video and/or audio, got "${k}"`);
-      }
-    }
-    publish = {
-      video: kinds.includes('video'),
-      audio: kinds.includes('audio'),
-      videoCodec: codec,
-      h264ProfileLevelId: profile?.toLowerCase(),
-      bitrate: numberFlag(values, 'bitrate', (n) => n >= 10_000, 'a bitrate >= 10000 bit/s'),
-      fps: numberFlag(values, 'fps', (n) => n > 0 && n <= 120, 'in (0, 120]'),
-      keyframeIntervalMs: numberFlag(values, 'keyframe-interval', (n) => n >= 0, '>= 0 ms'),
-    };
-  }
-  const percent = (name: string) =>
-    numberFlag(values, name, (n) => n >= 0 && n <= 100, 'a percentage in [0, 100]');
-  const duration = numberFlag(values, 'duration', (n) => n > 0, 'a positive number of seconds');
-  const hostAddresses = values['host-addresses']
-    ?.split(',')
-    .map((a) => a.trim())
-    .filter((a) => a.length > 0);
-  return {
-    url: values.url,
-    token: values.token,
-    room: values.room,
-    identity: values.identity,
-    name: values.name,
-    publish,
-    subscribe: values.subscribe ?? false,
-    durationMs: duration === undefined ? undefined : duration * 1000,
-    json: values.json ?? false,
-    hostAddresses,
-    lossPercent: percent('loss-percent'),
-    receiveLossPercent: percent('receive-loss-percent'),
-    logLevel: values['log-level'] ?? 'info',
-  };
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
-      url: { type: 'string' },
-      room: { type: 'string' },
-      identity: { type: 'string' },
-      name: { type: 'string' },
-      token: { type: 'string' },
-      publish: { type: 'string' },
-      subscribe: { type: 'boolean' },
-      duration: { type: 'string' },
-      json: { type: 'boolean' },
-      'host-addresses': { type: 'string' },
-      codec: { type: 'string' },
-      'h264-profile': { type: 'string' },
-      bitrate: { type: 'string' },
-      fps: { type: 'string' },
-      'keyframe-interval': { type: 'string' },
-      'loss-percent': { type: 'string' },
-      'receive-loss-percent': { type: 'string' },
-      'log-level': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-}
+import { type CliOptions, parseCli, USAGE, UsageError } from './cliOptions.js';
 
 function fmt(n: number | null, digits = 1): string {
   return n === null ? '-' : n.toFixed(digits);
@@ -250,8 +98,11 @@ async function main(): Promise<number> {
   let bot: Bot;
   try {
     bot = await Bot.connect({
+      // Any node or the directory: the bot asks its /v1/route where to connect.
       url: opts.url,
-      // Without a token, the bot asks the node's dev endpoint for one.
+      region: opts.region,
+      node: opts.node,
+      // Without a token, the bot asks the dev endpoint of --url for one.
       token: opts.token,
       room: opts.room,
       identity: opts.identity,
@@ -264,7 +115,8 @@ async function main(): Promise<number> {
       logger: log,
     });
   } catch (error) {
-    console.error(`sfu-bot: ${(error as Error).message}`);
+    const code = error instanceof SignalError ? ` (${error.code})` : '';
+    console.error(`sfu-bot: ${(error as Error).message}${code}`);
     return 1;
   }
   const startedAt = Date.now();
@@ -300,6 +152,7 @@ async function main(): Promise<number> {
   const identity = bot.identity;
   const room = bot.room;
   const sessionId = bot.sessionId;
+  const route = bot.route;
   await bot.close(ending.why === 'duration' ? 'duration elapsed' : ending.why);
   const durationMs = Date.now() - startedAt;
   if (opts.json) {
@@ -311,13 +164,30 @@ async function main(): Promise<number> {
         url: opts.url,
         durationMs,
         endReason: bot.closedReason,
+        route: route
+          ? {
+              nodeId: route.nodeId,
+              region: route.region,
+              reason: route.reason,
+              distanceKm: route.distanceKm,
+            }
+          : null,
+        ...(bot.reconnectUrl ? { reconnectUrl: bot.reconnectUrl } : {}),
         ...stats,
       }),
     );
   } else {
-    await write(readable(stats, `${identity} in ${room}: ${(durationMs / 1000).toFixed(1)} s`));
+    const via = route
+      ? ` on ${route.nodeId} (${route.region}, ${route.reason}${route.distanceKm === null ? '' : `, ${route.distanceKm} km`})`
+      : '';
+    await write(
+      readable(stats, `${identity} in ${room}${via}: ${(durationMs / 1000).toFixed(1)} s`),
+    );
   }
   if (ending.code !== 0) console.error(`sfu-bot: the session ended early: ${ending.why}`);
+  if (bot.reconnectUrl) {
+    console.error(`sfu-bot: the node is draining; run again with --url ${bot.reconnectUrl}`);
+  }
   return ending.code;
 }
 

@@ -20,7 +20,7 @@ export function httpBaseUrl(url: string): URL {
 
 export async function fetchDevToken(
   url: string,
-  body: { room: string; identity: string; name?: string },
+  body: { room: string; identity: string; name?: string; canPinRegion?: boolean },
   timeoutMs = 10_000,
 ): Promise<string> {
   const endpoint = new URL('/v1/dev/token', httpBaseUrl(url));

@@ -1,6 +1,7 @@
 /**
  * The demo page served at `/` by a node in dev mode: join a room with camera and microphone,
- * see and hear everyone else, chat. URL parameters `?room=R&name=N&autojoin=1` skip the form.
+ * see and hear everyone else, chat. URL parameters `?room=R&name=N&autojoin=1` skip the form;
+ * `?region=X` or `?node=ID` pin where `/v1/route` sends the page (otherwise: the nearest node).
  */
 import { Session, type SessionState } from './session.js';
 import { type ConnectionStats, StatsSampler } from './stats.js';
@@ -10,6 +11,9 @@ import { DemoUi } from './ui.js';
 export interface SfuTestHook {
   readonly state: SessionState;
   readonly sessionId: string | null;
+  /** The node the page is connected (or connecting) to, and its region. */
+  readonly nodeId: string | null;
+  readonly region: string | null;
   /** Identities of the other participants shown, in the order they are shown. */
   participants(): string[];
   /** The server's mid -> track mapping of the current subscriber offer. */
@@ -37,6 +41,8 @@ const session = new Session();
 const ui = new DemoUi(session);
 const params = new URLSearchParams(location.search);
 const autojoin = params.get('autojoin') === '1';
+const pinnedRegion = params.get('region')?.trim() || undefined;
+const pinnedNode = params.get('node')?.trim() || undefined;
 
 ui.roomInput.value = params.get('room') ?? 'demo';
 ui.nameInput.value = params.get('name') ?? sessionStorage.getItem(NAME_KEY) ?? '';
@@ -73,12 +79,15 @@ function join(): void {
   if (!autojoin) {
     // Make the address bar a link to this room that can be shared.
     const url = new URL(location.href);
-    url.search = new URLSearchParams({ room }).toString();
+    const search = new URLSearchParams({ room });
+    if (pinnedRegion) search.set('region', pinnedRegion);
+    if (pinnedNode) search.set('node', pinnedNode);
+    url.search = search.toString();
     history.replaceState(null, '', url);
   }
   ui.clearChat();
   ui.clearStats();
-  void session.join({ room, name, identity });
+  void session.join({ room, name, identity, region: pinnedRegion, node: pinnedNode });
 }
 
 ui.joinForm.addEventListener('submit', (event) => {
@@ -157,6 +166,12 @@ const hook: SfuTestHook = Object.freeze({
   },
   get sessionId() {
     return session.sessionId;
+  },
+  get nodeId() {
+    return session.nodeId;
+  },
+  get region() {
+    return session.region;
   },
   participants: () => [...session.peers.values()].map((p) => p.identity),
   subscribedTracks: () => session.subscribedTracks.map((t) => ({ ...t })),

@@ -13,7 +13,8 @@ import type {
   SubscribedTrack,
   TrackInfo,
 } from '@geosfu/common/protocol';
-import { SignalClient, SignalError, type WebSocketLike } from '../SignalClient.js';
+import { type RouteAnswer, route } from '../route.js';
+import { SignalClient, SignalError, signalUrlFor, type WebSocketLike } from '../SignalClient.js';
 
 export type SessionState = 'idle' | 'joining' | 'joined' | 'left' | 'error';
 
@@ -61,8 +62,12 @@ export interface JoinOptions {
   room: string;
   name: string;
   identity: string;
-  /** Base URL of the node (default: this page's origin). */
+  /** Where to get the dev token and the route: a node or the directory (default: this page's origin). */
   baseUrl?: string;
+  /** Pin a region (`?region=`); the dev token then carries the `canPinRegion` grant. */
+  region?: string;
+  /** Pin a node id (`?node=`); not together with `region`. */
+  node?: string;
 }
 
 const PUBLISH_TIMEOUT_MS = 20_000;
@@ -84,7 +89,13 @@ async function fetchDevToken(baseUrl: string, options: JoinOptions): Promise<str
   const response = await fetch(new URL('/v1/dev/token', baseUrl), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ room: options.room, identity: options.identity, name: options.name }),
+    body: JSON.stringify({
+      room: options.room,
+      identity: options.identity,
+      name: options.name,
+      // Pinning is refused (PERMISSION_DENIED) without this grant.
+      ...(options.region || options.node ? { canPinRegion: true } : {}),
+    }),
   });
   const text = await response.text();
   let body: unknown;
@@ -108,12 +119,6 @@ async function fetchDevToken(baseUrl: string, options: JoinOptions): Promise<str
   throw new Error(
     `Could not get a token (HTTP ${response.status}): ${message || response.statusText}`,
   );
-}
-
-function signalUrl(baseUrl: string): string {
-  const url = new URL('/v1/signal', baseUrl);
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  return url.toString();
 }
 
 function toCandidateInit(candidate: IceCandidate): RTCIceCandidateInit {
@@ -150,6 +155,13 @@ export class Session {
   room: string | null = null;
   identity: string | null = null;
   name: string | null = null;
+  /** The node this page is connected (or connecting) to, from `/v1/route` then `joined`. */
+  nodeId: string | null = null;
+  region: string | null = null;
+  /** The route answer that chose the node (why, how far). */
+  route: RouteAnswer | null = null;
+  /** While moving off a draining node: the region of the node we move to. */
+  movingTo: string | null = null;
   readonly peers = new Map<string, RemotePeer>();
   readonly local: LocalMedia = Session.#emptyLocal();
 
@@ -167,6 +179,9 @@ export class Session {
   #listeners = new Map<keyof SessionEvents, Set<(...args: never[]) => void>>();
   /** Bumped on every join/leave so that stale async work can tell it is stale. */
   #epoch = 0;
+  /** What the current visit joined with, for moving to another node when this one drains. */
+  #joinOptions: JoinOptions | null = null;
+  #token: string | null = null;
 
   static #emptyLocal(): LocalMedia {
     return {
@@ -234,6 +249,7 @@ export class Session {
     this.room = options.room;
     this.identity = options.identity;
     this.name = options.name;
+    this.#joinOptions = options;
     this.#setState('joining');
     try {
       const media = await this.#openLocalMedia();
@@ -244,29 +260,98 @@ export class Session {
       this.#setLocalStream(media);
 
       const token = await fetchDevToken(baseUrl, options);
-      const signal = new SignalClient((url) => new WebSocket(url) as unknown as WebSocketLike);
-      this.#signal = signal;
-      this.#listen(signal, epoch);
-      await signal.connect(signalUrl(baseUrl));
-      const joined = await signal.join(token);
       if (epoch !== this.#epoch) return;
-      this.#onJoined(joined);
-      if (media && joined.grants.canPublish) {
-        // A failed publish leaves the session up: the others can still be seen and heard.
-        await this.#publish(media, epoch).catch((error: unknown) => {
-          if (epoch !== this.#epoch) return;
-          this.#notice('error', `Could not send your camera and microphone: ${errorText(error)}`);
-        });
-      } else if (media) {
-        this.#notice(
-          'info',
-          'Your token does not allow publishing: you can watch and listen only.',
-        );
-      }
+      this.#token = token;
+      // Any node (or the directory) tells us which node to use: the nearest, or the pinned one.
+      const answer = await route(baseUrl, token, {
+        room: options.room,
+        region: options.region,
+        node: options.node,
+      });
+      if (epoch !== this.#epoch) return;
+      await this.#connect({ signalUrl: answer.signalUrl, answer }, token, media, epoch);
     } catch (error) {
       if (epoch !== this.#epoch) return;
       this.#teardown();
       this.#setState('error', errorText(error));
+    }
+  }
+
+  /** Opens the websocket to the (routed) node, joins, and publishes `media`. */
+  async #connect(
+    target: { signalUrl: string; answer: RouteAnswer | null },
+    token: string,
+    media: MediaStream | null,
+    epoch: number,
+  ): Promise<void> {
+    const { answer } = target;
+    this.route = answer;
+    this.nodeId = answer?.nodeId ?? null;
+    this.region = answer?.region ?? null;
+    this.#emit('change');
+    const signal = new SignalClient((url) => new WebSocket(url) as unknown as WebSocketLike);
+    this.#signal = signal;
+    this.#listen(signal, epoch);
+    await signal.connect(target.signalUrl);
+    const joined = await signal.join(token);
+    if (epoch !== this.#epoch) return;
+    this.#onJoined(joined);
+    if (media && joined.grants.canPublish) {
+      // A failed publish leaves the session up: the others can still be seen and heard.
+      await this.#publish(media, epoch).catch((error: unknown) => {
+        if (epoch !== this.#epoch) return;
+        this.#notice('error', `Could not send your camera and microphone: ${errorText(error)}`);
+      });
+    } else if (media) {
+      this.#notice('info', 'Your token does not allow publishing: you can watch and listen only.');
+    }
+  }
+
+  /**
+   * The node is draining and named another one: join the room again through `/v1/route` on
+   * `reconnectUrl`, keeping the camera and microphone. One attempt: if it fails, the session
+   * ends with the reason. A node pin is dropped (that node is the one going away); a region
+   * pin is kept.
+   */
+  async #moveAfterDrain(reconnectUrl: string): Promise<void> {
+    const options = this.#joinOptions;
+    const token = this.#token;
+    if (!options || !token) return;
+    const epoch = ++this.#epoch;
+    const media = this.local.stream;
+    this.#teardown({ keepMedia: true });
+    this.#setState('joining');
+    try {
+      let answer: RouteAnswer | null = null;
+      let signalUrl: string;
+      try {
+        answer = await route(reconnectUrl, token, { room: options.room, region: options.region });
+        signalUrl = answer.signalUrl;
+      } catch (error) {
+        // A page may read another origin's answer only when that node allows it (CORS), and
+        // the draining node is about to go. Websockets have no such rule, and the draining node
+        // chose this node itself: join it directly (its region shows once joined).
+        if (!(error instanceof SignalError && error.code === 'SERVICE_UNAVAILABLE')) throw error;
+        signalUrl = signalUrlFor(reconnectUrl);
+      }
+      if (epoch !== this.#epoch) return;
+      const where = answer?.region ?? new URL(reconnectUrl).host;
+      this.movingTo = where;
+      this.#notice('info', `Node is draining: moving you to ${where}...`);
+      this.#system(`This server is being drained: moving you to ${where}.`);
+      await this.#connect({ signalUrl, answer }, token, media, epoch);
+    } catch (error) {
+      if (epoch !== this.#epoch) return;
+      this.#teardown();
+      this.#setState(
+        'left',
+        `${LEAVE_TEXT.draining} Moving to another node failed: ${errorText(error)}`,
+      );
+    } finally {
+      if (epoch === this.#epoch) {
+        this.movingTo = null;
+        this.#emit('change');
+      }
     }
   }
 
@@ -278,7 +363,7 @@ export class Session {
     this.#setState('left', LEAVE_TEXT.left);
   }
 
-  #teardown(): void {
+  #teardown({ keepMedia = false }: { keepMedia?: boolean } = {}): void {
     this.#signal?.close(1000, 'leave');
     this.#signal = null;
     for (const peer of [this.#publisher, this.#subscriber]) peer?.pc.close();
@@ -287,10 +372,19 @@ export class Session {
     this.#subscribedByMid.clear();
     this.#subscriberChain = Promise.resolve();
     this.#unconfirmedChat = [];
-    for (const track of this.local.stream?.getTracks() ?? []) track.stop();
-    Object.assign(this.local, Session.#emptyLocal());
+    if (keepMedia) {
+      // The tracks go on to the next node's publisher; the server ids were this node's.
+      this.local.audioTrackId = null;
+      this.local.videoTrackId = null;
+    } else {
+      for (const track of this.local.stream?.getTracks() ?? []) track.stop();
+      Object.assign(this.local, Session.#emptyLocal());
+    }
     this.peers.clear();
     this.sessionId = null;
+    this.nodeId = null;
+    this.region = null;
+    this.route = null;
   }
 
   async #openLocalMedia(): Promise<MediaStream | null> {
@@ -332,11 +426,14 @@ export class Session {
 
   #onJoined(joined: ServerMessageOf<'joined'>): void {
     this.sessionId = joined.sessionId;
+    // The node itself has the last word on who it is.
+    this.nodeId = joined.nodeId;
+    this.region = joined.region;
     this.#iceServers = joined.iceServers.map((s: IceServer) => ({ ...s }));
     for (const info of joined.participants) this.#addPeer(info);
     this.#ensureSubscriber();
     this.#setState('joined');
-    this.#system(`You joined room “${joined.room}”.`);
+    this.#system(`You joined room “${joined.room}” on ${joined.region} · ${joined.nodeId}.`);
   }
 
   // ---------------------------------------------------------------------------------------
@@ -417,6 +514,10 @@ export class Session {
     });
     signal.on('leave', (m) => {
       if (!live()) return;
+      if (m.reason === 'draining' && m.reconnect?.url && this.state === 'joined') {
+        void this.#moveAfterDrain(m.reconnect.url);
+        return;
+      }
       this.#epoch++;
       this.#teardown();
       const text = LEAVE_TEXT[m.reason] ?? `The server ended the session (${m.reason}).`;

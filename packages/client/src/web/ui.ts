@@ -71,6 +71,7 @@ export class DemoUi {
   readonly leaveButton = byId('leave', HTMLButtonElement);
   readonly shareButton = byId('share', HTMLButtonElement);
   readonly roomLabel = byId('room-label', HTMLSpanElement);
+  readonly nodeLabel = byId('node-label', HTMLSpanElement);
   readonly status = byId('status', HTMLSpanElement);
   readonly statsLine = byId('stats', HTMLDivElement);
   readonly toasts = byId('toasts', HTMLDivElement);
@@ -99,6 +100,7 @@ export class DemoUi {
     this.joinButton.textContent = s.state === 'joining' ? 'Joining…' : 'Join';
     this.roomLabel.textContent = s.room && inCall ? s.room : '';
     this.shareButton.hidden = !inCall;
+    this.#renderNode();
     this.status.textContent = this.#statusText();
     this.status.dataset.state = s.state;
     const showDetail = s.state === 'error' || s.state === 'left';
@@ -111,13 +113,27 @@ export class DemoUi {
     this.#renderControls();
   }
 
+  /** "ams · node-1": where `/v1/route` sent us, with why in the tooltip. */
+  #renderNode(): void {
+    const s = this.session;
+    const inCall = s.state === 'joined' || s.state === 'joining';
+    const show = inCall && s.nodeId !== null && s.region !== null;
+    this.nodeLabel.textContent = show ? `${s.region} · ${s.nodeId}` : '';
+    this.nodeLabel.hidden = !show;
+    const r = s.route;
+    const why = r
+      ? ` (${r.reason}${r.distanceKm === null ? '' : `, ${r.distanceKm.toLocaleString()} km away`})`
+      : '';
+    this.nodeLabel.title = show ? `Connected to node ${s.nodeId} in ${s.region}${why}` : '';
+  }
+
   #statusText(): string {
     const s = this.session;
     switch (s.state) {
       case 'idle':
         return '';
       case 'joining':
-        return 'Connecting…';
+        return s.movingTo ? `Moving to ${s.movingTo}…` : 'Connecting…';
       case 'joined': {
         const states = [s.publisherPc, s.subscriberPc].map((pc) => pc?.connectionState);
         if (states.includes('failed')) return 'Media failed';
