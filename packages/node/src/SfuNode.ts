@@ -478,6 +478,15 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     }
     try {
       await this.plane.rooms.reassert(this.nodeId, live);
+      // Events of other nodes published while we were cut off are lost: re-read the rooms.
+      for (const room of this.#rooms.values()) {
+        const stored = await this.plane.rooms.participants(room.name);
+        const remote = new Map(stored.filter((x) => x.nodeId !== this.nodeId).map((x) => [x.sessionId, x]));
+        for (const [sid, record] of room.remoteSessions) {
+          if (!remote.has(sid)) room.remoteLeft(record, 'disconnected');
+        }
+        for (const record of remote.values()) room.remoteTracks(record);
+      }
       this.#logger.info({ rooms: live.size }, 'sessions re-asserted in the room store');
     } catch (error) {
       this.#logger.warn({ err: error }, 'reassert failed; retrying on the next reconnect');

@@ -635,7 +635,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       if (session.sessionId !== field) throw new Error(`the record says ${session.sessionId}`);
       return session;
     } catch (error) {
-      const id = `${key}\n${field}\n${value}`;
+      const id = `${key}\n${field}`;
       if (!this.#badEntries.has(id)) {
         if (this.#badEntries.size >= MAX_BAD_ENTRIES_REMEMBERED) this.#badEntries.clear();
         this.#badEntries.add(id);
