@@ -12,6 +12,8 @@ import { REGIONS } from './regions.js';
  */
 export const DEV_API_KEY = 'devkey';
 export const DEV_API_SECRET = 'devsecret-only-for-local-development';
+/** Signs relay messages between dev nodes; a cluster outside dev mode must set its own. */
+export const DEV_CLUSTER_SECRET = 'dev-cluster-secret-only-for-local-development';
 
 const bool = z
   .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no', ''])])
@@ -180,6 +182,12 @@ export const CONFIG_FIELDS = {
     schema: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
     doc: 'Redis for the cluster (registry, rooms, relay signalling). Unset: single-node mode with in-memory state.',
   },
+  clusterSecret: {
+    env: 'SFU_CLUSTER_SECRET',
+    flag: 'cluster-secret',
+    schema: z.string().min(32, 'at least 32 characters'),
+    doc: 'Shared by every node: signs relay signalling between nodes (HMAC-SHA256). Required with `REDIS_URL` unless `--dev`.',
+  },
   latitude: {
     env: 'SFU_LAT',
     flag: 'lat',
@@ -286,6 +294,7 @@ export interface NodeConfig {
   readonly pingTimeoutMs: number;
   readonly logLevel: Parsed<'logLevel'>;
   readonly redisUrl: string | undefined;
+  readonly clusterSecret: string;
   /** Where this node is: SFU_LAT/SFU_LON, else the region preset; unknown for other regions. */
   readonly location: { readonly latitude: number; readonly longitude: number } | undefined;
   readonly capacity: number;
@@ -354,6 +363,12 @@ export function loadConfig(
   }
 
   const dev = out.dev === true;
+  if (!dev && out.redisUrl !== undefined && out.clusterSecret === undefined) {
+    problems.push(
+      'SFU_CLUSTER_SECRET is required with REDIS_URL: the same secret of 32+ characters on every node',
+    );
+  }
+  out.clusterSecret ??= DEV_CLUSTER_SECRET;
   if (dev) {
     out.apiKey ??= DEV_API_KEY;
     out.apiSecret ??= DEV_API_SECRET;

@@ -4,6 +4,7 @@ export {
   configMarkdownTable,
   DEV_API_KEY,
   DEV_API_SECRET,
+  DEV_CLUSTER_SECRET,
   loadConfig,
   type NodeConfig,
   requireLocation,

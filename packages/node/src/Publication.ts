@@ -9,13 +9,19 @@ import {
 import type { RTCRtpCodecParameters, RtpPacket } from 'werift';
 import { forwardablePacket, isH264Keyframe, isVp8Keyframe } from './media.js';
 import type { NodeMetrics, Path } from './metrics.js';
-import type { Subscription } from './Subscription.js';
 
 /** Where a publication's media comes from, and how to ask it for a keyframe. */
 export interface PublicationSource {
   readonly path: Path;
   /** Sends a PLI upstream. Called at most once per KEYFRAME_REQUEST_GAP_MS. */
   requestKeyframe(): void;
+}
+
+/** Anything a publication forwards to: a subscriber's transceiver, or a relay link. */
+export interface PacketSink {
+  /** `packet` is a serialized RTP packet without header extensions; do not modify it. */
+  send(packet: Buffer): void;
+  close(): void;
 }
 
 export type PublicationEvents = {
@@ -45,7 +51,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
   readonly codec: RTCRtpCodecParameters;
   #muted = false;
   #closed = false;
-  #subscriptions = new Set<Subscription>();
+  #subscriptions = new Set<PacketSink>();
   #origin: PublicationSource;
   #lastKeyframeRequest = 0;
   #trailingRequest: NodeJS.Timeout | undefined;
@@ -129,12 +135,12 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     for (const subscription of this.#subscriptions) subscription.send(packet);
   }
 
-  addSubscription(subscription: Subscription): void {
+  addSubscription(subscription: PacketSink): void {
     if (this.#closed) throw new InvalidStateError(`publication ${this.trackId} is closed`);
     this.#subscriptions.add(subscription);
   }
 
-  removeSubscription(subscription: Subscription): void {
+  removeSubscription(subscription: PacketSink): void {
     this.#subscriptions.delete(subscription);
   }
 

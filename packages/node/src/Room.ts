@@ -29,6 +29,8 @@ export class Room extends TypedEmitter<RoomEvents> {
   #participants = new Map<string, Participant>();
   #byIdentity = new Map<string, string>();
   #remote = new Map<string, SessionRecord>();
+  /** Tracks relayed from other nodes, published here like local ones. */
+  #relayed = new Map<string, Publication>();
   #nodeId: string;
   #region: string;
   #logger: Logger;
@@ -116,7 +118,28 @@ export class Room extends TypedEmitter<RoomEvents> {
         if (other === participant) continue;
         for (const publication of other.publications.values()) participant.subscribe(publication);
       }
+      for (const publication of this.#relayed.values()) participant.subscribe(publication);
     }
+  }
+
+  /** A track relayed from another node: local participants subscribe as to any other. */
+  addRelayed(publication: Publication): void {
+    this.#relayed.get(publication.trackId)?.close();
+    this.#relayed.set(publication.trackId, publication);
+    for (const p of this.#participants.values()) {
+      if (p.autoSubscribe && p.sessionId !== publication.participantSid) p.subscribe(publication);
+    }
+  }
+
+  removeRelayed(trackId: string): void {
+    const publication = this.#relayed.get(trackId);
+    if (!publication) return;
+    this.#relayed.delete(trackId);
+    publication.close();
+  }
+
+  get relayed(): ReadonlyMap<string, Publication> {
+    return this.#relayed;
   }
 
   #onPublished(owner: Participant, publication: Publication): void {
@@ -226,6 +249,8 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   close(): void {
     this.#closed = true;
+    for (const publication of this.#relayed.values()) publication.close();
+    this.#relayed.clear();
     this.#remote.clear();
     this.removeAllListeners();
   }

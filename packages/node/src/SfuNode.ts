@@ -29,11 +29,14 @@ import {
   routeService,
   type SessionRecord,
 } from '@geosfu/registry';
+import { type RelayBus, type RelayedTrack, RelayManager, type RelaySource } from '@geosfu/relay';
 import express from 'express';
-import type { RTCPeerConnection } from 'werift';
+import { type RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { WebSocketServer } from 'ws';
+import { relayReceiverPeerConfig, relaySenderPeerConfig } from './media.js';
 import { NodeMetrics } from './metrics.js';
 import { Participant } from './Participant.js';
+import { Publication } from './Publication.js';
 import { Room } from './Room.js';
 import { SignalConnection, type SignalHost } from './SignalConnection.js';
 
@@ -79,10 +82,19 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   #cpuMark = { usage: process.cpuUsage(), at: performance.now(), bytesOut: 0 };
   #drained: Promise<void> | undefined;
 
-  constructor(config: NodeConfig, logger: Logger, plane: ControlPlane) {
+  #bus: RelayBus | undefined;
+  #relays: RelayManager | undefined;
+  #relaySources = new WeakMap<Publication, RelaySource>();
+
+  /**
+   * @param bus the relay signalling bus (cluster mode); without one, the node relays nothing
+   *   (single-node mode, where every participant is here anyway).
+   */
+  constructor(config: NodeConfig, logger: Logger, plane: ControlPlane, bus?: RelayBus) {
     super((event, error) => logger.error({ err: error, event }, 'node listener threw'));
     this.config = config;
     this.plane = plane;
+    this.#bus = bus;
     this.#logger = logger.child({
       component: 'node',
       nodeId: config.nodeId,
@@ -100,6 +112,19 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
           this.#count(
             (p) => [...p.subscriptions.values()].filter((x) => x.publication.kind === kind).length,
           ),
+        relayLinks: () => {
+          const region = (id: string) => this.plane.registry.get(id)?.region ?? 'unknown';
+          return [
+            ...(this.#relays?.links ?? []).map((l) => ({
+              peerRegion: region(l.remoteNode),
+              direction: 'out' as const,
+            })),
+            ...(this.#relays?.receivers ?? []).map((r) => ({
+              peerRegion: region(r.remoteNode),
+              direction: 'in' as const,
+            })),
+          ];
+        },
       },
     );
   }
@@ -196,6 +221,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       version: VERSION,
       startedAt: Date.now(),
     });
+    await this.#startRelays();
     this.plane.registry.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
     this.plane.rooms.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
     this.plane.rooms.on('event', (room, event) => this.#onRoomEvent(room, event));
@@ -342,6 +368,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     const others = room.infos();
     room.add(participant);
     this.#bySession.set(sessionId, connection);
+    this.#relays?.reconcile(room.name);
     this.safeEmit('participantJoined', room, participant);
     this.#logger.info(
       { room: room.name, sessionId, identity: token.identity },
@@ -375,6 +402,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       logger: this.#logger.child({ component: 'room' }),
     });
     room.on('tracksChanged', (p) => {
+      this.#relays?.reconcile(name);
       const tracks = [...p.publications.values()].map((x) => x.info());
       this.plane.rooms.setTracks(name, p.sessionId, tracks).catch((error: unknown) => {
         // The outage's reassert writes the current tracks once Redis is back.
@@ -386,6 +414,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         if (room.size > 0 || room.closed) return;
         room.close();
         if (this.#rooms.get(name) === room) this.#rooms.delete(name);
+        await this.#relays?.closeRoom(name);
         if (this.#watched.delete(name)) {
           await this.plane.rooms.unwatch(name).catch((error: unknown) => {
             this.#logger.warn({ err: error, room: name }, 'unwatch failed');
@@ -435,6 +464,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     if (event.origin === this.nodeId) return;
     const room = this.#rooms.get(name);
     if (!room || room.closed) return;
+    // Who is where, and what they publish, decides the relay links of the room.
+    if (event.type !== 'chat') this.#relays?.reconcile(name);
     switch (event.type) {
       case 'joined':
         if (event.session.nodeId !== this.nodeId) room.remoteJoined(event.session);
@@ -481,7 +512,9 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       // Events of other nodes published while we were cut off are lost: re-read the rooms.
       for (const room of this.#rooms.values()) {
         const stored = await this.plane.rooms.participants(room.name);
-        const remote = new Map(stored.filter((x) => x.nodeId !== this.nodeId).map((x) => [x.sessionId, x]));
+        const remote = new Map(
+          stored.filter((x) => x.nodeId !== this.nodeId).map((x) => [x.sessionId, x]),
+        );
         for (const [sid, record] of room.remoteSessions) {
           if (!remote.has(sid)) room.remoteLeft(record, 'disconnected');
         }
@@ -592,6 +625,118 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     return app;
   }
 
+  // -------------------------------------------------------------------------------------
+  // Relays between nodes
+  // -------------------------------------------------------------------------------------
+
+  async #startRelays(): Promise<void> {
+    const bus = this.#bus;
+    if (!bus) return;
+    await bus.start();
+    const relays = new RelayManager({
+      nodeId: this.nodeId,
+      signals: bus,
+      view: {
+        localSources: (room) => {
+          const r = this.#rooms.get(room);
+          if (!r || r.closed) return [];
+          return [...r.participants].flatMap((p) =>
+            [...p.publications.values()].map((pub) => this.#relaySource(pub)),
+          );
+        },
+        remoteNodes: (room) => {
+          const r = this.#rooms.get(room);
+          const nodes = new Set<string>();
+          for (const session of r?.remoteSessions.values() ?? [])
+            if (session.nodeId !== this.nodeId) nodes.add(session.nodeId);
+          return nodes;
+        },
+      },
+      senderConfig: relaySenderPeerConfig(this.config),
+      receiverConfig: relayReceiverPeerConfig(this.config),
+      logger: this.#logger,
+    });
+    this.#relays = relays;
+    bus.onRequest((from, _type, body) => relays.handleOffer(from, body));
+    bus.on('linkClose', (from, body) => void relays.handleClose(from, body));
+    bus.on('rejected', (reason) => this.metrics.relayRejected.inc({ reason }));
+    bus.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
+    relays.on('relayedTrack', (room, from, track) => this.#onRelayedTrack(room, from, track));
+    relays.on('relayedTrackEnded', (room, trackId) =>
+      this.#rooms.get(room)?.removeRelayed(trackId),
+    );
+    relays.on('linkEstablished', (_link, ms) => this.metrics.relaySetupDuration.observe(ms / 1000));
+    const out = {
+      audio: this.metrics.stream('out', 'audio', 'relay'),
+      video: this.metrics.stream('out', 'video', 'relay'),
+    };
+    relays.on('linkOpened', (link) => {
+      link.on('packetOut', (kind, bytes) => {
+        out[kind].packets.inc();
+        out[kind].bytes.inc(bytes);
+      });
+    });
+  }
+
+  /** A local publication as a relay link sees it (one adapter per publication). */
+  #relaySource(publication: Publication): RelaySource {
+    let source = this.#relaySources.get(publication);
+    if (!source) {
+      const codec = publication.codec;
+      source = {
+        track: {
+          trackId: publication.trackId,
+          participantSid: publication.participantSid,
+          identity: publication.identity,
+          kind: publication.kind,
+          source: publication.source,
+          codec: {
+            mimeType: codec.mimeType,
+            clockRate: codec.clockRate,
+            ...(codec.channels === undefined ? {} : { channels: codec.channels }),
+            ...(codec.parameters === undefined ? {} : { parameters: codec.parameters }),
+          },
+        },
+        attach: (sink) => {
+          if (publication.closed) return () => undefined;
+          publication.addSubscription(sink);
+          return () => publication.removeSubscription(sink);
+        },
+        requestKeyframe: () => publication.requestKeyframe(),
+      };
+      this.#relaySources.set(publication, source);
+    }
+    return source;
+  }
+
+  /** A track relayed from another node becomes a publication of this node's room. */
+  #onRelayedTrack(roomName: string, from: string, track: RelayedTrack): void {
+    const room = this.#rooms.get(roomName);
+    if (!room || room.closed) return;
+    const { info } = track;
+    const publication = new Publication({
+      trackId: info.trackId,
+      kind: info.kind,
+      source: info.source,
+      participantSid: info.participantSid,
+      identity: info.identity,
+      codec: new RTCRtpCodecParameters({
+        mimeType: info.codec.mimeType,
+        clockRate: info.codec.clockRate,
+        ...(info.codec.channels === undefined ? {} : { channels: info.codec.channels }),
+        ...(info.codec.parameters === undefined ? {} : { parameters: info.codec.parameters }),
+        rtcpFeedback:
+          info.kind === 'video' ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] : [],
+      }),
+      origin: { path: 'relay', requestKeyframe: () => track.requestKeyframe() },
+      metrics: this.metrics,
+      logger: this.#logger.child({ component: 'relayed', from, trackId: info.trackId }),
+    });
+    const stop = track.onPacket((rtp) => publication.forward(rtp));
+    publication.once('close', stop);
+    room.addRelayed(publication);
+  }
+
   /** Verifies an admin API call's bearer token. */
   async #admin(req: express.Request): Promise<AccessToken> {
     const token = await this.tokens.verify(bearerToken(req));
@@ -646,6 +791,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearInterval(this.#loadTimer);
+    await this.#relays?.close();
+    await this.#bus?.close();
     await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));
     for (const room of this.#rooms.values()) room.close();
     this.#rooms.clear();

@@ -17,6 +17,7 @@ import {
   TokenService,
 } from '@geosfu/common';
 import { openControlPlane } from '@geosfu/registry';
+import { RedisRelayBus } from '@geosfu/relay';
 import { SfuNode } from './SfuNode.js';
 
 const USAGE = `usage:
@@ -63,7 +64,16 @@ async function serve(argv: string[]): Promise<void> {
   const config = loadConfig(argv);
   const logger = createRootLogger({ level: config.logLevel });
   const plane = await openControlPlane(config, logger);
-  const node = new SfuNode(config, logger, plane);
+  // Relays exist only in a cluster: a single node has every participant already.
+  const bus = config.redisUrl
+    ? new RedisRelayBus({
+        url: config.redisUrl,
+        nodeId: config.nodeId,
+        secret: config.clusterSecret,
+        logger,
+      })
+    : undefined;
+  const node = new SfuNode(config, logger, plane, bus);
   const { url, port } = await node.start();
   logger.info(
     { url, port, nodeId: config.nodeId, region: config.region, dev: config.dev },

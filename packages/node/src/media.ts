@@ -117,6 +117,26 @@ export function subscriberPeerConfig(config: NodeConfig): RTCPeerConnectionConfi
 }
 
 /**
+ * Relay links, sending side: the one full ICE agent in the system (it is the controlling
+ * side toward the far node, which is ICE-lite like every node PC). No STUN wait: nodes reach
+ * each other on the addresses they announce.
+ */
+export function relaySenderPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
+  return {
+    ...iceOptions(config),
+    iceLite: false,
+    bundlePolicy: 'max-bundle',
+    codecs: { audio: audioCodecs(), video: videoCodecs() },
+    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid()] },
+  };
+}
+
+/** Relay links, receiving side: ICE-lite, like a publisher's PC. */
+export function relayReceiverPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
+  return publisherPeerConfig(config);
+}
+
+/**
  * Copies a packet without its header extensions, serialized once so that each subscriber's
  * sender deserializes its own copy. Forwarding the publisher's extensions is wrong (pitfall 5:
  * its transport-cc id 4 overwrote the subscriber's abs-send-time id 4), and werift's sender

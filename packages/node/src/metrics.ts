@@ -15,6 +15,8 @@ export interface NodeGaugeSource {
   participants(): number;
   publishedTracks(kind: TrackKind): number;
   subscriptions(kind: TrackKind): number;
+  /** One entry per relay link: the far node's region and whether we send or receive on it. */
+  relayLinks(): { peerRegion: string; direction: 'out' | 'in' }[];
 }
 
 export class NodeMetrics {
@@ -28,6 +30,8 @@ export class NodeMetrics {
   readonly joinDuration: Histogram;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
+  readonly relayRejected: Counter<'reason'>;
+  readonly relaySetupDuration: Histogram;
 
   constructor(info: { nodeId: string; region: string; version: string }, source: NodeGaugeSource) {
     const registers = [this.registry];
@@ -72,6 +76,17 @@ export class NodeMetrics {
       collect() {
         for (const kind of ['audio', 'video'] as const)
           this.set({ kind }, source.subscriptions(kind));
+      },
+    });
+    new Gauge({
+      name: 'sfu_relay_links',
+      help: 'Relay links to other nodes: out = this node sends (it has the publishers), in = it receives',
+      labelNames: ['peer_region', 'direction'],
+      registers,
+      collect() {
+        this.reset();
+        for (const link of source.relayLinks())
+          this.inc({ peer_region: link.peerRegion, direction: link.direction });
       },
     });
     this.packets = new Counter({
@@ -119,6 +134,18 @@ export class NodeMetrics {
       name: 'sfu_redis_errors_total',
       help: 'Redis commands or connections that failed, by operation',
       labelNames: ['op'],
+      registers,
+    });
+    this.relayRejected = new Counter({
+      name: 'sfu_relay_messages_rejected_total',
+      help: 'Relay signalling messages dropped: malformed, bad signature, stale, duplicate, wrong recipient',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.relaySetupDuration = new Histogram({
+      name: 'sfu_relay_setup_duration_seconds',
+      help: 'From opening a relay link to its PeerConnection connecting',
+      buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10],
       registers,
     });
     this.joinDuration = new Histogram({

@@ -1,0 +1,228 @@
+import { type Logger, SfuError, TypedEmitter } from '@geosfu/common';
+import type { RTCPeerConnectionConfig } from 'werift';
+import type { AnswerBody, CloseBody, OfferBody } from './messages.js';
+import type { RelayBus } from './RelayBus.js';
+import { RelayLink } from './RelayLink.js';
+import { type RelayedTrack, RelayReceiver } from './RelayReceiver.js';
+import type { RelaySource } from './types.js';
+
+/** What the monitor needs to know about the node's rooms. */
+export interface RelayRoomView {
+  /** Tracks published on this node in the room: what a link from here must carry. */
+  localSources(room: string): RelaySource[];
+  /** The other nodes that have at least one session in the room. */
+  remoteNodes(room: string): ReadonlySet<string>;
+}
+
+export type RelayManagerEvents = {
+  /** A track relayed from another node arrived: publish it locally. */
+  relayedTrack: [room: string, from: string, track: RelayedTrack];
+  relayedTrackEnded: [room: string, trackId: string];
+  linkOpened: [link: RelayLink];
+  linkClosed: [link: RelayLink, reason: string];
+  linkEstablished: [link: RelayLink, setupMs: number];
+  receiverOpened: [receiver: RelayReceiver];
+  receiverClosed: [receiver: RelayReceiver];
+};
+
+/** Rebuilds of a failed link back off from this, doubling, up to the cap, with jitter. */
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+
+/**
+ * The room monitor: for every room this node has participants in, it keeps exactly one
+ * outgoing relay link to each other node that has sessions in the room, carrying every
+ * track published here, and closes it when that node has nobody left (or died). Links are
+ * keyed by (room, remote node), so concurrent joins on two nodes converge to one link per
+ * direction by construction: each node only ever creates links it sends on.
+ *
+ * It also answers the other nodes' offers (the receiving side) and hands their tracks to
+ * the node as relayed tracks.
+ */
+export class RelayManager extends TypedEmitter<RelayManagerEvents> {
+  readonly nodeId: string;
+  #signals: RelayBus;
+  #view: RelayRoomView;
+  #senderConfig: RTCPeerConnectionConfig;
+  #receiverConfig: RTCPeerConnectionConfig;
+  #logger: Logger;
+  #links = new Map<string, RelayLink>();
+  #receivers = new Map<string, RelayReceiver>();
+  #pending = new Set<string>();
+  #backoff = new Map<string, { attempts: number; timer: NodeJS.Timeout | undefined }>();
+  #closed = false;
+
+  constructor(options: {
+    nodeId: string;
+    signals: RelayBus;
+    view: RelayRoomView;
+    /** Sending side: a full ICE agent (it is the controlling side toward an ICE-lite node). */
+    senderConfig: RTCPeerConnectionConfig;
+    /** Receiving side: the node's usual ICE-lite configuration. */
+    receiverConfig: RTCPeerConnectionConfig;
+    logger: Logger;
+  }) {
+    super((event, error) =>
+      options.logger.error({ err: error, event }, 'relay manager listener threw'),
+    );
+    this.nodeId = options.nodeId;
+    this.#signals = options.signals;
+    this.#view = options.view;
+    this.#senderConfig = options.senderConfig;
+    this.#receiverConfig = options.receiverConfig;
+    this.#logger = options.logger.child({ component: 'relay' });
+  }
+
+  /** Outgoing links, for metrics and tests. */
+  get links(): readonly RelayLink[] {
+    return [...this.#links.values()];
+  }
+
+  get receivers(): readonly RelayReceiver[] {
+    return [...this.#receivers.values()];
+  }
+
+  /** Schedules a reconcile of the room; calls in one tick are merged. */
+  reconcile(room: string): void {
+    if (this.#closed || this.#pending.has(room)) return;
+    this.#pending.add(room);
+    setImmediate(() => {
+      this.#pending.delete(room);
+      if (!this.#closed) this.#reconcileNow(room);
+    });
+  }
+
+  #reconcileNow(room: string): void {
+    const sources = this.#view.localSources(room);
+    const remotes = sources.length > 0 ? this.#view.remoteNodes(room) : new Set<string>();
+    for (const [key, link] of this.#links) {
+      if (link.room !== room) continue;
+      if (!remotes.has(link.remoteNode)) void this.#closeLink(key, link, 'no-participants');
+    }
+    for (const remote of remotes) {
+      const key = `${room}\n${remote}`;
+      const waiting = this.#backoff.get(key);
+      if (waiting?.timer) continue; // a rebuild is scheduled
+      let link = this.#links.get(key);
+      if (!link) {
+        link = this.#openLink(key, room, remote);
+      }
+      link.setSources(sources);
+    }
+  }
+
+  #openLink(key: string, room: string, remote: string): RelayLink {
+    const link = new RelayLink({
+      room,
+      localNode: this.nodeId,
+      remoteNode: remote,
+      signals: this.#signals,
+      peerConfig: this.#senderConfig,
+      logger: this.#logger,
+    });
+    this.#links.set(key, link);
+    link.on('established', (ms) => {
+      this.#backoff.delete(key);
+      this.safeEmit('linkEstablished', link, ms);
+    });
+    link.on('state', (state) => {
+      if (state !== 'failed') return;
+      void this.#closeLink(key, link, 'link-failed').then(() => this.#scheduleRebuild(key, room));
+    });
+    this.#logger.info({ room, to: remote, linkId: link.linkId }, 'relay link opened');
+    this.safeEmit('linkOpened', link);
+    return link;
+  }
+
+  #scheduleRebuild(key: string, room: string): void {
+    if (this.#closed) return;
+    const entry = this.#backoff.get(key) ?? { attempts: 0, timer: undefined };
+    const delay =
+      Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** entry.attempts) * (0.75 + Math.random() / 2);
+    entry.attempts++;
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      this.reconcile(room);
+    }, delay);
+    this.#backoff.set(key, entry);
+    this.#logger.info(
+      { room, attempt: entry.attempts, delayMs: Math.round(delay) },
+      'relay link rebuild scheduled',
+    );
+  }
+
+  async #closeLink(key: string, link: RelayLink, reason: string, notify = true): Promise<void> {
+    if (this.#links.get(key) === link) this.#links.delete(key);
+    this.#logger.info(
+      { room: link.room, to: link.remoteNode, linkId: link.linkId, reason },
+      'relay link closed',
+    );
+    this.safeEmit('linkClosed', link, reason);
+    await link.close(reason, notify);
+  }
+
+  /** The receiving side: an offer from the node that owns the link. */
+  async handleOffer(from: string, body: OfferBody): Promise<AnswerBody> {
+    if (this.#closed) throw new SfuError('CLOSED', 'this node is shutting down');
+    let receiver = this.#receivers.get(body.linkId);
+    if (!receiver) {
+      const created = new RelayReceiver({
+        room: body.room,
+        remoteNode: from,
+        linkId: body.linkId,
+        peerConfig: this.#receiverConfig,
+        logger: this.#logger,
+      });
+      receiver = created;
+      this.#receivers.set(body.linkId, created);
+      created.on('track', (track) => this.safeEmit('relayedTrack', body.room, from, track));
+      created.on('trackEnded', (trackId) => this.safeEmit('relayedTrackEnded', body.room, trackId));
+      created.on('closed', () => {
+        if (this.#receivers.get(body.linkId) === created) this.#receivers.delete(body.linkId);
+        this.safeEmit('receiverClosed', created);
+      });
+      // A newer link from the same node for the same room replaces an older one.
+      for (const other of [...this.#receivers.values()]) {
+        if (other !== created && other.room === body.room && other.remoteNode === from)
+          void other.close();
+      }
+      this.safeEmit('receiverOpened', created);
+    }
+    return receiver.handleOffer(body);
+  }
+
+  /** A close from the other side of a link, whichever side this node is. */
+  async handleClose(from: string, body: CloseBody): Promise<void> {
+    const receiver = this.#receivers.get(body.linkId);
+    if (receiver && receiver.remoteNode === from) await receiver.close();
+    const key = `${body.room}\n${from}`;
+    const link = this.#links.get(key);
+    if (link && link.linkId === body.linkId) {
+      await this.#closeLink(key, link, 'closed-by-peer', false);
+      // The far node may want it again later (it restarted): reconcile decides.
+      this.#scheduleRebuild(key, body.room);
+    }
+  }
+
+  /** The node left the room: close everything of it, both directions. */
+  async closeRoom(room: string): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [key, link] of this.#links)
+      if (link.room === room) closing.push(this.#closeLink(key, link, 'room-closed'));
+    for (const receiver of this.#receivers.values())
+      if (receiver.room === room) closing.push(receiver.close());
+    await Promise.allSettled(closing);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const entry of this.#backoff.values()) clearTimeout(entry.timer);
+    this.#backoff.clear();
+    await Promise.allSettled([
+      ...[...this.#links].map(([key, link]) => this.#closeLink(key, link, 'node-shutdown')),
+      ...[...this.#receivers.values()].map((r) => r.close()),
+    ]);
+    this.removeAllListeners();
+  }
+}

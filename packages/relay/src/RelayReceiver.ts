@@ -1,0 +1,160 @@
+import { type Logger, SfuError, TypedEmitter } from '@geosfu/common';
+import {
+  type MediaStreamTrack,
+  PictureLossIndication,
+  RTCPeerConnection,
+  type RTCPeerConnectionConfig,
+  type RTCRtpTransceiver,
+  RtcpPayloadSpecificFeedback,
+  type RtpPacket,
+} from 'werift';
+import type { AnswerBody, OfferBody } from './messages.js';
+import type { RelayTrackInfo } from './types.js';
+
+/** A relayed track as the receiving node sees it: packets in, keyframe requests out. */
+export interface RelayedTrack {
+  readonly info: RelayTrackInfo;
+  /** Hands every received RTP packet to `listener`; returns the function that stops it. */
+  onPacket(listener: (rtp: RtpPacket) => void): () => void;
+  /** Sends a PLI back over the link to the sending node, which asks the publisher. */
+  requestKeyframe(): void;
+}
+
+export type RelayReceiverEvents = {
+  track: [RelayedTrack];
+  trackEnded: [trackId: string];
+  closed: [];
+};
+
+/**
+ * The receiving side of a relay link: answers the sending node's offers on its own
+ * PeerConnection and turns each m-line into a `RelayedTrack` that the node publishes
+ * locally like any other track. It never offers (the sender owns the link).
+ */
+export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
+  readonly room: string;
+  readonly remoteNode: string;
+  readonly linkId: string;
+  #pc: RTCPeerConnection;
+  #logger: Logger;
+  #tracks = new Map<string, { info: RelayTrackInfo; transceiver: RTCRtpTransceiver }>();
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(options: {
+    room: string;
+    remoteNode: string;
+    linkId: string;
+    peerConfig: RTCPeerConnectionConfig;
+    logger: Logger;
+  }) {
+    super((event, error) =>
+      options.logger.error({ err: error, event }, 'relay receiver listener threw'),
+    );
+    this.room = options.room;
+    this.remoteNode = options.remoteNode;
+    this.linkId = options.linkId;
+    this.#logger = options.logger.child({
+      component: 'relay-receiver',
+      room: this.room,
+      from: this.remoteNode,
+      linkId: this.linkId,
+    });
+    this.#pc = new RTCPeerConnection(options.peerConfig);
+    this.#pc.connectionStateChange.subscribe((state) => {
+      if (state === 'failed' || state === 'closed') void this.close();
+    });
+  }
+
+  get peerConnection(): RTCPeerConnection {
+    return this.#pc;
+  }
+
+  get trackIds(): string[] {
+    return [...this.#tracks.keys()];
+  }
+
+  /** Applies an offer (the first or a renegotiation) and returns the answer. Offers run in order. */
+  handleOffer(body: OfferBody): Promise<AnswerBody> {
+    const run = this.#queue.then(() => this.#handleOffer(body));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #handleOffer(body: OfferBody): Promise<AnswerBody> {
+    if (this.#closed) throw new SfuError('CLOSED', `relay link ${this.linkId} is closed`);
+    try {
+      await this.#pc.setRemoteDescription({ type: 'offer', sdp: body.sdp });
+    } catch (error) {
+      throw new SfuError('INVALID_SDP', `relay offer rejected: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const answer = await this.#pc.createAnswer();
+    await this.#pc.setLocalDescription(answer);
+    const sdp = this.#pc.localDescription?.sdp ?? answer.sdp;
+
+    const offered = new Map(body.tracks.map((t) => [t.trackId, t]));
+    for (const trackId of [...this.#tracks.keys()]) {
+      if (!offered.has(trackId)) {
+        this.#tracks.delete(trackId);
+        this.safeEmit('trackEnded', trackId);
+      }
+    }
+    for (const track of body.tracks) {
+      if (this.#tracks.has(track.trackId)) continue;
+      const transceiver = this.#pc.getTransceivers().find((t) => t.mid === track.mid);
+      if (!transceiver) {
+        this.#logger.warn({ mid: track.mid }, 'relay offer names an m-line it does not have');
+        continue;
+      }
+      const { mid: _mid, ...info } = track;
+      this.#tracks.set(track.trackId, { info, transceiver });
+      this.safeEmit('track', this.#relayedTrack(info, transceiver));
+    }
+    return { room: body.room, linkId: body.linkId, sdp };
+  }
+
+  #relayedTrack(info: RelayTrackInfo, transceiver: RTCRtpTransceiver): RelayedTrack {
+    return {
+      info,
+      onPacket: (listener) => {
+        const offs: (() => void)[] = [];
+        const attached = new WeakSet<MediaStreamTrack>();
+        const attach = (track: MediaStreamTrack) => {
+          if (attached.has(track)) return;
+          attached.add(track);
+          offs.push(track.onReceiveRtp.subscribe((rtp) => listener(rtp)).unSubscribe);
+        };
+        offs.push(transceiver.onTrack.subscribe(attach).unSubscribe);
+        for (const track of transceiver.receiver.tracks) attach(track);
+        return () => {
+          for (const off of offs) off();
+        };
+      },
+      requestKeyframe: () => {
+        const ssrc = transceiver.receiver.tracks[0]?.ssrc;
+        if (ssrc === undefined || this.#closed) return;
+        const pli = new RtcpPayloadSpecificFeedback({
+          feedback: new PictureLossIndication({
+            senderSsrc: transceiver.receiver.rtcpSsrc,
+            mediaSsrc: ssrc,
+          }),
+        });
+        transceiver.receiver.dtlsTransport
+          .sendRtcp([pli])
+          .catch((error: unknown) => this.#logger.debug({ err: error }, 'relay PLI failed'));
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const trackId of this.#tracks.keys()) this.safeEmit('trackEnded', trackId);
+    this.#tracks.clear();
+    await this.#pc.close().catch(() => undefined);
+    this.safeEmit('closed');
+    this.removeAllListeners();
+  }
+}

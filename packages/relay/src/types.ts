@@ -1,0 +1,32 @@
+import type { TrackKind, TrackSource } from '@geosfu/common';
+
+/** A codec as it travels in relay messages, enough to rebuild werift's codec parameters. */
+export interface CodecSpec {
+  mimeType: string;
+  clockRate: number;
+  channels?: number | undefined;
+  parameters?: string | undefined;
+}
+
+/** What a relay link carries on one m-line: whose track it is and how it is encoded. */
+export interface RelayTrackInfo {
+  trackId: string;
+  participantSid: string;
+  identity: string;
+  kind: TrackKind;
+  source: TrackSource;
+  codec: CodecSpec;
+}
+
+/** A local track that a relay link sends (the node's Publication seen through the relay). */
+export interface RelaySource {
+  readonly track: RelayTrackInfo;
+  /**
+   * Starts handing every forwarded packet (serialized, header extensions stripped) to
+   * `send`; returns the function that stops it.
+   */
+  attach(sink: { send(packet: Buffer): void; close(): void }): () => void;
+  requestKeyframe(): void;
+}
+
+export type { AnswerBody, CloseBody, OfferBody } from './messages.js';
