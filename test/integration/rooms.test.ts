@@ -51,6 +51,7 @@ describe('rooms shared across nodes', () => {
   const start = async (options: StartNodeOptions) => {
     const p = await startNode({
       ...options,
+      verbose: process.env.TEST_VERBOSE === '1',
       args: [
         '--ping-interval-ms',
         '300',
@@ -80,7 +81,14 @@ describe('rooms shared across nodes', () => {
   ) => {
     const c = await rawClient(node.url, options);
     clients.push(c);
-    c.send({ type: 'join', id: 'j', token: await tokens.mint({ room, identity }) });
+    // A raw client has no WebRTC: it must not be subscribed to media it cannot receive (the
+    // node would end its session when the subscriber PeerConnection never connects).
+    c.send({
+      type: 'join',
+      id: 'j',
+      token: await tokens.mint({ room, identity }),
+      autoSubscribe: false,
+    });
     const reply = await c.waitFor(
       (m) => (m.type === 'joined' || m.type === 'error') && m.ref === 'j',
     );

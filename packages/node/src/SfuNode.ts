@@ -405,6 +405,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       this.#relays?.reconcile(name);
       const tracks = [...p.publications.values()].map((x) => x.info());
       this.plane.rooms.setTracks(name, p.sessionId, tracks).catch((error: unknown) => {
+        // NOT_FOUND: the session left meanwhile (its unpublish events come with the leave).
+        if (error instanceof SfuError && error.code === 'NOT_FOUND') return;
         // The outage's reassert writes the current tracks once Redis is back.
         this.#logger.warn({ err: error, room: name }, 'could not store the tracks');
       });
