@@ -166,6 +166,7 @@ describe('relays between nodes', () => {
             type: 'join',
             id: 'j',
             token: await tokens.mint({ room: 'crowd', identity: `c${i}` }),
+            autoSubscribe: false,
           });
           await c.waitFor((m) => m.type === 'joined', 15_000);
         })(),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { configMarkdownTable, DEV_API_KEY, loadConfig } from './config.js';
+import { configMarkdownTable, DEV_API_KEY, loadConfig, requireLocation } from './config.js';
 import { SfuError } from './errors.js';
 
 const SECRET = 'a-production-secret-of-32-chars!!';
@@ -87,4 +87,31 @@ test('the README table lists every variable', () => {
   const table = configMarkdownTable();
   for (const v of ['SFU_HTTP_PORT', 'SFU_API_SECRET', 'SFU_RTC_PORT_RANGE', 'SFU_ANNOUNCED_IPS'])
     assert.match(table, new RegExp(v));
+});
+
+test('cluster mode needs a cluster secret, and a location for the node', () => {
+  const env = { SFU_API_KEY: 'k', SFU_API_SECRET: SECRET, REDIS_URL: 'redis://127.0.0.1:6379' };
+  assert.throws(() => loadConfig([], env), /SFU_CLUSTER_SECRET/);
+  const c = loadConfig(['--region', 'zz'], { ...env, SFU_CLUSTER_SECRET: SECRET });
+  assert.equal(c.location, undefined);
+  assert.throws(() => requireLocation(c), /SFU_LAT/);
+  const placed = loadConfig(['--region', 'sin'], { ...env, SFU_CLUSTER_SECRET: SECRET });
+  assert.deepEqual(requireLocation(placed), { latitude: 1.35, longitude: 103.82 });
+  const custom = loadConfig(['--region', 'zz', '--lat', '10', '--lon', '20'], {
+    ...env,
+    SFU_CLUSTER_SECRET: SECRET,
+  });
+  assert.deepEqual(custom.location, { latitude: 10, longitude: 20 });
+  assert.throws(() => loadConfig(['--dev', '--lat', '10'], {}), /both SFU_LAT and SFU_LON/);
+});
+
+test('registry heartbeat must fit twice into the TTL', () => {
+  assert.throws(
+    () => loadConfig(['--dev', '--registry-ttl-ms', '4000', '--registry-heartbeat-ms', '2000'], {}),
+    /less than half/,
+  );
+  const c = loadConfig(['--dev'], {});
+  assert.equal(c.registryTtlMs, 10_000);
+  assert.equal(c.heartbeatMs, 3_000);
+  assert.equal(c.defaultRegion, 'local');
 });
