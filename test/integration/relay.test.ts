@@ -111,6 +111,31 @@ describe('relays between nodes', () => {
     );
     assert.ok((await metricValue(node('ams').url, 'sfu_relay_setup_duration_seconds_count')) >= 1);
 
+    // RTCP of the link is sampled into RTT, jitter and loss histograms labelled with the peer.
+    await waitUntil('relay RTT samples on ams', async () =>
+      (await metricValue(node('ams').url, 'sfu_rtt_seconds_count', {
+        path: 'relay',
+        peer_region: 'hcm',
+      })) > 0
+        ? true
+        : undefined,
+    );
+    await waitUntil('relay jitter samples on hcm', async () =>
+      (await metricValue(node('hcm').url, 'sfu_jitter_seconds_count', {
+        path: 'relay',
+        peer_region: 'ams',
+        kind: 'video',
+      })) > 0
+        ? true
+        : undefined,
+    );
+    assert.ok(
+      (await metricValue(node('ams').url, 'sfu_loss_ratio_count', {
+        path: 'relay',
+        peer_region: 'hcm',
+      })) > 0,
+    );
+
     // The last participant leaving hcm closes the link to it.
     await sub.close();
     await waitUntil('link closed', async () =>

@@ -34,7 +34,7 @@ import express from 'express';
 import { type RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { WebSocketServer } from 'ws';
 import { relayReceiverPeerConfig, relaySenderPeerConfig } from './media.js';
-import { NodeMetrics } from './metrics.js';
+import { NodeMetrics, type Path } from './metrics.js';
 import { Participant } from './Participant.js';
 import { Publication } from './Publication.js';
 import { Room } from './Room.js';
@@ -48,6 +48,9 @@ export const VERSION: string = (
 
 /** The built demo page (packages/client/dist/web), the same relative path from src/ and dist/. */
 const WEB_ROOT = fileURLToPath(new URL('../../client/dist/web/', import.meta.url));
+
+/** How often RTT, jitter and loss are sampled into the metrics. */
+const STATS_INTERVAL_MS = 5_000;
 
 export type NodeState = 'created' | 'active' | 'draining' | 'closed';
 
@@ -79,6 +82,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
 
   readonly plane: ControlPlane;
   #loadTimer: NodeJS.Timeout | undefined;
+  #statsTimer: NodeJS.Timeout | undefined;
   #cpuMark = { usage: process.cpuUsage(), at: performance.now(), bytesOut: 0 };
   #drained: Promise<void> | undefined;
 
@@ -222,6 +226,11 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       startedAt: Date.now(),
     });
     await this.#startRelays();
+    this.#statsTimer = setInterval(() => {
+      this.#sampleStats().catch((error: unknown) =>
+        this.#logger.warn({ err: error }, 'stats sampling failed'),
+      );
+    }, STATS_INTERVAL_MS);
     this.plane.registry.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
     this.plane.rooms.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
     this.plane.rooms.on('event', (room, event) => this.#onRoomEvent(room, event));
@@ -631,6 +640,54 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   // Relays between nodes
   // -------------------------------------------------------------------------------------
 
+  /**
+   * Samples RTT, jitter and loss of every stream from werift's stats (RTCP reports) into the
+   * histograms: client legs (peer_region = this node's region) and relay links (peer_region =
+   * the far node's). Off the packet path: one getStats per PeerConnection per round.
+   */
+  async #sampleStats(): Promise<void> {
+    const region = (id: string) => this.plane.registry.get(id)?.region ?? 'unknown';
+    const pcs: { pc: RTCPeerConnection; path: Path; peer: string }[] = [];
+    for (const room of this.#rooms.values()) {
+      for (const p of room.participants) {
+        const { publisher, subscriber } = p.peerConnections;
+        if (publisher) pcs.push({ pc: publisher, path: 'client', peer: this.region });
+        if (subscriber) pcs.push({ pc: subscriber, path: 'client', peer: this.region });
+      }
+    }
+    for (const link of this.#relays?.links ?? [])
+      pcs.push({ pc: link.peerConnection, path: 'relay', peer: region(link.remoteNode) });
+    for (const r of this.#relays?.receivers ?? [])
+      pcs.push({ pc: r.peerConnection, path: 'relay', peer: region(r.remoteNode) });
+    for (const { pc, path, peer } of pcs) {
+      if (pc.connectionState !== 'connected') continue;
+      let report: Awaited<ReturnType<RTCPeerConnection['getStats']>>;
+      try {
+        report = await pc.getStats();
+      } catch {
+        continue; // closed while we sampled
+      }
+      for (const stat of report.values() as Iterable<Record<string, unknown>>) {
+        const kind = stat.kind === 'audio' ? 'audio' : 'video';
+        const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+        if (stat.type === 'remote-inbound-rtp') {
+          const rtt = num(stat.roundTripTime);
+          if (rtt !== undefined && rtt > 0)
+            this.metrics.rtt.observe({ path, peer_region: peer }, rtt);
+          const jitter = num(stat.jitter);
+          if (jitter !== undefined)
+            this.metrics.jitter.observe({ kind, path, peer_region: peer }, jitter);
+          const lost = num(stat.fractionLost);
+          if (lost !== undefined) this.metrics.lossRatio.observe({ path, peer_region: peer }, lost);
+        } else if (stat.type === 'inbound-rtp') {
+          const jitter = num(stat.jitter);
+          if (jitter !== undefined)
+            this.metrics.jitter.observe({ kind, path, peer_region: peer }, jitter);
+        }
+      }
+    }
+  }
+
   async #startRelays(): Promise<void> {
     const bus = this.#bus;
     if (!bus) return;
@@ -793,6 +850,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearInterval(this.#loadTimer);
+    clearInterval(this.#statsTimer);
     await this.#relays?.close();
     await this.#bus?.close();
     await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));

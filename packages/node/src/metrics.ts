@@ -32,6 +32,9 @@ export class NodeMetrics {
   readonly redisErrors: Counter<'op'>;
   readonly relayRejected: Counter<'reason'>;
   readonly relaySetupDuration: Histogram;
+  readonly rtt: Histogram<'path' | 'peer_region'>;
+  readonly jitter: Histogram<'kind' | 'path' | 'peer_region'>;
+  readonly lossRatio: Histogram<'path' | 'peer_region'>;
 
   constructor(info: { nodeId: string; region: string; version: string }, source: NodeGaugeSource) {
     const registers = [this.registry];
@@ -146,6 +149,28 @@ export class NodeMetrics {
       name: 'sfu_relay_setup_duration_seconds',
       help: 'From opening a relay link to its PeerConnection connecting',
       buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10],
+      registers,
+    });
+    // One sample per stream per stats round (every STATS_INTERVAL_MS), from RTCP reports.
+    this.rtt = new Histogram({
+      name: 'sfu_rtt_seconds',
+      help: 'Round-trip time to the peer from RTCP receiver reports, per stream and sample',
+      labelNames: ['path', 'peer_region'],
+      buckets: [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1],
+      registers,
+    });
+    this.jitter = new Histogram({
+      name: 'sfu_jitter_seconds',
+      help: 'Interarrival jitter (RFC 3550) from RTCP reports and our receivers, per stream and sample',
+      labelNames: ['kind', 'path', 'peer_region'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+      registers,
+    });
+    this.lossRatio = new Histogram({
+      name: 'sfu_loss_ratio',
+      help: 'Fraction of packets lost (RTCP fraction lost), per stream and sample',
+      labelNames: ['path', 'peer_region'],
+      buckets: [0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5],
       registers,
     });
     this.joinDuration = new Histogram({
