@@ -139,3 +139,64 @@ export const receivesFrom =
     );
     return video && audio;
   };
+
+/** When a page joined and first decoded someone's video, in ms on the page's clock. */
+export interface FirstFrameTiming {
+  /** When `window.__sfu.state` was first seen `joined` (ms after the page's navigation). */
+  joinedAt: number | null;
+  /** When the subscriber first had a decoded frame of `identity`'s video (same clock). */
+  firstFrameAt: number | null;
+}
+
+/**
+ * Call before `page.goto`: polls the page's hook and getStats() every 20 ms from inside the
+ * page until `identity`'s video has a decoded frame, and returns a reader of the two moments.
+ * The script is a string so that tsx leaves it alone (see `view`).
+ */
+export async function watchFirstFrame(
+  page: Page,
+  identity: string,
+): Promise<() => Promise<FirstFrameTiming>> {
+  await page.addInitScript(`(() => {
+    const identity = ${JSON.stringify(identity)};
+    const timing = { joinedAt: null, firstFrameAt: null };
+    Object.defineProperty(globalThis, '__firstFrame', { value: timing });
+    let busy = false;
+    const timer = setInterval(() => {
+      const sfu = globalThis.__sfu;
+      if (!sfu || busy) return;
+      if (timing.joinedAt === null) {
+        if (sfu.state !== 'joined') return;
+        timing.joinedAt = performance.now();
+      }
+      const pc = sfu.subscriberPc;
+      if (!pc) return;
+      const mids = new Set(
+        sfu.subscribedTracks().filter((t) => t.identity === identity).map((t) => t.mid),
+      );
+      busy = true;
+      pc.getStats()
+        .then((report) => {
+          report.forEach((s) => {
+            if (s.type !== 'inbound-rtp' || s.kind !== 'video' || !mids.has(s.mid)) return;
+            if ((s.framesDecoded ?? 0) > 0 && timing.firstFrameAt === null) {
+              timing.firstFrameAt = performance.now();
+            }
+          });
+          if (timing.firstFrameAt !== null) clearInterval(timer);
+        })
+        .catch(() => {})
+        .finally(() => {
+          busy = false;
+        });
+    }, 20);
+  })();`);
+  return () =>
+    page.evaluate(
+      () =>
+        (globalThis as unknown as { __firstFrame?: FirstFrameTiming }).__firstFrame ?? {
+          joinedAt: null,
+          firstFrameAt: null,
+        },
+    );
+}

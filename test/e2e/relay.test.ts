@@ -1,0 +1,182 @@
+/**
+ * The demo page across a relay link: two nodes, `ams` and `hcm`, share a real Redis registry.
+ * Alice's page is pinned (`?region=ams`) to ams, bob's (`?region=hcm`) to hcm, both opened
+ * from ams's demo page. Each sees and hears the other, which only a relay link each way can
+ * carry (each node counts relayed packets in); each node counts one link out and one in, and
+ * both links close once bob leaves.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { DEV_API_KEY, DEV_API_SECRET, TokenService } from '@geosfu/common';
+import { openBrowser } from '../helpers/browser.js';
+import { metricValue } from '../helpers/metrics.js';
+import { type NodeProcess, startNode } from '../helpers/node-process.js';
+import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { receivesFrom, until, watchFirstFrame } from './page-view.js';
+
+const BUILD_WEB = fileURLToPath(
+  new URL('../../packages/client/scripts/build-web.mjs', import.meta.url),
+);
+const TTL_MS = 3_000;
+const HEARTBEAT_MS = 750;
+const LINKS_TIMEOUT_MS = 30_000;
+const tokens = new TokenService(DEV_API_KEY, DEV_API_SECRET);
+
+/** Polls until A's own /v1/route sends a `region` pin to `peer` (registry membership). */
+async function waitForRegion(via: NodeProcess, peer: NodeProcess, room: string): Promise<void> {
+  const token = await tokens.mint({
+    room,
+    identity: 'probe',
+    name: 'probe',
+    grants: { canPinRegion: true },
+  });
+  const deadline = Date.now() + 10_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const url = `${via.url}/v1/route?${new URLSearchParams({ room, region: peer.region })}`;
+    const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    last = await response.text();
+    if (response.ok && (JSON.parse(last) as { nodeId?: string }).nodeId === peer.nodeId) return;
+    await sleep(100);
+  }
+  assert.fail(`${via.nodeId} never routed region ${peer.region} to ${peer.nodeId}: ${last}`);
+}
+
+type Links = Record<'ams' | 'hcm', { out: number; in: number }>;
+
+/** `sfu_relay_links{direction}` of both nodes. */
+async function relayLinks(nodes: Record<'ams' | 'hcm', NodeProcess>): Promise<Links> {
+  const read = async (n: NodeProcess) => ({
+    out: await metricValue(n.url, 'sfu_relay_links', { direction: 'out' }),
+    in: await metricValue(n.url, 'sfu_relay_links', { direction: 'in' }),
+  });
+  const [ams, hcm] = await Promise.all([read(nodes.ams), read(nodes.hcm)]);
+  return { ams, hcm };
+}
+
+/** Polls the links of both nodes until every count is `expected`; fails with the last read. */
+async function untilLinks(
+  nodes: Record<'ams' | 'hcm', NodeProcess>,
+  expected: number,
+  timeoutMs = LINKS_TIMEOUT_MS,
+): Promise<Links> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Links | undefined;
+  while (Date.now() < deadline) {
+    last = await relayLinks(nodes);
+    const counts = [last.ams.out, last.ams.in, last.hcm.out, last.hcm.in];
+    if (counts.every((c) => c === expected)) return last;
+    await sleep(100);
+  }
+  assert.fail(
+    `timed out after ${timeoutMs} ms waiting for ${expected} relay link(s) each way on both nodes; last: ${JSON.stringify(last)}`,
+  );
+}
+
+describe('demo page across a relay link', () => {
+  let redis: RedisServer;
+  let ams: NodeProcess;
+  let hcm: NodeProcess;
+  const room = `relay-${randomBytes(4).toString('hex')}`;
+
+  before(async () => {
+    const build = spawnSync(process.execPath, [BUILD_WEB], { encoding: 'utf8' });
+    assert.equal(build.status, 0, `building the demo page failed:\n${build.stderr}`);
+    redis = await startRedis();
+    const env = {
+      REDIS_URL: redis.url,
+      SFU_REGISTRY_TTL_MS: String(TTL_MS),
+      SFU_REGISTRY_HEARTBEAT_MS: String(HEARTBEAT_MS),
+      SFU_DEFAULT_REGION: 'ams',
+    };
+    [ams, hcm] = await Promise.all([
+      startNode({ nodeId: 'node-ams', region: 'ams', env }),
+      startNode({ nodeId: 'node-hcm', region: 'hcm', env }),
+    ]);
+  });
+
+  after(async () => {
+    await Promise.allSettled([ams?.stop(), hcm?.stop()]);
+    await redis?.stop();
+  });
+
+  test('pages on two nodes see and hear each other through one link each way', {
+    timeout: 120_000,
+  }, async (t) => {
+    const browser = await openBrowser({ t });
+    let passed = false;
+    t.after(() => {
+      if (passed) return;
+      process.stderr.write(`browser console:\n${browser.logs.join('\n')}\n`);
+      for (const n of [ams, hcm]) {
+        const warnings = n.logs.filter((entry) => Number(entry.level) >= 40);
+        process.stderr.write(
+          `${n.nodeId} warnings:\n${warnings.map((e) => JSON.stringify(e)).join('\n')}\n`,
+        );
+      }
+    });
+    const nodes = { ams, hcm };
+    await waitForRegion(ams, hcm, room);
+    assert.deepEqual(await relayLinks(nodes), {
+      ams: { out: 0, in: 0 },
+      hcm: { out: 0, in: 0 },
+    });
+
+    // Both pages come from ams's demo page; the region pin sends bob's to hcm.
+    const pageUrl = (name: string, region: string) =>
+      `${ams.url}/?${new URLSearchParams({ room, name, autojoin: '1', region })}`;
+    const alice = await browser.newPage();
+    const bob = await browser.newPage();
+    const bobTiming = await watchFirstFrame(bob, 'alice');
+    await alice.goto(pageUrl('alice', 'ams'));
+    const aliceJoined = await until(alice, 'alice to join on ams', (v) => v.state === 'joined');
+    await bob.goto(pageUrl('bob', 'hcm'));
+    const bobJoined = await until(bob, 'bob to join on hcm', (v) => v.state === 'joined');
+
+    // 1. Each page is on the node of the region it pinned.
+    assert.equal(aliceJoined.nodeId, ams.nodeId);
+    assert.equal(aliceJoined.region, 'ams');
+    assert.equal(aliceJoined.nodeLabel, `ams · ${ams.nodeId}`);
+    assert.equal(bobJoined.nodeId, hcm.nodeId);
+    assert.equal(bobJoined.region, 'hcm');
+    assert.equal(bobJoined.nodeLabel, `hcm · ${hcm.nodeId}`);
+
+    // 2. Media crosses the relay link both ways: decoded video and received audio.
+    await until(bob, 'bob (hcm) to receive alice (ams)', receivesFrom('alice'));
+    await until(alice, 'alice (ams) to receive bob (hcm)', receivesFrom('bob'));
+
+    // 3. One link each way: each node sends one and receives one.
+    const open = await untilLinks(nodes, 1);
+    assert.deepEqual(open, { ams: { out: 1, in: 1 }, hcm: { out: 1, in: 1 } });
+    // And the media did come in over them, on both nodes.
+    for (const n of [ams, hcm]) {
+      for (const kind of ['video', 'audio']) {
+        const relayed = await metricValue(n.url, 'sfu_packets_total', {
+          direction: 'in',
+          path: 'relay',
+          kind,
+        });
+        assert.ok(relayed > 0, `${n.nodeId} received no ${kind} packets over the relay`);
+      }
+    }
+    const timing = await bobTiming();
+    if (timing.joinedAt !== null && timing.firstFrameAt !== null) {
+      console.log(
+        `relay e2e: bob (hcm) joined ${timing.joinedAt.toFixed(0)} ms after his page's navigation; first decoded frame of alice's video (ams) ${(timing.firstFrameAt - timing.joinedAt).toFixed(0)} ms after the join`,
+      );
+    }
+
+    // 4. Bob leaves: nobody is left on hcm, so both links close on both nodes.
+    const leftAt = Date.now();
+    await bob.click('#leave');
+    await until(bob, 'bob to leave', (v) => v.state === 'left');
+    await until(alice, 'alice to see bob leave', (v) => !v.participants.includes('bob'));
+    await untilLinks(nodes, 0);
+    console.log(`relay e2e: links closed on both nodes ${Date.now() - leftAt} ms after Leave`);
+    passed = true;
+  });
+});
