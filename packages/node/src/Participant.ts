@@ -13,6 +13,7 @@ import {
   type SubscribedTrack,
   TypedEmitter,
 } from '@geosfu/common';
+import { fixNackWraparound } from '@geosfu/relay';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
@@ -256,6 +257,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       transceiver.receiver.onPacketLost.subscribe(() =>
         this.#metrics.nack.inc({ direction: 'out' }),
       );
+      if (track.kind === 'video' && !fixNackWraparound(transceiver.receiver)) {
+        this.#logger.warn('werift internals changed: NACK wraparound fix not applied');
+      }
       // werift may already have created the track during setRemoteDescription.
       for (const remote of transceiver.receiver.tracks) attach(remote);
       mapped.push({ mid: track.mid, trackId: publication.trackId });

@@ -10,6 +10,7 @@ import {
 } from 'werift';
 import type { AnswerBody, OfferBody } from './messages.js';
 import type { RelayTrackInfo } from './types.js';
+import { fixNackWraparound } from './weriftFixes.js';
 
 /** A relayed track as the receiving node sees it: packets in, keyframe requests out. */
 export interface RelayedTrack {
@@ -108,6 +109,7 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
         this.#logger.warn({ mid: track.mid }, 'relay offer names an m-line it does not have');
         continue;
       }
+      if (track.kind === 'video') fixNackWraparound(transceiver.receiver);
       const { mid: _mid, ...info } = track;
       this.#tracks.set(track.trackId, { info, transceiver });
       this.safeEmit('track', this.#relayedTrack(info, transceiver));

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { RTCRtpReceiver, RtpHeader, RtpPacket, useVP8 } from 'werift';
+import { fixNackWraparound } from './weriftFixes.js';
+
+interface Probe {
+  nack: { lostSeqNumbers: number[]; addPacket(p: RtpPacket): void; close(): void };
+}
+
+/** A real werift receiver, and its (private) NACK handler for inspection. */
+function receiver(): { receiver: RTCRtpReceiver; nack: Probe['nack'] } {
+  const r = new RTCRtpReceiver({ codecs: { video: [useVP8()] } } as never, 'video', 1);
+  return { receiver: r, nack: (r as unknown as Probe).nack };
+}
+
+const packet = (seq: number) =>
+  new RtpPacket(
+    new RtpHeader({ sequenceNumber: seq, ssrc: 42, payloadType: 96 }),
+    Buffer.alloc(10),
+  );
+
+function feed(r: { nack: Probe['nack'] }, seqs: number[]): number[] {
+  for (const s of seqs) r.nack.addPacket(packet(s));
+  return [...r.nack.lostSeqNumbers].sort((a, b) => a - b);
+}
+
+test('werift alone misses losses after a gap that spans the sequence wrap', () => {
+  const r = receiver();
+  try {
+    // 65535 and 0 are lost; then 5 is lost too.
+    const lost = feed(r, [65532, 65533, 65534, 1, 2, 3, 4, 6]);
+    assert.deepEqual(
+      lost,
+      [],
+      'unpatched werift detects nothing here (if this fails, werift fixed it: drop the patch)',
+    );
+  } finally {
+    r.nack.close();
+  }
+});
+
+test('with the fix, losses across the wrap and after it are detected', () => {
+  const r = receiver();
+  try {
+    assert.equal(fixNackWraparound(r.receiver), true);
+    const lost = feed(r, [65532, 65533, 65534, 1, 2, 3, 4, 6]);
+    assert.deepEqual(lost, [0, 5, 65535]);
+    // A retransmission fills its gap; duplicates and old packets change nothing.
+    r.nack.addPacket(packet(65535));
+    r.nack.addPacket(packet(3));
+    assert.deepEqual(
+      [...r.nack.lostSeqNumbers].sort((a, b) => a - b),
+      [0, 5],
+    );
+  } finally {
+    r.nack.close();
+  }
+});
+
+test('a huge jump is a new stream, not a burst of thousands of losses', () => {
+  const r = receiver();
+  try {
+    fixNackWraparound(r.receiver);
+    assert.deepEqual(feed(r, [100, 101, 20_000, 20_001]), []);
+  } finally {
+    r.nack.close();
+  }
+});
