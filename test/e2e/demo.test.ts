@@ -66,6 +66,13 @@ describe('demo page', () => {
 
     await until(alice, 'alice to decode video and receive audio from bob', receivesFrom('bob'));
     await until(bob, 'bob to decode video and receive audio from alice', receivesFrom('alice'));
+    // The node's view of alice's own streams (the `stats` request, every 5 s; bitrates from
+    // the second reply on) joins the stats line.
+    await alice.waitForFunction(
+      "/^node ⇡[1-9][0-9.]* [kM]bps ⇣[1-9][0-9.]* [kM]bps · RTT /.test(document.querySelector('#stats .node-view')?.textContent ?? '')",
+      undefined,
+      { timeout: 30_000 },
+    );
 
     if (process.env.DEMO_SCREENSHOT) {
       // Let the stats line fill in and the videos settle before taking the picture.

@@ -20,6 +20,8 @@ process.on('exit', () => {
 export interface NodeProcess {
   url: string;
   port: number;
+  /** Where `/metrics` is: `url`, or the `SFU_METRICS_PORT` server's base URL when set. */
+  metricsUrl: string;
   nodeId: string;
   region: string;
   pid: number;
@@ -118,9 +120,17 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     clearTimeout(killer);
     return code;
   };
+  const url = String(listening.url);
+  let metricsUrl = url;
+  if (typeof listening.metricsPort === 'number') {
+    const u = new URL(url);
+    u.port = String(listening.metricsPort);
+    metricsUrl = u.origin;
+  }
   return {
-    url: String(listening.url),
+    url,
     port: Number(listening.port),
+    metricsUrl,
     nodeId: String(listening.nodeId),
     region: String(listening.region),
     pid: child.pid ?? -1,

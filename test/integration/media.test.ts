@@ -68,6 +68,30 @@ describe('media through one node', () => {
     assert.ok((await metricValue(node.url, 'sfu_pli_total', { direction: 'out' })) >= 1);
   });
 
+  test('publishers get REMB from the node and no transport-cc is negotiated with them', async () => {
+    const pub = await connect({
+      room: 'remb',
+      identity: 'pub',
+      publish: { video: true, audio: true },
+      subscribe: false,
+    });
+    const answer = pub.peerConnections.publisher?.remoteDescription?.sdp ?? '';
+    assert.doesNotMatch(
+      answer,
+      /transport-cc|transport-wide-cc/,
+      'pitfall 3: no transport-cc toward publishers',
+    );
+    const video = pub.peerConnections.publisher?.getTransceivers().find((t) => t.kind === 'video');
+    assert.ok(video);
+    const deadline = Date.now() + 10_000;
+    while (!video.sender.receiverEstimatedMaxBitrate && Date.now() < deadline) await sleep(100);
+    const granted = Number(video.sender.receiverEstimatedMaxBitrate ?? 0);
+    assert.ok(
+      Math.abs(granted - 3_000_000) < 3_000_000 * 0.01,
+      `REMB granted ${granted} bit/s (SFU_MAX_PUBLISH_BITRATE)`,
+    );
+  });
+
   test('a subscriber that joins 5 s late gets its first keyframe within a second', async () => {
     await connect({
       room: 'late',

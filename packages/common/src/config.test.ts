@@ -115,3 +115,13 @@ test('registry heartbeat must fit twice into the TTL', () => {
   assert.equal(c.heartbeatMs, 3_000);
   assert.equal(c.defaultRegion, 'local');
 });
+
+test('a metrics port is optional and must differ from the HTTP port', () => {
+  assert.equal(loadConfig(['--dev'], {}).metricsPort, undefined);
+  assert.equal(loadConfig(['--dev'], { SFU_METRICS_PORT: '9464' }).metricsPort, 9464);
+  assert.equal(loadConfig(['--dev', '--port', '0', '--metrics-port', '0'], {}).metricsPort, 0);
+  assert.throws(
+    () => loadConfig(['--dev', '--port', '9000', '--metrics-port', '9000'], {}),
+    /SFU_METRICS_PORT must differ/,
+  );
+});

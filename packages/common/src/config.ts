@@ -81,7 +81,13 @@ export const CONFIG_FIELDS = {
     flag: 'port',
     schema: port,
     default: '7880',
-    doc: 'HTTP port: API, `/v1/signal` websocket, `/metrics`, demo page. 0 picks a free port.',
+    doc: 'HTTP port: API, `/v1/signal` websocket, `/metrics` (unless `SFU_METRICS_PORT`), demo page. 0 picks a free port.',
+  },
+  metricsPort: {
+    env: 'SFU_METRICS_PORT',
+    flag: 'metrics-port',
+    schema: port,
+    doc: 'Serve `/metrics` on this port (bound to `SFU_HTTP_HOST`) instead of the HTTP port, so the public port does not expose it. Unset: `/metrics` on the HTTP port. 0 picks a free port.',
   },
   nodeId: {
     env: 'SFU_NODE_ID',
@@ -278,6 +284,8 @@ type Parsed<K extends keyof Fields> = z.output<Fields[K]['schema']>;
 export interface NodeConfig {
   readonly httpHost: string;
   readonly httpPort: number;
+  /** A separate port for `/metrics` only; undefined: `/metrics` is served on `httpPort`. */
+  readonly metricsPort: number | undefined;
   readonly nodeId: string;
   readonly region: string;
   readonly publicUrl: string | undefined;
@@ -397,6 +405,15 @@ export function loadConfig(
   ) {
     problems.push(
       'SFU_REGISTRY_HEARTBEAT_MS must be less than half of SFU_REGISTRY_TTL_MS, or one late heartbeat drops the node',
+    );
+  }
+  if (
+    typeof out.metricsPort === 'number' &&
+    out.metricsPort !== 0 &&
+    out.metricsPort === out.httpPort
+  ) {
+    problems.push(
+      'SFU_METRICS_PORT must differ from SFU_HTTP_PORT (unset it to serve /metrics on the HTTP port)',
     );
   }
   const region = typeof out.region === 'string' ? out.region : 'local';

@@ -13,7 +13,7 @@ import {
   type SubscribedTrack,
   TypedEmitter,
 } from '@geosfu/common';
-import { fixNackWraparound } from '@geosfu/relay';
+import { fixNackWraparound, preferPassiveDtls } from '@geosfu/relay';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
@@ -206,7 +206,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     let answer: { sdp: string };
     try {
       const created = await pc.createAnswer();
-      await pc.setLocalDescription(created);
+      await pc.setLocalDescription({ type: 'answer', sdp: preferPassiveDtls(created.sdp) });
       answer = { sdp: pc.localDescription?.sdp ?? created.sdp };
     } catch (error) {
       throw new SfuError(

@@ -24,6 +24,8 @@ import {
   type ControlPlane,
   devTokenRouter,
   errorHandlers,
+  listenMetrics,
+  type MetricsServer,
   type RoomEvent,
   routeRouter,
   routeService,
@@ -75,10 +77,14 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   #connections = new Set<SignalConnection>();
   #bySession = new Map<string, SignalConnection>();
   #http: Server | undefined;
+  /** The `/metrics`-only server on SFU_METRICS_PORT, when that is set. */
+  #metricsServer: MetricsServer | undefined;
   #wss: WebSocketServer | undefined;
   #url: string | undefined;
   #watched = new Set<string>();
   #lastStats = new WeakMap<Participant, Map<string, { bytes: number; at: number }>>();
+  /** Per receiving PeerConnection and SSRC: the highest cumulative `packetsLost` counted. */
+  #lostCounted = new WeakMap<RTCPeerConnection, Map<number, number>>();
 
   readonly plane: ControlPlane;
   #loadTimer: NodeJS.Timeout | undefined;
@@ -169,9 +175,16 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     return n;
   }
 
-  async start(): Promise<{ url: string; port: number }> {
+  async start(): Promise<{ url: string; port: number; metricsPort?: number }> {
     if (this.#state !== 'created')
       throw new SfuError('CLOSED', `cannot start a node that is ${this.#state}`);
+    if (this.config.metricsPort !== undefined) {
+      this.#metricsServer = await listenMetrics(
+        this.metrics.registry,
+        this.config.metricsPort,
+        this.config.httpHost,
+      );
+    }
     const app = this.#createApp();
     const http = createServer(app);
     const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
@@ -204,6 +217,9 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         http.off('error', reject);
         resolve();
       });
+    }).catch(async (error: unknown) => {
+      await this.#metricsServer?.close();
+      throw error;
     });
     const port = (http.address() as AddressInfo).port;
     const host =
@@ -251,7 +267,11 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       });
     }, this.config.heartbeatMs);
     this.#state = 'active';
-    return { url: this.#url, port };
+    return {
+      url: this.#url,
+      port,
+      ...(this.#metricsServer ? { metricsPort: this.#metricsServer.port } : {}),
+    };
   }
 
   /** Participants, tracks, CPU and forwarded bitrate since the previous call. */
@@ -587,14 +607,18 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       const ready = this.#state === 'active';
       res.status(ready ? 200 : 503).json({ ready, state: this.#state });
     });
-    app.get('/metrics', async (_req, res, next) => {
-      try {
-        res.set('Content-Type', this.metrics.registry.contentType);
-        res.send(await this.metrics.registry.metrics());
-      } catch (error) {
-        next(error);
-      }
-    });
+    // With SFU_METRICS_PORT, /metrics is served there only: that port can be closed to the
+    // internet while this one is public (metrics tell load, regions and topology).
+    if (this.config.metricsPort === undefined) {
+      app.get('/metrics', async (_req, res, next) => {
+        try {
+          res.set('Content-Type', this.metrics.registry.contentType);
+          res.send(await this.metrics.registry.metrics());
+        } catch (error) {
+          next(error);
+        }
+      });
+    }
     app.use(
       routeRouter(
         routeService(this.plane, this.config, this.#logger, (result) =>
@@ -644,6 +668,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
    * Samples RTT, jitter and loss of every stream from werift's stats (RTCP reports) into the
    * histograms: client legs (peer_region = this node's region) and relay links (peer_region =
    * the far node's). Off the packet path: one getStats per PeerConnection per round.
+   * Our receivers' cumulative `packetsLost` (publishers, relay receivers) feeds
+   * `sfu_packets_lost_total`: each round adds what it grew by since the highest value counted
+   * for that PeerConnection and SSRC. It can shrink (a late or retransmitted packet arrives);
+   * counting from the high-water mark never counts a packet twice and never goes negative.
    */
   async #sampleStats(): Promise<void> {
     const region = (id: string) => this.plane.registry.get(id)?.region ?? 'unknown';
@@ -683,6 +711,20 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
           const jitter = num(stat.jitter);
           if (jitter !== undefined)
             this.metrics.jitter.observe({ kind, path, peer_region: peer }, jitter);
+          const lost = num(stat.packetsLost);
+          const ssrc = num(stat.ssrc);
+          if (lost !== undefined && ssrc !== undefined) {
+            let counted = this.#lostCounted.get(pc);
+            if (!counted) {
+              counted = new Map();
+              this.#lostCounted.set(pc, counted);
+            }
+            const before = counted.get(ssrc) ?? 0;
+            if (lost > before) {
+              this.metrics.packetsLost.inc({ kind, path }, lost - before);
+              counted.set(ssrc, lost);
+            }
+          }
         }
       }
     }
@@ -863,6 +905,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     }
+    await this.#metricsServer?.close();
     await this.plane.registry.deregister().catch((error: unknown) => {
       this.#logger.warn({ err: error }, 'deregistration failed; the record will expire');
     });

@@ -60,8 +60,10 @@ export class Subscription {
   send(packet: Buffer): void {
     if (this.#closed || this.publication.muted) return;
     const sender = this.transceiver.sender;
-    // Until the answer is applied the sender has no codec and drops the packet itself.
-    if (!sender.codec) return;
+    // Until the answer is applied (no codec) and DTLS is up, werift's sender drops the packet
+    // itself: skip it here too, so sfu_packets_total{direction="out"} and the first media
+    // out (sfu_join_duration_seconds) count what really left.
+    if (!sender.codec || sender.dtlsTransport?.state !== 'connected') return;
     this.packetsOut++;
     this.#counters.packets.inc();
     this.#counters.bytes.inc(packet.length - 12);

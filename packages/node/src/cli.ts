@@ -74,9 +74,9 @@ async function serve(argv: string[]): Promise<void> {
       })
     : undefined;
   const node = new SfuNode(config, logger, plane, bus);
-  const { url, port } = await node.start();
+  const { url, port, metricsPort } = await node.start();
   logger.info(
-    { url, port, nodeId: config.nodeId, region: config.region, dev: config.dev },
+    { url, port, metricsPort, nodeId: config.nodeId, region: config.region, dev: config.dev },
     'node listening',
   );
   if (config.dev) logger.warn(`dev mode: demo page at ${url}/ — never expose a dev node`);

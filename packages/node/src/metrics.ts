@@ -23,6 +23,7 @@ export class NodeMetrics {
   readonly registry = new Registry();
   readonly packets: Counter<'direction' | 'kind' | 'path'>;
   readonly bytes: Counter<'direction' | 'kind' | 'path'>;
+  readonly packetsLost: Counter<'kind' | 'path'>;
   readonly pli: Counter<'direction'>;
   readonly nack: Counter<'direction'>;
   readonly keyframes: Counter;
@@ -104,6 +105,12 @@ export class NodeMetrics {
       labelNames: ['direction', 'kind', 'path'],
       registers,
     });
+    this.packetsLost = new Counter({
+      name: 'sfu_packets_lost_total',
+      help: 'RTP packets lost on their way to this node (publishers and relay links), from its receivers (RTCP cumulative lost, net of late and retransmitted arrivals), counted every stats round',
+      labelNames: ['kind', 'path'],
+      registers,
+    });
     this.pli = new Counter({
       name: 'sfu_pli_total',
       help: 'Picture loss indications: in = from subscribers, out = sent to publishers',
@@ -179,6 +186,21 @@ export class NodeMetrics {
       buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10],
       registers,
     });
+    // Every series of the media counters exists from the start, at 0: rate() and increase()
+    // then see the first packets, and dashboards show 0 rather than "no data".
+    for (const kind of ['audio', 'video'] as const) {
+      for (const path of ['client', 'relay'] as const) {
+        for (const direction of ['in', 'out'] as const) {
+          this.packets.inc({ direction, kind, path }, 0);
+          this.bytes.inc({ direction, kind, path }, 0);
+        }
+        this.packetsLost.inc({ kind, path }, 0);
+      }
+    }
+    for (const direction of ['in', 'out'] as const) {
+      this.pli.inc({ direction }, 0);
+      this.nack.inc({ direction }, 0);
+    }
   }
 
   /** Counters for one stream, bound once so the packet path does no label lookups. */

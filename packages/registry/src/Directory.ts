@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { type Logger, SfuError, type TokenService } from '@geosfu/common';
 import express from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { listenMetrics, type MetricsServer } from './metricsServer.js';
 import type { NodeRegistry } from './NodeRegistry.js';
 import type { RouteService } from './RouteService.js';
 import { devTokenRouter, errorHandlers, routeRouter } from './routeApi.js';
@@ -17,7 +18,9 @@ export class Directory {
   readonly #logger: Logger;
   readonly #metrics = new Registry();
   readonly #app: express.Express;
+  readonly #metricsPort: number | undefined;
   #server: Server | undefined;
+  #metricsServer: MetricsServer | undefined;
   #url: string | undefined;
 
   constructor(options: {
@@ -26,8 +29,11 @@ export class Directory {
     tokens: TokenService;
     dev: boolean;
     logger: Logger;
+    /** SFU_METRICS_PORT: serve `/metrics` there instead of on the HTTP port. */
+    metricsPort?: number | undefined;
   }) {
     this.#registry = options.registry;
+    this.#metricsPort = options.metricsPort;
     this.#logger = options.logger.child({ component: 'directory' });
     const registers = [this.#metrics];
     collectDefaultMetrics({ register: this.#metrics });
@@ -59,13 +65,15 @@ export class Directory {
       const ready = registry.connected;
       res.status(ready ? 200 : 503).json({ ready, nodes: registry.list().length });
     });
-    app.get('/metrics', async (_req, res, next) => {
-      try {
-        res.set('Content-Type', this.#metrics.contentType).send(await this.#metrics.metrics());
-      } catch (error) {
-        next(error);
-      }
-    });
+    if (this.#metricsPort === undefined) {
+      app.get('/metrics', async (_req, res, next) => {
+        try {
+          res.set('Content-Type', this.#metrics.contentType).send(await this.#metrics.metrics());
+        } catch (error) {
+          next(error);
+        }
+      });
+    }
     app.get('/v1/nodes', (_req, res) => {
       res.json({ nodes: registry.list() });
     });
@@ -84,20 +92,30 @@ export class Directory {
     port: number,
     host: string,
     publicUrl?: string,
-  ): Promise<{ url: string; port: number }> {
+  ): Promise<{ url: string; port: number; metricsPort?: number }> {
+    if (this.#metricsPort !== undefined)
+      this.#metricsServer = await listenMetrics(this.#metrics, this.#metricsPort, host);
     const server = createServer(this.#app);
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
+    }).catch(async (error: unknown) => {
+      await this.#metricsServer?.close();
+      throw error;
     });
     const actual = (server.address() as AddressInfo).port;
     const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host;
     this.#url = (publicUrl ?? `http://${shown}:${actual}`).replace(/\/$/, '');
-    return { url: this.#url, port: actual };
+    return {
+      url: this.#url,
+      port: actual,
+      ...(this.#metricsServer ? { metricsPort: this.#metricsServer.port } : {}),
+    };
   }
 
   async close(): Promise<void> {
+    await this.#metricsServer?.close();
     const server = this.#server;
     this.#server = undefined;
     if (server) {

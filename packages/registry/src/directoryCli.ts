@@ -2,7 +2,7 @@
 /**
  * sfu-directory: the cluster's global entry point. Answers `GET /v1/route` from the Redis
  * registry, carries no media. Same settings as `sfu-node` (REDIS_URL required; SFU_HTTP_*,
- * SFU_API_KEY/SECRET, SFU_GEOIP_DB, SFU_DEFAULT_REGION, SFU_TRUST_PROXY apply).
+ * SFU_METRICS_PORT, SFU_API_KEY/SECRET, SFU_GEOIP_DB, SFU_DEFAULT_REGION, SFU_TRUST_PROXY apply).
  */
 import { createRootLogger, loadConfig, SfuError } from '@geosfu/common';
 import { openControlPlane, routeService } from './ControlPlane.js';
@@ -18,9 +18,17 @@ async function main(): Promise<void> {
     tokens: plane.tokens,
     dev: config.dev,
     logger,
+    metricsPort: config.metricsPort,
   });
-  const { url, port } = await directory.listen(config.httpPort, config.httpHost, config.publicUrl);
-  logger.info({ url, port, nodes: plane.registry.list().length }, 'directory listening');
+  const { url, port, metricsPort } = await directory.listen(
+    config.httpPort,
+    config.httpHost,
+    config.publicUrl,
+  );
+  logger.info(
+    { url, port, metricsPort, nodes: plane.registry.list().length },
+    'directory listening',
+  );
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -29,6 +29,7 @@ export {
   RoomEventSchema,
   SessionRecordSchema,
 } from './MemoryRoomStore.js';
+export { listenMetrics, type MetricsServer } from './metricsServer.js';
 export {
   NodeLoad,
   NodeRecord,

@@ -148,7 +148,13 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
     const sender = transceiver.sender;
     const detach = source.attach({
       send: (packet) => {
-        if (!sender.codec || this.#state === 'closed') return;
+        // werift drops RTP until the codec is set and DTLS is up: count only what leaves.
+        if (
+          !sender.codec ||
+          sender.dtlsTransport?.state !== 'connected' ||
+          this.#state === 'closed'
+        )
+          return;
         this.safeEmit('packetOut', kind, packet.length - 12);
         sender
           .sendRtp(packet)

@@ -10,7 +10,7 @@ import {
 } from 'werift';
 import type { AnswerBody, OfferBody } from './messages.js';
 import type { RelayTrackInfo } from './types.js';
-import { fixNackWraparound } from './weriftFixes.js';
+import { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
 
 /** A relayed track as the receiving node sees it: packets in, keyframe requests out. */
 export interface RelayedTrack {
@@ -20,6 +20,9 @@ export interface RelayedTrack {
   /** Sends a PLI back over the link to the sending node, which asks the publisher. */
   requestKeyframe(): void;
 }
+
+/** How soon a keyframe request that could not go out yet is tried again. */
+const PLI_RETRY_MS = 100;
 
 export type RelayReceiverEvents = {
   track: [RelayedTrack];
@@ -41,6 +44,8 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
   #tracks = new Map<string, { info: RelayTrackInfo; transceiver: RTCRtpTransceiver }>();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  #pendingPli = new Set<RTCRtpTransceiver>();
+  #pliRetry: NodeJS.Timeout | undefined;
 
   constructor(options: {
     room: string;
@@ -63,6 +68,11 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     });
     this.#pc = new RTCPeerConnection(options.peerConfig);
     this.#pc.connectionStateChange.subscribe((state) => {
+      if (state === 'connected') {
+        const pending = [...this.#pendingPli];
+        this.#pendingPli.clear();
+        for (const t of pending) this.#sendPli(t);
+      }
       if (state === 'failed' || state === 'closed') void this.close();
     });
   }
@@ -92,7 +102,7 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
       });
     }
     const answer = await this.#pc.createAnswer();
-    await this.#pc.setLocalDescription(answer);
+    await this.#pc.setLocalDescription({ type: 'answer', sdp: preferPassiveDtls(answer.sdp) });
     const sdp = this.#pc.localDescription?.sdp ?? answer.sdp;
 
     const offered = new Map(body.tracks.map((t) => [t.trackId, t]));
@@ -134,25 +144,46 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
           for (const off of offs) off();
         };
       },
-      requestKeyframe: () => {
-        const ssrc = transceiver.receiver.tracks[0]?.ssrc;
-        if (ssrc === undefined || this.#closed) return;
-        const pli = new RtcpPayloadSpecificFeedback({
-          feedback: new PictureLossIndication({
-            senderSsrc: transceiver.receiver.rtcpSsrc,
-            mediaSsrc: ssrc,
-          }),
-        });
-        transceiver.receiver.dtlsTransport
-          .sendRtcp([pli])
-          .catch((error: unknown) => this.#logger.debug({ err: error }, 'relay PLI failed'));
-      },
+      requestKeyframe: () => this.#sendPli(transceiver),
     };
+  }
+
+  /**
+   * A PLI back to the sending node. Until this side's DTLS is up (a subscriber here can ask
+   * before the link has connected) it is kept and sent on connect: dropping it would leave
+   * the subscriber without a keyframe, since the publication counts it as asked.
+   */
+  #sendPli(transceiver: RTCRtpTransceiver): void {
+    if (this.#closed) return;
+    const ssrc = transceiver.receiver.tracks[0]?.ssrc;
+    if (ssrc === undefined || this.#pc.connectionState !== 'connected') {
+      this.#pendingPli.add(transceiver);
+      // Also retried on a short timer: the SSRC may only be known with the first packet.
+      this.#pliRetry ??= setTimeout(() => {
+        this.#pliRetry = undefined;
+        const pending = [...this.#pendingPli];
+        this.#pendingPli.clear();
+        for (const t of pending) this.#sendPli(t);
+      }, PLI_RETRY_MS);
+      return;
+    }
+    const pli = new RtcpPayloadSpecificFeedback({
+      feedback: new PictureLossIndication({
+        senderSsrc: transceiver.receiver.rtcpSsrc,
+        mediaSsrc: ssrc,
+      }),
+    });
+    transceiver.receiver.dtlsTransport.sendRtcp([pli]).catch((error: unknown) => {
+      this.#logger.debug({ err: error }, 'relay PLI failed; retrying on connect');
+      this.#pendingPli.add(transceiver);
+    });
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#pliRetry);
+    this.#pendingPli.clear();
     for (const trackId of this.#tracks.keys()) this.safeEmit('trackEnded', trackId);
     this.#tracks.clear();
     await this.#pc.close().catch(() => undefined);

@@ -53,4 +53,4 @@ export { RelayLink, type RelayLinkEvents, type RelayLinkState } from './RelayLin
 export { RelayManager, type RelayManagerEvents, type RelayRoomView } from './RelayManager.js';
 export { type RelayedTrack, RelayReceiver, type RelayReceiverEvents } from './RelayReceiver.js';
 export type { CodecSpec, RelaySource, RelayTrackInfo } from './types.js';
-export { fixNackWraparound } from './weriftFixes.js';
+export { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RTCRtpReceiver, RtpHeader, RtpPacket, useVP8 } from 'werift';
-import { fixNackWraparound } from './weriftFixes.js';
+import { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
 
 interface Probe {
   nack: { lostSeqNumbers: number[]; addPacket(p: RtpPacket): void; close(): void };
@@ -65,4 +65,17 @@ test('a huge jump is a new stream, not a burst of thousands of losses', () => {
   } finally {
     r.nack.close();
   }
+});
+
+test('answers make the ICE-lite node the DTLS server', () => {
+  const answer =
+    'v=0\r\na=setup:active\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=setup:active\r\na=mid:0\r\n';
+  const fixed = preferPassiveDtls(answer);
+  assert.equal(fixed.match(/a=setup:passive/g)?.length, 2);
+  assert.doesNotMatch(fixed, /a=setup:active/);
+  assert.equal(
+    preferPassiveDtls('a=setup:actpass\r\n'),
+    'a=setup:actpass\r\n',
+    'offers are left alone',
+  );
 });

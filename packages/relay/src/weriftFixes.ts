@@ -57,3 +57,17 @@ export function fixNackWraparound(receiver: RTCRtpReceiver): boolean {
   };
   return true;
 }
+
+/**
+ * Makes the answering side (an ICE-lite node) the DTLS server: `a=setup:passive` instead of
+ * werift's `active`. As DTLS client, an ICE-lite werift agent sent its ClientHello as soon as
+ * a check with USE-CANDIDATE arrived, often before the full agent on the other side had its
+ * own ICE result and a DTLS endpoint; the hello was dropped and the handshake waited for the
+ * first retransmission, a full second (seen as late first keyframes and, with short peer
+ * timeouts, as PeerConnections that "never connected"). As DTLS server the node waits for
+ * the client's hello, which the client sends once its ICE is connected. RFC 5763 section 5
+ * lets the answerer choose passive; browsers and werift accept it.
+ */
+export function preferPassiveDtls(answerSdp: string): string {
+  return answerSdp.replace(/^a=setup:active\r?$/gm, (line) => line.replace('active', 'passive'));
+}

@@ -4,7 +4,7 @@
  * `?region=X` or `?node=ID` pin where `/v1/route` sends the page (otherwise: the nearest node).
  */
 import { Session, type SessionState } from './session.js';
-import { type ConnectionStats, StatsSampler } from './stats.js';
+import { type ConnectionStats, NodeStatsView, type NodeView, StatsSampler } from './stats.js';
 import { DemoUi } from './ui.js';
 
 /** Read-only hook for end-to-end tests (`page.evaluate(() => window.__sfu...)`). */
@@ -36,6 +36,8 @@ declare global {
 
 const NAME_KEY = 'geosfu.name';
 const STATS_INTERVAL_MS = 1000;
+/** How often the page asks the node for its view of our streams (`stats` request). */
+const NODE_STATS_INTERVAL_MS = 5000;
 
 const session = new Session();
 const ui = new DemoUi(session);
@@ -127,8 +129,13 @@ window.addEventListener('beforeunload', () => session.leave());
 // ---------------------------------------------------------------------------------------
 
 let statsTimer: ReturnType<typeof setInterval> | undefined;
+let nodeStatsTimer: ReturnType<typeof setInterval> | undefined;
 let upSampler = new StatsSampler('outbound');
 let downSampler = new StatsSampler('inbound');
+/** The node's last answer, shown next to the browser's own numbers. */
+let nodeStats: NodeView | null = null;
+let nodeStatsView = new NodeStatsView();
+let nodeStatsPending = false;
 
 function startStats(): void {
   stopStats();
@@ -137,11 +144,34 @@ function startStats(): void {
   statsTimer = setInterval(() => {
     void sampleStats();
   }, STATS_INTERVAL_MS);
+  void sampleNodeStats();
+  nodeStatsTimer = setInterval(() => {
+    void sampleNodeStats();
+  }, NODE_STATS_INTERVAL_MS);
 }
 
 function stopStats(): void {
   clearInterval(statsTimer);
+  clearInterval(nodeStatsTimer);
   statsTimer = undefined;
+  nodeStatsTimer = undefined;
+  nodeStats = null;
+  nodeStatsView = new NodeStatsView();
+}
+
+/** Asks the node how it sees our streams; a stream's bitrate needs two replies (an interval). */
+async function sampleNodeStats(): Promise<void> {
+  if (nodeStatsPending) return;
+  nodeStatsPending = true;
+  try {
+    const streams = await session.nodeStats();
+    if (streams === null || session.state !== 'joined') return;
+    nodeStats = nodeStatsView.update(streams);
+  } catch {
+    // A slow or failed answer: keep showing the previous one; the next round asks again.
+  } finally {
+    nodeStatsPending = false;
+  }
 }
 
 async function sampleStats(): Promise<void> {
@@ -152,7 +182,7 @@ async function sampleStats(): Promise<void> {
     sub ? downSampler.sample(sub).catch(() => null) : Promise.resolve<ConnectionStats | null>(null),
   ]);
   if (session.state !== 'joined') return;
-  ui.renderStats(up, down);
+  ui.renderStats(up, down, nodeStats);
   ui.setSpeaking(DemoUi.speakingFrom(session, up, down));
 }
 

@@ -10,6 +10,7 @@ import type {
   ParticipantInfo,
   PeerTarget,
   ServerMessageOf,
+  StreamStats,
   SubscribedTrack,
   TrackInfo,
 } from '@geosfu/common/protocol';
@@ -71,6 +72,8 @@ export interface JoinOptions {
 }
 
 const PUBLISH_TIMEOUT_MS = 20_000;
+/** The node answers a `stats` request at once; a slower answer is stale anyway. */
+const NODE_STATS_TIMEOUT_MS = 4_000;
 
 const LEAVE_TEXT: Record<LeaveReason, string> = {
   left: 'You left the room.',
@@ -201,6 +204,17 @@ export class Session {
 
   get subscriberPc(): RTCPeerConnection | null {
     return this.#subscriber?.pc ?? null;
+  }
+
+  /**
+   * The node's view of this participant's streams (the `stats` request): what it receives
+   * from us (inbound) and sends to us (outbound). Null when not joined.
+   */
+  async nodeStats(): Promise<StreamStats[] | null> {
+    const signal = this.#signal;
+    if (this.state !== 'joined' || !signal?.connected) return null;
+    const reply = await signal.request({ type: 'stats' }, 'stats', NODE_STATS_TIMEOUT_MS);
+    return reply.streams;
   }
 
   /** The server's mid -> track mapping of the current subscriber offer. */

@@ -1,7 +1,9 @@
 /**
  * Per-connection statistics from `RTCPeerConnection.getStats()`: bitrate, round-trip time and
- * packets lost, plus audio levels by m-line for the "speaking" highlight.
+ * packets lost, plus audio levels by m-line for the "speaking" highlight. And the node's view
+ * of the same streams, from the signalling `stats` request.
  */
+import type { StreamStats } from '@geosfu/common/protocol';
 
 /** One stats entry, read field by field (the DOM typings give them as `any`). */
 type StatsEntry = {
@@ -108,6 +110,61 @@ function selectedPairRtt(entries: Map<string, StatsEntry>): number | null {
   }
   const seconds = num(pair, 'currentRoundTripTime');
   return seconds === null ? null : seconds * 1000;
+}
+
+/** The node's view of this participant (its `stats` reply), summed up for the stats line. */
+export interface NodeView {
+  /** What the node receives from us, kbit/s (null until a stream's second reply). */
+  upKbps: number | null;
+  /** What the node sends us, kbit/s. */
+  downKbps: number | null;
+  /** Node to us, from our receiver reports (the worst stream). */
+  rttMs: number | null;
+  /** Interarrival jitter, the worst stream either way: as the node measures our upload, or as
+   *  we report what it sends. */
+  jitterMs: number | null;
+  /** Packets lost toward the node plus those we report lost toward us. */
+  packetsLost: number;
+  /** One line per stream, for the tooltip. */
+  detail: string[];
+}
+
+/**
+ * Sums up the node's `stats` replies. The node gives each stream's bitrate over the interval
+ * since this participant's previous request, and 0 for a stream it had not reported before:
+ * such a stream's bitrate is unknown (shown as –) until its second reply.
+ */
+export class NodeStatsView {
+  #seen = new Set<string>();
+
+  update(streams: readonly StreamStats[]): NodeView {
+    const key = (s: StreamStats) => `${s.direction}:${s.trackId}`;
+    const known = (s: StreamStats) => this.#seen.has(key(s));
+    const max = (values: (number | null)[]): number | null =>
+      values.reduce<number | null>(
+        (m, v) => (v === null ? m : m === null ? v : Math.max(m, v)),
+        null,
+      );
+    const kbps = (direction: StreamStats['direction']): number | null => {
+      const measured = streams.filter((s) => s.direction === direction && known(s));
+      return measured.length === 0 ? null : measured.reduce((n, s) => n + s.bitrateKbps, 0);
+    };
+    const view: NodeView = {
+      upKbps: kbps('inbound'),
+      downKbps: kbps('outbound'),
+      rttMs: max(streams.map((s) => s.rttMs)),
+      jitterMs: max(streams.map((s) => s.jitterMs)),
+      packetsLost: streams.reduce((n, s) => n + Math.max(0, s.packetsLost), 0),
+      detail: streams.map(
+        (s) =>
+          `${s.direction === 'inbound' ? 'from you' : 'to you'} ${s.kind}: ${s.packets} packets, ${formatBitrate(
+            known(s) ? s.bitrateKbps : null,
+          )}, jitter ${formatRtt(s.jitterMs)}, RTT ${formatRtt(s.rttMs)}, lost ${s.packetsLost}`,
+      ),
+    };
+    this.#seen = new Set(streams.map(key));
+    return view;
+  }
 }
 
 /** "850 kbps", "1.2 Mbps". */

@@ -2,7 +2,7 @@
 import { byId, h, hueOf, initials } from './dom.js';
 import { ICONS } from './icons.js';
 import type { ChatLine, Notice, RemotePeer, Session } from './session.js';
-import { type ConnectionStats, formatBitrate, formatRtt } from './stats.js';
+import { type ConnectionStats, formatBitrate, formatRtt, type NodeView } from './stats.js';
 
 /** What one tile shows; the local tile and remote tiles use the same shape. */
 interface TileModel {
@@ -331,7 +331,11 @@ export class DemoUi {
     return keys;
   }
 
-  renderStats(up: ConnectionStats | null, down: ConnectionStats | null): void {
+  renderStats(
+    up: ConnectionStats | null,
+    down: ConnectionStats | null,
+    node: NodeView | null = null,
+  ): void {
     const part = (label: string, arrow: string, stats: ConnectionStats | null) => {
       if (!stats) return h('span', { class: 'conn idle' }, `${arrow} ${label}: –`);
       return h(
@@ -345,7 +349,23 @@ export class DemoUi {
     sending.title = 'Publisher connection: what you send';
     const receiving = part('receiving', '↓', down);
     receiving.title = 'Subscriber connection: what you receive';
-    this.statsLine.replaceChildren(sending, receiving);
+    if (!node) {
+      this.statsLine.replaceChildren(sending, receiving);
+      return;
+    }
+    // The node's side of the same streams (the signalling `stats` request).
+    const seen = h(
+      'span',
+      { class: 'conn node-view' },
+      h('b', {}, 'node'),
+      ` ⇡${formatBitrate(node.upKbps)} ⇣${formatBitrate(node.downKbps)}`,
+      ` · RTT ${formatRtt(node.rttMs)} · jitter ${formatRtt(node.jitterMs)} · lost ${node.packetsLost}`,
+    );
+    seen.title = [
+      "The node's view: ⇡ what it receives from you, ⇣ what it sends you",
+      ...node.detail,
+    ].join('\n');
+    this.statsLine.replaceChildren(sending, receiving, seen);
   }
 
   clearStats(): void {
