@@ -117,7 +117,10 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
       // queue is worse than one that fails, is counted, and is retried on the next beat.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
-      autoResubscribe: true,
+      // ioredis's own re-subscribe after a reconnect does not handle its promise: when the
+      // connection drops again at once (offline queue off), it is an unhandled rejection,
+      // which ends a Node process. We re-subscribe ourselves, with the error handled.
+      autoResubscribe: false,
       // Every command has a deadline; a heartbeat period is plenty for one round trip.
       commandTimeout: Math.min(this.heartbeatMs, 1_000),
       connectTimeout: Math.max(1_000, this.heartbeatMs),
@@ -521,8 +524,13 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
       this.#graceUntil = Date.now() + this.ttlMs;
       void this.#ensureKeyspaceEvents();
     }
+    if (which === 'subscriber') {
+      this.#sub
+        .subscribe(this.keys.nodesChannel, this.keys.expiredChannel(this.#db))
+        .catch((error: unknown) => this.#redisError('subscribe', error));
+    }
     // Write our record now (it may be gone) and re-read everything: messages published
-    // while we were away are lost (ioredis re-subscribes, it does not replay).
+    // while we were away are lost (nothing replays them).
     this.#tickSoon();
   }
 

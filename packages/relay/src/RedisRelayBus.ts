@@ -67,7 +67,10 @@ export class RedisRelayBus extends BaseRelayBus {
       // on its own, with a deadline; a queue would only hide the outage from it.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
-      autoResubscribe: true,
+      // ioredis's own re-subscribe after a reconnect does not handle its promise: when the
+      // connection drops again at once (offline queue off), it is an unhandled rejection,
+      // which ends a Node process. We re-subscribe ourselves, with the error handled.
+      autoResubscribe: false,
       commandTimeout: COMMAND_TIMEOUT_MS,
       connectTimeout: CONNECT_TIMEOUT_MS,
       // Exponential back-off with full jitter, capped, so that a restart is noticed soon.
