@@ -1,6 +1,8 @@
 import {
   InvalidStateError,
   type Logger,
+  quitRedis,
+  redactRedisUrl,
   SfuError,
   silentLogger,
   TypedEmitter,
@@ -36,8 +38,6 @@ export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
 
 /** How many keys one SCAN step and one MGET ask for. */
 const SCAN_COUNT = 200;
-/** Longest wait for QUIT on close before the socket is cut. */
-const QUIT_TIMEOUT_MS = 1_000;
 /** Reconnect back-off floor and cap; the cap is also bounded by the heartbeat. */
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
@@ -107,7 +107,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.#logger = logger;
     this.#view = new MembershipView(this, logger);
-    this.#redisLabel = redactUrl(options.url);
+    this.#redisLabel = redactRedisUrl(options.url);
 
     const reconnectCap = Math.min(RECONNECT_MAX_MS, this.heartbeatMs);
     const redisOptions: RedisOptions = {
@@ -280,7 +280,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     this.#timer = undefined;
     await this.#tickRunning;
     await this.#reconcileChain;
-    await Promise.all([quit(this.#sub), quit(this.#cmd)]);
+    await Promise.all([quitRedis(this.#sub), quitRedis(this.#cmd)]);
     this.#view.clear();
     this.#touched.clear();
     this.#logger.debug('node registry closed');
@@ -576,39 +576,5 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     if (this.#state === 'closed' || this.#closing !== undefined) {
       throw new InvalidStateError('the registry is closed');
     }
-  }
-}
-
-/** QUIT politely, cut the socket if Redis does not answer in time. */
-async function quit(client: Redis): Promise<void> {
-  // 'wait': never connected (lazyConnect); a QUIT would connect just to say goodbye.
-  if (client.status === 'end' || client.status === 'wait') {
-    client.disconnect();
-    return;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      client.quit(),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
-      }),
-    ]);
-  } catch {
-    // QUIT fails when the connection is already down; disconnect() below is what matters.
-  } finally {
-    clearTimeout(timer);
-    client.disconnect();
-  }
-}
-
-/** The URL without its password, for logs and error messages. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable Redis URL)'; // never echo it: it may hold a password
   }
 }

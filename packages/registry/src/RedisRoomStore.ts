@@ -5,6 +5,8 @@ import {
   LeaveReason as LeaveReasonSchema,
   LIMITS,
   type Logger,
+  quitRedis,
+  redactRedisUrl,
   SfuError,
   silentLogger,
   TrackInfo,
@@ -65,8 +67,6 @@ export const ROOM_TTL_MS = 24 * 60 * 60 * 1000;
 /** Deadline of every command: a join must not hang on a Redis that does not answer. */
 const COMMAND_TIMEOUT_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 2_000;
-/** Longest wait for QUIT on close before the socket is cut. */
-const QUIT_TIMEOUT_MS = 1_000;
 /** Reconnect back-off floor and cap. */
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
@@ -301,7 +301,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     super((event, error) => logger.error({ err: error, event }, 'room store listener threw'));
     this.#logger = logger;
     this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
-    this.#redisLabel = redactUrl(options.url);
+    this.#redisLabel = redactRedisUrl(options.url);
 
     const redisOptions: RedisOptions = {
       ...options.redisOptions,
@@ -520,7 +520,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     // Operations inside a critical section finish (and free their lock) before the
     // connection goes; lock waits were aborted above. Every command has a deadline.
     await Promise.allSettled([...this.#inflight]);
-    await Promise.all([quit(this.#sub), quit(this.#cmd)]);
+    await Promise.all([quitRedis(this.#sub), quitRedis(this.#cmd)]);
     this.#watched.clear();
     this.#stale.clear();
     this.#logger.debug('room store closed');
@@ -806,39 +806,5 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     if (this.#state !== 'running') {
       throw new InvalidStateError('the room store is not started: await start() first');
     }
-  }
-}
-
-/** QUIT politely, cut the socket if Redis does not answer in time. */
-async function quit(client: Redis): Promise<void> {
-  // 'wait': never connected (lazyConnect); a QUIT would connect just to say goodbye.
-  if (client.status === 'end' || client.status === 'wait') {
-    client.disconnect();
-    return;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      client.quit(),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
-      }),
-    ]);
-  } catch {
-    // QUIT fails when the connection is already down; disconnect() below is what matters.
-  } finally {
-    clearTimeout(timer);
-    client.disconnect();
-  }
-}
-
-/** The URL without its password, for logs and error messages. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable Redis URL)'; // never echo it: it may hold a password
   }
 }

@@ -1,4 +1,4 @@
-import { type Logger, SfuError } from '@geosfu/common';
+import { type Logger, quitRedis, redactRedisUrl, SfuError } from '@geosfu/common';
 import { DEFAULT_KEY_PREFIX, registryKeys } from '@geosfu/registry';
 import { Redis, type RedisOptions } from 'ioredis';
 import { BaseRelayBus } from './BaseRelayBus.js';
@@ -20,8 +20,6 @@ export interface RedisRelayBusOptions {
 /** Deadline of a PUBLISH: a request must not hang on a Redis that does not answer. */
 const COMMAND_TIMEOUT_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 2_000;
-/** Longest wait for QUIT on close before the socket is cut. */
-const QUIT_TIMEOUT_MS = 1_000;
 /** Reconnect back-off floor and cap. */
 const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
@@ -59,7 +57,7 @@ export class RedisRelayBus extends BaseRelayBus {
     super(options);
     this.#keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.channel = relayChannel(this.nodeId, this.#keyPrefix);
-    this.#redisLabel = redactUrl(options.url);
+    this.#redisLabel = redactRedisUrl(options.url);
     const redisOptions: RedisOptions = {
       ...options.redisOptions,
       lazyConnect: true,
@@ -130,7 +128,7 @@ export class RedisRelayBus extends BaseRelayBus {
   protected async closeTransport(): Promise<void> {
     this.#listening = false;
     await this.#resubscribing;
-    await Promise.all([quit(this.#sub), quit(this.#cmd)]);
+    await Promise.all([quitRedis(this.#sub), quitRedis(this.#cmd)]);
   }
 
   #onClose(name: string): void {
@@ -167,39 +165,5 @@ export class RedisRelayBus extends BaseRelayBus {
       .finally(() => {
         this.#resubscribing = undefined;
       });
-  }
-}
-
-/** QUIT politely, cut the socket if Redis does not answer in time. */
-async function quit(client: Redis): Promise<void> {
-  // 'wait': never connected (lazyConnect); a QUIT would connect just to say goodbye.
-  if (client.status === 'end' || client.status === 'wait') {
-    client.disconnect();
-    return;
-  }
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      client.quit(),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
-      }),
-    ]);
-  } catch {
-    // QUIT fails when the connection is already down; disconnect() below is what matters.
-  } finally {
-    clearTimeout(timer);
-    client.disconnect();
-  }
-}
-
-/** The URL without its password, for logs and error messages. */
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparseable Redis URL)'; // never echo it: it may hold a password
   }
 }
