@@ -47,18 +47,7 @@ function next<K extends keyof NodeRegistryEvents>(
   match: (...args: NodeRegistryEvents[K]) => boolean = () => true,
   timeoutMs = 5_000,
 ): Promise<NodeRegistryEvents[K]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`no matching ${String(event)} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = registry.on(event, (...args) => {
-      if (!match(...args)) return;
-      clearTimeout(timer);
-      off();
-      resolve(args);
-    });
-  });
+  return registry.waitFor(event, { filter: match, timeoutMs });
 }
 
 /** Polls a Redis-side condition (there is no event for "a key exists") with a deadline. */

@@ -11,25 +11,12 @@ import { Redis } from 'ioredis';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { waitUntil } from '../helpers/wait.js';
 import { type RawClient, rawClient } from '../helpers/ws.js';
 
 const TTL_MS = 3_000;
 const HEARTBEAT_MS = 750;
 const tokens = new TokenService(DEV_API_KEY, DEV_API_SECRET);
-
-async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 const links = (node: NodeProcess, direction: 'in' | 'out') =>
   metricValue(node.url, 'sfu_relay_links', { direction });

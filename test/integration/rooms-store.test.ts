@@ -46,18 +46,7 @@ function next<K extends keyof RoomStoreEvents>(
   match: (...args: RoomStoreEvents[K]) => boolean = () => true,
   timeoutMs = 5_000,
 ): Promise<RoomStoreEvents[K]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off();
-      reject(new Error(`no matching ${String(event)} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const off = store.on(event, (...args) => {
-      if (!match(...args)) return;
-      clearTimeout(timer);
-      off();
-      resolve(args);
-    });
-  });
+  return store.waitFor(event, { filter: match, timeoutMs });
 }
 
 /** Every room event a store receives, and a way to wait until some have arrived. */

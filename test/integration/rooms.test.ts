@@ -17,25 +17,12 @@ import {
 } from '@geosfu/common';
 import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { waitUntil } from '../helpers/wait.js';
 import { type RawClient, rawClient } from '../helpers/ws.js';
 
 const TTL_MS = 3_000;
 const HEARTBEAT_MS = 750;
 const tokens = new TokenService(DEV_API_KEY, DEV_API_SECRET);
-
-async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 const isLeft = (identity: string) => (m: ServerMessage) =>
   m.type === 'participant.left' && m.identity === identity;

@@ -5,12 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { DEV_API_KEY, DEV_API_SECRET, TokenService } from '@geosfu/common';
 import { Redis } from 'ioredis';
 import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const TTL_MS = 3_000;
 const HEARTBEAT_MS = 750;
@@ -23,20 +23,6 @@ interface Route {
   signalUrl: string;
   distanceKm: number | null;
   reason: string;
-}
-
-async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('routing across three regions', () => {

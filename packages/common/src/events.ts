@@ -60,14 +60,19 @@ export class TypedEmitter<E extends EventMap> {
     }
   }
 
-  /** Resolves with the event's arguments the next time it fires; rejects with TIMEOUT after `timeoutMs`. */
+  /**
+   * Resolves with the arguments of the next event (that passes `filter`); rejects with TIMEOUT
+   * after `timeoutMs`, or with the signal's reason when it aborts.
+   */
   waitFor<K extends keyof E>(
     event: K,
-    options?: { signal?: AbortSignal; timeoutMs?: number },
+    options?: { signal?: AbortSignal; timeoutMs?: number; filter?: (...args: E[K]) => boolean },
   ): Promise<E[K]> {
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const off = this.once(event, ((...args: E[K]) => {
+      const off = this.on(event, ((...args: E[K]) => {
+        if (options?.filter && !options.filter(...args)) return;
+        off();
         clearTimeout(timer);
         resolve(args);
       }) as Listener<E[K]>);
