@@ -14,7 +14,14 @@ export { type EventMap, TypedEmitter } from './events.js';
 export { EARTH_RADIUS_KM, type GeoPoint, greatCircleDistanceKm, isValidGeoPoint } from './geo.js';
 export { createRootLogger, type Logger, silentLogger } from './logger.js';
 export * from './protocol.js';
-export { type QuittableRedis, quitRedis, REDIS_QUIT_TIMEOUT_MS, redactRedisUrl } from './redis.js';
+export {
+  type QuittableRedis,
+  quitRedis,
+  REDIS_QUIT_TIMEOUT_MS,
+  type RedisTiming,
+  redactRedisUrl,
+  redisClientOptions,
+} from './redis.js';
 export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
 export {
   type AccessToken,

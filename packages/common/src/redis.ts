@@ -1,3 +1,4 @@
+import type { RedisOptions } from 'ioredis';
 /**
  * Connection helpers shared by every Redis user of the project (node registry, room store,
  * relay bus). Typed structurally so that this package needs no ioredis dependency.
@@ -45,4 +46,47 @@ export function redactRedisUrl(url: string): string {
   } catch {
     return '(unparseable Redis URL)'; // never echo it: it may hold a password
   }
+}
+
+export interface RedisTiming {
+  /** Deadline of every command, ms. */
+  commandTimeoutMs: number;
+  /** Deadline of a connection attempt, ms. */
+  connectTimeoutMs: number;
+  /** Longest wait between reconnection attempts, ms (the back-off starts at 50 ms). */
+  reconnectMaxMs: number;
+}
+
+/** The first wait of the reconnection back-off. */
+const RECONNECT_MIN_MS = 50;
+
+/**
+ * The ioredis options every Redis user of the project shares; `base` (an operator's TLS,
+ * Sentinel... settings) comes first and these win.
+ */
+export function redisClientOptions(
+  base: RedisOptions | undefined,
+  timing: RedisTiming,
+): RedisOptions {
+  return {
+    ...base,
+    lazyConnect: true,
+    // Fail fast while disconnected instead of queueing: a heartbeat, a join or a relay
+    // request that waits in a queue for a Redis that may not come back is worse than one
+    // refused at once, counted, and retried by its owner.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    // ioredis's own re-subscribe after a reconnect does not handle its promise: when the
+    // connection drops again at once (offline queue off), it is an unhandled rejection,
+    // which ends a Node process. Every subscriber here re-subscribes itself, handling errors.
+    autoResubscribe: false,
+    commandTimeout: timing.commandTimeoutMs,
+    connectTimeout: timing.connectTimeoutMs,
+    // Exponential back-off with full jitter, capped, so that a restart is noticed soon.
+    retryStrategy: (times: number) =>
+      Math.max(
+        RECONNECT_MIN_MS,
+        Math.round(Math.random() * Math.min(timing.reconnectMaxMs, RECONNECT_MIN_MS * 2 ** times)),
+      ),
+  };
 }

@@ -3,6 +3,7 @@ import {
   type Logger,
   quitRedis,
   redactRedisUrl,
+  redisClientOptions,
   SfuError,
   silentLogger,
   TypedEmitter,
@@ -38,8 +39,6 @@ export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
 
 /** How many keys one SCAN step and one MGET ask for. */
 const SCAN_COUNT = 200;
-/** Reconnect back-off floor and cap; the cap is also bounded by the heartbeat. */
-const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
 
 /** A membership message on the nodes channel. Validated: it comes from the network. */
@@ -109,29 +108,13 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     this.#view = new MembershipView(this, logger);
     this.#redisLabel = redactRedisUrl(options.url);
 
-    const reconnectCap = Math.min(RECONNECT_MAX_MS, this.heartbeatMs);
-    const redisOptions: RedisOptions = {
-      ...options.redisOptions,
-      lazyConnect: true,
-      // Fail fast while disconnected instead of queueing: a heartbeat that waits in a
-      // queue is worse than one that fails, is counted, and is retried on the next beat.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      // ioredis's own re-subscribe after a reconnect does not handle its promise: when the
-      // connection drops again at once (offline queue off), it is an unhandled rejection,
-      // which ends a Node process. We re-subscribe ourselves, with the error handled.
-      autoResubscribe: false,
+    const redisOptions = redisClientOptions(options.redisOptions, {
       // Every command has a deadline; a heartbeat period is plenty for one round trip.
-      commandTimeout: Math.min(this.heartbeatMs, 1_000),
-      connectTimeout: Math.max(1_000, this.heartbeatMs),
-      // Exponential back-off with full jitter, capped so that a Redis restart is noticed
-      // within about a heartbeat.
-      retryStrategy: (times: number) =>
-        Math.max(
-          RECONNECT_MIN_MS,
-          Math.round(Math.random() * Math.min(reconnectCap, RECONNECT_MIN_MS * 2 ** times)),
-        ),
-    };
+      commandTimeoutMs: Math.min(this.heartbeatMs, 1_000),
+      connectTimeoutMs: Math.max(1_000, this.heartbeatMs),
+      // Capped so that a Redis restart is noticed within about a heartbeat.
+      reconnectMaxMs: Math.min(RECONNECT_MAX_MS, this.heartbeatMs),
+    });
     this.#cmd = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-registry' });
     this.#sub = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-registry-sub' });
     this.#db = this.#cmd.options.db ?? 0;

@@ -7,6 +7,7 @@ import {
   type Logger,
   quitRedis,
   redactRedisUrl,
+  redisClientOptions,
   SfuError,
   silentLogger,
   TrackInfo,
@@ -67,8 +68,6 @@ export const ROOM_TTL_MS = 24 * 60 * 60 * 1000;
 /** Deadline of every command: a join must not hang on a Redis that does not answer. */
 const COMMAND_TIMEOUT_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 2_000;
-/** Reconnect back-off floor and cap. */
-const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
 /** How often a store that saw Redis fail checks whether it answers again. */
 const PROBE_INTERVAL_MS = 250;
@@ -303,26 +302,11 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.#redisLabel = redactRedisUrl(options.url);
 
-    const redisOptions: RedisOptions = {
-      ...options.redisOptions,
-      lazyConnect: true,
-      // Fail fast while disconnected instead of queueing: a join that waits in a queue for
-      // a Redis that may not come back is worse than one refused with a clear error.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      // ioredis's own re-subscribe after a reconnect does not handle its promise: when the
-      // connection drops again at once (offline queue off), it is an unhandled rejection,
-      // which ends a Node process. We re-subscribe ourselves, with the error handled.
-      autoResubscribe: false,
-      commandTimeout: COMMAND_TIMEOUT_MS,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      // Exponential back-off with full jitter, capped, so that a restart is noticed soon.
-      retryStrategy: (times: number) =>
-        Math.max(
-          RECONNECT_MIN_MS,
-          Math.round(Math.random() * Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** times)),
-        ),
-    };
+    const redisOptions = redisClientOptions(options.redisOptions, {
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      reconnectMaxMs: RECONNECT_MAX_MS,
+    });
     this.#cmd = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-rooms' });
     this.#sub = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-rooms-sub' });
     for (const [client, name] of [

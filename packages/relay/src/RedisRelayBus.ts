@@ -1,4 +1,10 @@
-import { type Logger, quitRedis, redactRedisUrl, SfuError } from '@geosfu/common';
+import {
+  type Logger,
+  quitRedis,
+  redactRedisUrl,
+  redisClientOptions,
+  SfuError,
+} from '@geosfu/common';
 import { DEFAULT_KEY_PREFIX, registryKeys } from '@geosfu/registry';
 import { Redis, type RedisOptions } from 'ioredis';
 import { BaseRelayBus } from './BaseRelayBus.js';
@@ -20,8 +26,6 @@ export interface RedisRelayBusOptions {
 /** Deadline of a PUBLISH: a request must not hang on a Redis that does not answer. */
 const COMMAND_TIMEOUT_MS = 1_000;
 const CONNECT_TIMEOUT_MS = 2_000;
-/** Reconnect back-off floor and cap. */
-const RECONNECT_MIN_MS = 50;
 const RECONNECT_MAX_MS = 2_000;
 
 /** The pub/sub channel node `nodeId` listens on. */
@@ -58,26 +62,11 @@ export class RedisRelayBus extends BaseRelayBus {
     this.#keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.channel = relayChannel(this.nodeId, this.#keyPrefix);
     this.#redisLabel = redactRedisUrl(options.url);
-    const redisOptions: RedisOptions = {
-      ...options.redisOptions,
-      lazyConnect: true,
-      // Fail fast while disconnected instead of queueing: a request backs off and retries
-      // on its own, with a deadline; a queue would only hide the outage from it.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      // ioredis's own re-subscribe after a reconnect does not handle its promise: when the
-      // connection drops again at once (offline queue off), it is an unhandled rejection,
-      // which ends a Node process. We re-subscribe ourselves, with the error handled.
-      autoResubscribe: false,
-      commandTimeout: COMMAND_TIMEOUT_MS,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      // Exponential back-off with full jitter, capped, so that a restart is noticed soon.
-      retryStrategy: (times: number) =>
-        Math.max(
-          RECONNECT_MIN_MS,
-          Math.round(Math.random() * Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** times)),
-        ),
-    };
+    const redisOptions = redisClientOptions(options.redisOptions, {
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      reconnectMaxMs: RECONNECT_MAX_MS,
+    });
     this.#cmd = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-relay' });
     this.#sub = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-relay-sub' });
     for (const [client, name] of [
