@@ -1,0 +1,379 @@
+/**
+ * Fan-out: 1 publisher -> N subscribers (N = 1, 10, 50) through one forwarder process, with
+ * ~1200-byte video-like packets, stepping the input rate until subscriber loss > 0.1 %. Three
+ * forwarders on the same ladder of rates, each in its own process, clients in other processes:
+ *
+ *   ours      the SFU node (packages/node/src/cli.ts), werift bots joining through it
+ *   naive     a minimal werift SFU, `sender.replaceTrack(remoteTrack)` per subscriber
+ *   ceiling   dgram + AES-128-GCM per packet from node:crypto (bench/fanout-forwarder.ts)
+ *
+ *   npm run bench -- fanout
+ *   node --conditions=source --import tsx bench/fanout.bench.ts   (prints, writes nothing)
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { metricValue } from '../test/helpers/metrics.js';
+import { type NodeProcess, startNode } from '../test/helpers/node-process.js';
+import { Child, cpuSeconds, histPercentileMs, mergeHist, PAYLOAD_SIZE } from './fanout-common.js';
+import {
+  type BenchColumn,
+  type BenchResult,
+  type BenchTarget,
+  emitResult,
+  Progress,
+} from './lib.js';
+
+const NAME = 'fanout';
+/** FANOUT_QUICK=1: N = 1 and 10, two steps each (a smoke test of the machinery). */
+const QUICK = Boolean(process.env.FANOUT_QUICK);
+const FANOUTS = QUICK ? [1, 10] : [1, 10, 50];
+/** Forwarded packets/s the steps aim at (input = this / N), ×1.6 apart. */
+const LADDER = [2_000, 3_200, 5_000, 8_000, 12_500, 20_000, 32_000, 50_000, 80_000].slice(
+  0,
+  QUICK ? 2 : undefined,
+);
+/** The publisher process cannot send more than this; higher steps are skipped. */
+const MAX_INPUT = 25_000;
+const STEP_MS = 2_500;
+/** After the publisher stops: packets still in flight are counted. */
+const DRAIN_MS = 400;
+const LOSS_LIMIT = 0.001;
+const SATURATED = 0.9;
+/** After this long the remaining sweeps take every other step. */
+const COARSE_AFTER_MS = 150_000;
+const TARGET_COST_RATIO = 0.5;
+const TARGET_THROUGHPUT_RATIO = 0.7;
+
+type System = 'ours' | 'naive' | 'ceiling';
+const SYSTEMS: System[] = ['ours', 'naive', 'ceiling'];
+const LABEL: Record<System, string> = {
+  ours: 'ours: SFU node',
+  naive: '(a) naive werift replaceTrack',
+  ceiling: '(b) dgram + AES-GCM ceiling',
+};
+
+interface Step {
+  fwdTarget: number;
+  input: number;
+  sent: number;
+  received: number;
+  loss: number;
+  wallS: number;
+  fwdCpu: number;
+  usPerFwd: number;
+  clientCpu: number[];
+  p50: number;
+  p99: number;
+  elP99Ms: number;
+}
+
+interface Sweep {
+  system: System;
+  n: number;
+  workers: number;
+  steps: Step[];
+  coarse: boolean;
+}
+
+interface Forwarder {
+  pid: number;
+  /** Event-loop delay p99 since the last call, ms (the first call resets). */
+  elP99(): Promise<number>;
+  stop(): Promise<void>;
+  node?: NodeProcess;
+  child?: Child;
+}
+
+const started = Date.now();
+const progress = new Progress(`[${NAME}]`);
+
+async function startForwarder(system: System): Promise<Forwarder> {
+  if (system === 'ours') {
+    const node = await startNode({ region: 'ams', nodeId: 'fanout' });
+    return {
+      pid: node.pid,
+      node,
+      // prom-client resets its event-loop histogram on every scrape.
+      elP99: async () =>
+        (await metricValue(node.metricsUrl, 'nodejs_eventloop_lag_p99_seconds')) * 1000,
+      stop: async () => {
+        await node.stop();
+      },
+    };
+  }
+  const child = new Child('./fanout-forwarder.ts', [system === 'naive' ? 'naive' : 'ceiling']);
+  await child.call('info');
+  return {
+    pid: child.pid,
+    child,
+    elP99: () => child.call<number>('elp99'),
+    stop: () => child.stop(),
+  };
+}
+
+async function sweepSystem(system: System, sweeps: Sweep[], live: Set<Child>): Promise<void> {
+  progress.step(`${system}: starting the forwarder and the publisher`);
+  const fwd = await startForwarder(system);
+  const pub = new Child('./fanout-client.ts');
+  live.add(pub);
+  try {
+    const info =
+      system === 'ours'
+        ? { url: fwd.node?.url }
+        : await (fwd.child as Child).call<{ url?: string; port?: number }>('info');
+    const mode = system === 'ours' ? 'sfu' : system === 'naive' ? 'naive' : 'udp';
+    await pub.call('publisher', { mode, ...info });
+    for (const n of FANOUTS) {
+      const workerCount = n === 1 ? 1 : n <= 10 ? 2 : 3;
+      progress.step(`${system} N=${n}: ${n} subscribers in ${workerCount} processes`);
+      const subs = Array.from({ length: workerCount }, () => new Child('./fanout-client.ts'));
+      for (const s of subs) live.add(s);
+      try {
+        const counts = subs.map(
+          (_, i) => Math.floor(n / workerCount) + (i < n % workerCount ? 1 : 0),
+        );
+        let offset = 0;
+        const ports: number[] = [];
+        for (const [i, s] of subs.entries()) {
+          const r = await s.call<{ ports: number[] }>('subscribers', {
+            mode,
+            count: counts[i],
+            offset,
+            url: info.url,
+          });
+          ports.push(...r.ports);
+          offset += counts[i] as number;
+        }
+        if (system === 'ceiling') await (fwd.child as Child).call('setReceivers', { ports });
+        // Warm-up: every subscriber must receive (and the node see a keyframe) before timing.
+        // (DTLS may still be coming up, a keyframe may be awaited): up to 8 tries of 1 s.
+        let warm = await runStep(fwd, pub, subs, n, 0, 100 * n, 1_000);
+        for (let t = 0; t < 7 && warm.loss > 0.001; t++) {
+          warm = await runStep(fwd, pub, subs, n, 0, 100 * n, 1_000);
+        }
+        if (warm.loss > 0.001) {
+          throw new Error(`${system} N=${n}: warm-up lost ${(warm.loss * 100).toFixed(1)} %`);
+        }
+        const sweep: Sweep = { system, n, workers: workerCount, steps: [], coarse: false };
+        sweeps.push(sweep);
+        for (let k = 0; k < LADDER.length; k++) {
+          const fwdTarget = LADDER[k] as number;
+          if (fwdTarget / n > MAX_INPUT) break;
+          if (Date.now() - started > COARSE_AFTER_MS && k % 2 === 1 && sweep.steps.length > 0) {
+            sweep.coarse = true;
+            continue;
+          }
+          progress.step(
+            `${system} N=${n}: ${fwdTarget} forwarded pkt/s (${Math.round(fwdTarget / n)} in)`,
+          );
+          const step = await runStep(fwd, pub, subs, n, k + 1, fwdTarget, STEP_MS);
+          sweep.steps.push(step);
+          if (step.loss > LOSS_LIMIT) break;
+        }
+      } finally {
+        await Promise.allSettled(subs.map((s) => s.call('close')));
+        await Promise.allSettled(subs.map((s) => s.stop()));
+        for (const s of subs) live.delete(s);
+        if (system !== 'ours') await fwd.child?.call('dropSubscribers');
+        else await sleep(500);
+      }
+    }
+  } finally {
+    await pub.call('close').catch(() => {});
+    await pub.stop();
+    live.delete(pub);
+    await fwd.stop();
+  }
+}
+
+async function runStep(
+  fwd: Forwarder,
+  pub: Child,
+  subs: Child[],
+  n: number,
+  stepNo: number,
+  fwdTarget: number,
+  durationMs: number,
+): Promise<Step> {
+  const input = Math.max(1, Math.round(fwdTarget / n));
+  await Promise.all(subs.map((s) => s.call('begin', { step: stepNo })));
+  await fwd.elP99();
+  const clients = [pub, ...subs];
+  const cpu0 = cpuSeconds(fwd.pid);
+  const client0 = clients.map((c) => cpuSeconds(c.pid));
+  const t0 = performance.now();
+  const { sent } = await pub.call<{ sent: number }>('run', {
+    step: stepNo,
+    rate: input,
+    durationMs,
+  });
+  await sleep(DRAIN_MS);
+  const wallS = (performance.now() - t0) / 1000;
+  const fwdCpuS = cpuSeconds(fwd.pid) - cpu0;
+  const clientCpu = clients.map((c, i) => (cpuSeconds(c.pid) - (client0[i] as number)) / wallS);
+  const elP99Ms = await fwd.elP99();
+  const ends = await Promise.all(subs.map((s) => s.call<{ count: number; hist: number[] }>('end')));
+  const received = ends.reduce((a, e) => a + e.count, 0);
+  const hist = ends.reduce<number[]>((h, e) => mergeHist(h, e.hist), []);
+  return {
+    fwdTarget,
+    input,
+    sent,
+    received,
+    loss: Math.max(0, 1 - received / (sent * n)),
+    wallS,
+    fwdCpu: fwdCpuS / wallS,
+    usPerFwd: (fwdCpuS * 1e6) / (sent * n),
+    clientCpu,
+    p50: histPercentileMs(hist, 50),
+    p99: histPercentileMs(hist, 99),
+    elP99Ms,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+
+const lossFree = (s: Sweep) => s.steps.filter((x) => x.loss <= LOSS_LIMIT);
+const best = (s: Sweep) => lossFree(s).at(-1);
+/** The highest loss-free step at no more than half the best one's rate: "below saturation". */
+const half = (s: Sweep) => {
+  const b = best(s);
+  if (!b) return undefined;
+  return (
+    lossFree(s)
+      .filter((x) => x.fwdTarget <= b.fwdTarget / 2)
+      .at(-1) ?? lossFree(s)[0]
+  );
+};
+const pct = (x: number) => Math.round(x * 100);
+
+function stoppedBy(s: Sweep): string {
+  const last = s.steps.at(-1);
+  if (!last) return 'no step';
+  if (last.loss <= LOSS_LIMIT) return `no loss up to the ladder's top (input ≤ ${MAX_INPUT}/s)`;
+  const client = Math.max(...last.clientCpu);
+  const who =
+    client > SATURATED && last.fwdCpu <= SATURATED
+      ? 'a CLIENT saturated first'
+      : last.fwdCpu > SATURATED
+        ? 'forwarder saturated'
+        : 'neither process at 90 % (socket buffers / scheduling)';
+  return `${pct(last.loss * 100) / 100} % loss at ${last.fwdTarget.toLocaleString('en-US')}/s; fwd ${pct(last.fwdCpu)} %, max client ${pct(client)} %: ${who}`;
+}
+
+function buildResult(sweeps: Sweep[]): BenchResult {
+  const columns: BenchColumn[] = [
+    { key: 'system', label: 'forwarder' },
+    { key: 'n', label: 'N', format: 'int' },
+    { key: 'fwd', label: 'max loss-free fwd pkt/s', format: 'int' },
+    { key: 'input', label: 'in pkt/s', format: 'int' },
+    { key: 'us', label: 'µs CPU/fwd pkt', format: { significant: 3 } },
+    { key: 'cpu', label: 'fwd CPU', format: 'int', suffix: ' %' },
+    { key: 'p50', label: 'lat p50 ms', format: { decimals: 2 } },
+    { key: 'p99', label: 'lat p99 ms', format: { decimals: 2 } },
+    { key: 'hp50', label: '½-load p50', format: { decimals: 2 } },
+    { key: 'hp99', label: '½-load p99', format: { decimals: 2 } },
+    { key: 'el', label: 'EL p99 ms', format: { decimals: 1 } },
+    { key: 'client', label: 'max client CPU', format: 'int', suffix: ' %' },
+    { key: 'stop', label: 'next step' },
+  ];
+  const rows = sweeps.map((s) => {
+    const b = best(s);
+    const h = half(s);
+    return {
+      system: LABEL[s.system],
+      n: s.n,
+      fwd: b?.fwdTarget ?? 0,
+      input: b?.input ?? null,
+      us: b?.usPerFwd ?? null,
+      cpu: b ? b.fwdCpu * 100 : null,
+      p50: b?.p50 ?? null,
+      p99: b?.p99 ?? null,
+      hp50: h?.p50 ?? null,
+      hp99: h?.p99 ?? null,
+      el: b?.elP99Ms ?? null,
+      client: b ? Math.max(...b.clientCpu) * 100 : null,
+      stop: stoppedBy(s),
+    };
+  });
+  const targets: BenchTarget[] = [];
+  const notes: string[] = [];
+  const get = (system: System, n: number) => sweeps.find((s) => s.system === system && s.n === n);
+  for (const n of FANOUTS) {
+    const ours = get('ours', n);
+    const naive = get('naive', n);
+    const ceiling = get('ceiling', n);
+    if (!ours || !naive || !ceiling) continue;
+    // CPU per packet at the same rate: the highest step both passed without loss.
+    const common = lossFree(ours)
+      .map((x) => x.fwdTarget)
+      .filter((r) => lossFree(naive).some((y) => y.fwdTarget === r))
+      .at(-1);
+    if (common !== undefined) {
+      const o = lossFree(ours).find((x) => x.fwdTarget === common) as Step;
+      const a = lossFree(naive).find((x) => x.fwdTarget === common) as Step;
+      const ratio = o.usPerFwd / a.usPerFwd;
+      targets.push({
+        what: `N=${n} forwarding cost, ours / naive werift, µs CPU per forwarded packet at ${common.toLocaleString('en-US')}/s`,
+        target: `≤ ${TARGET_COST_RATIO}×`,
+        value: `${ratio.toFixed(2)}× (${o.usPerFwd.toFixed(1)} vs ${a.usPerFwd.toFixed(1)} µs)`,
+        pass: ratio <= TARGET_COST_RATIO,
+      });
+    }
+    const bo = best(ours)?.fwdTarget ?? 0;
+    const bc = best(ceiling)?.fwdTarget ?? 0;
+    if (bc > 0) {
+      const ratio = bo / bc;
+      const clientBound = (s: Sweep) => stoppedBy(s).includes('CLIENT');
+      targets.push({
+        what: `N=${n} throughput, ours / ceiling, max loss-free forwarded pkt/s`,
+        target: `≥ ${TARGET_THROUGHPUT_RATIO}×`,
+        value: `${ratio.toFixed(2)}× (${bo.toLocaleString('en-US')} vs ${bc.toLocaleString('en-US')}/s${clientBound(ceiling) || clientBound(ours) ? '; a client process saturated first, see the table' : ''})`,
+        pass: ratio >= TARGET_THROUGHPUT_RATIO,
+      });
+    }
+    const h = half(ours);
+    if (h) {
+      targets.push({
+        what: `N=${n} added latency below saturation (ours at ${h.fwdTarget.toLocaleString('en-US')} fwd pkt/s)`,
+        target: 'p50 < 1 ms, p99 < 5 ms',
+        value: `p50 ${h.p50.toFixed(2)} ms, p99 ${h.p99.toFixed(2)} ms`,
+        pass: h.p50 < 1 && h.p99 < 5,
+      });
+    }
+  }
+  const coarse = sweeps.filter((s) => s.coarse).map((s) => `${s.system} N=${s.n}`);
+  notes.push(
+    `Each row: the highest step of the ladder (${LADDER.map((x) => `${x / 1000}k`).join(', ')} forwarded pkt/s, input = that / N, input capped at ${MAX_INPUT.toLocaleString('en-US')}/s) where the subscribers together lost ≤ ${LOSS_LIMIT * 100} %; "next step" is the step that failed and which process was busy then (> ${SATURATED * 100} % of a core). The steps are ×1.6 apart: the true limit lies between the row and the next step.${coarse.length > 0 ? ` Coarser sweep (every other step, to keep the run short): ${coarse.join(', ')}.` : ''}`,
+    `µs CPU/fwd pkt: utime + stime of the forwarder process (/proc/<pid>/stat, 10 ms ticks) over the step (${STEP_MS} ms sending + ${DRAIN_MS} ms drain) divided by input packets × N; it includes the forwarder's fixed costs (timers, RTCP, metrics) at that rate. fwd CPU is the same time over wall time (100 % = one core). The ours/naive ratio is taken at the highest rate both passed without loss.`,
+    `Latency: send time written into the payload by the publisher process (performance.timeOrigin + now(), the bots' probe) vs arrival at a subscriber's onReceiveRtp (werift) or after decryption (ceiling), over all subscribers; 10 µs histogram buckets. It includes both clients' werift/crypto work and their event loops, so it is an upper bound on what the forwarder adds. "½-load" is the highest loss-free step at ≤ half of the row's rate. EL p99: event-loop delay p99 of the forwarder during the step (ours: nodejs_eventloop_lag_p99_seconds from /metrics, prom-client resets it on each scrape; baselines: monitorEventLoopDelay with the same 10 ms resolution).`,
+    `Setup: ${PAYLOAD_SIZE}-byte VP8-looking RTP payloads (descriptor, keyframe on each step's first packet, probe trailer), ~1200 bytes with the header; one packet per 1 ms timer tick batch. ours: one node process (--dev, SFU_LOG_LEVEL=info); the publisher is a bot (its own synthetic source silenced, the benchmark's packets sent through its werift sender), subscribers are bots joining the same room. naive: a werift PeerConnection per peer, offers over a local HTTP endpoint, same peerConfig as the bots (max-bundle, iceStunGatherTimeout 0, 127.0.0.1, no header extensions). ceiling: RTP header as AAD, AES-128-GCM with a 16-byte tag, a KeyObject per key and a cipher object per packet, one dgram socket in, one per receiver. The publisher runs in its own process; subscribers in 1 (N=1), 2 (N=10) or 3 (N=50) processes. The machine has 2 cores: the forwarder shares them with the client processes, so its throughput is that of whatever CPU the clients leave it.`,
+  );
+  return {
+    name: NAME,
+    title: 'Fan-out: 1 publisher to N subscribers',
+    date: new Date().toISOString(),
+    durationMs: Date.now() - started,
+    columns,
+    rows,
+    targets,
+    notes,
+  };
+}
+
+async function main(): Promise<void> {
+  const sweeps: Sweep[] = [];
+  const live = new Set<Child>();
+  const kill = () => {
+    for (const c of live) c.proc.kill('SIGKILL');
+  };
+  process.on('exit', kill);
+  try {
+    for (const system of SYSTEMS) await sweepSystem(system, sweeps, live);
+  } finally {
+    progress.done();
+    kill();
+  }
+  emitResult(buildResult(sweeps));
+}
+
+await main();
