@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openBrowser } from '../helpers/browser.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
-import { receivesFrom, until, view } from './page-view.js';
+import { receivesFrom, reportOnFailure, until, view } from './page-view.js';
 
 const BUILD_WEB = fileURLToPath(
   new URL('../../packages/client/scripts/build-web.mjs', import.meta.url),
@@ -41,15 +41,7 @@ describe('demo page', () => {
     timeout: 120_000,
   }, async (t) => {
     const browser = await openBrowser({ t });
-    let passed = false;
-    t.after(() => {
-      if (passed) return;
-      const warnings = node.logs.filter((entry) => Number(entry.level) >= 40);
-      process.stderr.write(`browser console:\n${browser.logs.join('\n')}\n`);
-      process.stderr.write(
-        `node warnings:\n${warnings.map((e) => JSON.stringify(e)).join('\n')}\n`,
-      );
-    });
+    const markPassed = reportOnFailure(t, browser, [node]);
     const alice = await browser.newPage();
     const bob = await browser.newPage();
     await alice.goto(pageUrl('alice'));
@@ -115,6 +107,6 @@ describe('demo page', () => {
     );
     await until(bob, 'bob (reloaded) to receive media from alice', receivesFrom('alice'));
     assert.deepEqual((await view(bob)).participants, ['alice']);
-    passed = true;
+    markPassed();
   });
 });

@@ -13,7 +13,7 @@ import { DEV_API_KEY, DEV_API_SECRET, TokenService } from '@geosfu/common';
 import { openBrowser } from '../helpers/browser.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
-import { receivesFrom, until } from './page-view.js';
+import { receivesFrom, reportOnFailure, until } from './page-view.js';
 
 const BUILD_WEB = fileURLToPath(
   new URL('../../packages/client/scripts/build-web.mjs', import.meta.url),
@@ -71,17 +71,7 @@ describe('demo page on a draining node', () => {
     timeout: 120_000,
   }, async (t) => {
     const browser = await openBrowser({ t });
-    let passed = false;
-    t.after(() => {
-      if (passed) return;
-      process.stderr.write(`browser console:\n${browser.logs.join('\n')}\n`);
-      for (const n of [a, b]) {
-        const warnings = n.logs.filter((entry) => Number(entry.level) >= 40);
-        process.stderr.write(
-          `${n.nodeId} warnings:\n${warnings.map((e) => JSON.stringify(e)).join('\n')}\n`,
-        );
-      }
-    });
+    const markPassed = reportOnFailure(t, browser, [a, b]);
     await waitForPeerNode(a, b, room);
     await waitForPeerNode(b, a, room);
 
@@ -131,6 +121,6 @@ describe('demo page on a draining node', () => {
 
     await until(bob, 'bob to receive alice on B', receivesFrom('alice', moved.sessionId ?? ''));
     await until(alice, 'alice to receive bob on B', receivesFrom('bob'));
-    passed = true;
+    markPassed();
   });
 });

@@ -200,3 +200,28 @@ export async function watchFirstFrame(
         },
     );
 }
+
+/**
+ * When the test fails, prints the browser console and the nodes' warnings (they say why media
+ * did not flow far better than a timeout does). Call the returned function when the test passed.
+ */
+export function reportOnFailure(
+  t: { after(fn: () => void): void },
+  browser: { logs: readonly string[] },
+  nodes: readonly { nodeId: string; logs: readonly Record<string, unknown>[] }[],
+): () => void {
+  let passed = false;
+  t.after(() => {
+    if (passed) return;
+    process.stderr.write(`browser console:\n${browser.logs.join('\n')}\n`);
+    for (const n of nodes) {
+      const warnings = n.logs.filter((entry) => Number(entry.level) >= 40);
+      process.stderr.write(
+        `${n.nodeId} warnings:\n${warnings.map((e) => JSON.stringify(e)).join('\n')}\n`,
+      );
+    }
+  });
+  return () => {
+    passed = true;
+  };
+}

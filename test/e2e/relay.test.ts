@@ -16,7 +16,7 @@ import { openBrowser } from '../helpers/browser.js';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
-import { receivesFrom, until, watchFirstFrame } from './page-view.js';
+import { receivesFrom, reportOnFailure, until, watchFirstFrame } from './page-view.js';
 
 const BUILD_WEB = fileURLToPath(
   new URL('../../packages/client/scripts/build-web.mjs', import.meta.url),
@@ -108,17 +108,7 @@ describe('demo page across a relay link', () => {
     timeout: 120_000,
   }, async (t) => {
     const browser = await openBrowser({ t });
-    let passed = false;
-    t.after(() => {
-      if (passed) return;
-      process.stderr.write(`browser console:\n${browser.logs.join('\n')}\n`);
-      for (const n of [ams, hcm]) {
-        const warnings = n.logs.filter((entry) => Number(entry.level) >= 40);
-        process.stderr.write(
-          `${n.nodeId} warnings:\n${warnings.map((e) => JSON.stringify(e)).join('\n')}\n`,
-        );
-      }
-    });
+    const markPassed = reportOnFailure(t, browser, [ams, hcm]);
     const nodes = { ams, hcm };
     await waitForRegion(ams, hcm, room);
     assert.deepEqual(await relayLinks(nodes), {
@@ -177,6 +167,6 @@ describe('demo page across a relay link', () => {
     await until(alice, 'alice to see bob leave', (v) => !v.participants.includes('bob'));
     await untilLinks(nodes, 0);
     console.log(`relay e2e: links closed on both nodes ${Date.now() - leftAt} ms after Leave`);
-    passed = true;
+    markPassed();
   });
 });
