@@ -248,6 +248,9 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       );
     }, STATS_INTERVAL_MS);
     this.plane.registry.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
+    this.plane.registry.on('redisRoundTrip', (ms) =>
+      this.metrics.redisRoundTrip.observe(ms / 1000),
+    );
     this.plane.rooms.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
     this.plane.rooms.on('event', (room, event) => this.#onRoomEvent(room, event));
     this.plane.rooms.on('reconnected', () => void this.#reassert());
@@ -767,6 +770,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       this.#rooms.get(room)?.removeRelayed(trackId),
     );
     relays.on('linkEstablished', (_link, ms) => this.metrics.relaySetupDuration.observe(ms / 1000));
+    relays.on('linkClosed', (_link, reason) => this.metrics.relayLinkCloses.inc({ reason }));
     const out = {
       audio: this.metrics.stream('out', 'audio', 'relay'),
       video: this.metrics.stream('out', 'video', 'relay'),

@@ -33,6 +33,8 @@ export class NodeMetrics {
   readonly redisErrors: Counter<'op'>;
   readonly relayRejected: Counter<'reason'>;
   readonly relaySetupDuration: Histogram;
+  readonly redisRoundTrip: Histogram;
+  readonly relayLinkCloses: Counter;
   readonly rtt: Histogram<'path' | 'peer_region'>;
   readonly jitter: Histogram<'kind' | 'path' | 'peer_region'>;
   readonly lossRatio: Histogram<'path' | 'peer_region'>;
@@ -156,6 +158,18 @@ export class NodeMetrics {
       name: 'sfu_relay_setup_duration_seconds',
       help: 'From opening a relay link to its PeerConnection connecting',
       buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10],
+      registers,
+    });
+    this.relayLinkCloses = new Counter({
+      name: 'sfu_relay_link_closes_total',
+      help: 'Outgoing relay links closed, by reason (link-failed and closed-by-peer are failures; no-participants, room-closed and node-shutdown are not)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.redisRoundTrip = new Histogram({
+      name: 'sfu_redis_roundtrip_seconds',
+      help: 'Round trip of the registry heartbeat write to Redis (one sample per heartbeat)',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1],
       registers,
     });
     // One sample per stream per stats round (every STATS_INTERVAL_MS), from RTCP reports.

@@ -26,6 +26,8 @@ export type NodeRegistryEvents = {
    * `heartbeat`, `reconcile`, `publish`, ...). For metrics; it is also logged.
    */
   redisError: [op: string, error: Error];
+  /** How long a heartbeat's write to Redis took (the control plane's round trip), ms. */
+  redisRoundTrip: [ms: number];
 };
 
 /**

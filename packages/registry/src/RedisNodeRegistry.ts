@@ -310,6 +310,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     const record = applyUpdate(self, {}, Date.now());
     this.#self = record;
     let previous: string | null;
+    const sent = performance.now();
     try {
       // SET (not EXPIRE): a Redis that restarted empty gets the whole record back. GET
       // tells us whether it was gone, in which case the others hear of it now.
@@ -324,6 +325,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
       this.#redisError('heartbeat', error);
       return;
     }
+    this.safeEmit('redisRoundTrip', performance.now() - sent);
     if (previous === null && this.#self?.id === record.id) {
       this.#logger.warn(
         { nodeId: record.id },
