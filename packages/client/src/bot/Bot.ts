@@ -18,12 +18,13 @@ import type { RTCPeerConnection } from 'werift';
 import WebSocket from 'ws';
 import { type RouteAnswer, route } from '../route.js';
 import { SignalClient, SignalError, signalUrlFor, type WebSocketLike } from '../SignalClient.js';
+import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
 import { fetchDevToken } from './devToken.js';
 import type { PeerOptions } from './peer.js';
 import { BotPublisher, type PublishOptions } from './publisher.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
-import type { SentStreamStats } from './source.js';
-import { BotSubscriber } from './subscriber.js';
+import { nowMs, type SentStreamStats } from './source.js';
+import { BotSubscriber, type ReceivedIntervalStats } from './subscriber.js';
 
 export interface BotOptions {
   /**
@@ -93,12 +94,28 @@ export type BotEvents = {
   closed: [reason: string];
 };
 
+/**
+ * When the steps of `Bot.connect` completed, epoch ms on the `nowMs()` clock (the probes'
+ * clock); null for a step not reached (yet), or not taken (`published` without `publish`).
+ */
+export interface BotTimings {
+  /** `Bot.connect` was called. */
+  startedAtMs: number;
+  /** The signalling websocket opened (after the dev token and the route). */
+  wsOpenAtMs: number | null;
+  /** The server's `joined` arrived. */
+  joinedAtMs: number | null;
+  /** The publisher's transport connected and its sources started. */
+  publishedAtMs: number | null;
+}
+
 interface Waiter {
   reject: (error: Error) => void;
   cancel: () => void;
 }
 
 const CLOSE_WAIT_MS = 1_000;
+const CLOCK_PING_TIMEOUT_MS = 5_000;
 
 /** Adapts the `ws` package's EventEmitter API to the handler properties SignalClient uses. */
 function adaptWebSocket(ws: WebSocket): WebSocketLike {
@@ -143,6 +160,12 @@ export class Bot extends TypedEmitter<BotEvents> {
   #closedReason: string | undefined;
   #route: RouteAnswer | undefined;
   #reconnectUrl: string | undefined;
+  readonly #timings: BotTimings = {
+    startedAtMs: nowMs(),
+    wsOpenAtMs: null,
+    joinedAtMs: null,
+    publishedAtMs: null,
+  };
 
   private constructor(options: BotOptions) {
     const log = options.logger ?? silentLogger();
@@ -232,6 +255,52 @@ export class Bot extends TypedEmitter<BotEvents> {
   /** The m-lines of the last subscriber offer. */
   subscribedTracks(): SubscribedTrack[] {
     return this.#subscriber?.tracks ?? [];
+  }
+
+  /** When the steps of `connect` completed (a copy). */
+  get timings(): BotTimings {
+    return { ...this.#timings };
+  }
+
+  /**
+   * What each received stream got since the previous call (the first call: since the stream's
+   * first packet), and starts the next interval at `atMs`. Cumulative `stats()` are unchanged.
+   */
+  intervalStats(atMs: number = nowMs()): ReceivedIntervalStats[] {
+    return this.#subscriber?.intervalStats(atMs) ?? [];
+  }
+
+  /**
+   * Estimates the node's clock against this bot's probe clock (`nowMs()`) from `samples`
+   * sequential `ping`/`pong` exchanges on the signalling websocket, NTP style: the exchange
+   * with the smallest round trip gives offset = serverTs - (t0 + t3) / 2 (node minus bot).
+   * Pongs are matched to these pings by `ts`, so the keep-alive pings do not interfere.
+   * Rejects when a pong does not come within 5 s or the bot closes.
+   */
+  async measureClock(samples = 5): Promise<ClockEstimate> {
+    if (!(Number.isInteger(samples) && samples >= 1)) {
+      throw new RangeError(`samples must be a positive integer, got ${samples}`);
+    }
+    this.#joinedOrThrow();
+    const taken: ClockSample[] = [];
+    for (let i = 0; i < samples; i++) {
+      if (!this.signal.connected) {
+        throw new SignalError('CLOSED', 'the signalling websocket is not open');
+      }
+      const t0 = clockPingTs(nowMs());
+      const pong = this.#wait<number>(CLOCK_PING_TIMEOUT_MS, 'a pong to a clock ping', (resolve) =>
+        this.signal.on('pong', (m) => {
+          if (m.ts === t0) resolve(m.serverTs);
+        }),
+      );
+      // Listening before sending; the socket is open, so send does not throw.
+      this.signal.send({ type: 'ping', ts: t0 });
+      const serverTs = await pong;
+      taken.push({ t0, serverTs, t3: nowMs() });
+    }
+    const estimate = estimateClockOffset(taken);
+    if (!estimate) throw new Error('no usable clock sample');
+    return estimate;
   }
 
   stats(): BotStats {
@@ -364,9 +433,11 @@ export class Bot extends TypedEmitter<BotEvents> {
       const cause = this.#wsError?.message ?? (error as Error).message;
       throw new SignalError('CLOSED', `cannot connect to ${url}: ${cause}`);
     }
+    this.#timings.wsOpenAtMs = nowMs();
     const joined = await this.signal.join(token, {
       autoSubscribe: options.subscribe ?? true,
     });
+    this.#timings.joinedAtMs = nowMs();
     this.#joined = joined;
     this.#peer.iceServers = joined.iceServers;
     for (const p of joined.participants) {
@@ -385,6 +456,7 @@ export class Bot extends TypedEmitter<BotEvents> {
         throw new SignalError('PERMISSION_DENIED', 'the token does not grant publishing');
       }
       await this.#publish(options.publish, timeoutMs);
+      this.#timings.publishedAtMs = nowMs();
     }
   }
 

@@ -16,7 +16,11 @@ export {
   weriftLossValue,
 } from './peer.js';
 export { BotPublisher, type PublishExchange, type PublishOptions } from './publisher.js';
-export type { ReceivedStreamStats } from './receivedStream.js';
+export {
+  LATENCY_BUCKET_MS,
+  type ReceivedStreamInterval,
+  type ReceivedStreamStats,
+} from './receivedStream.js';
 export { percentile, SequenceTracker } from './receiveStats.js';
 export { nowMs, type SentStreamStats } from './source.js';
 export { BotSubscriber } from './subscriber.js';

@@ -46,6 +46,42 @@ export interface ReceivedStreamStats {
   ssrc: number | null;
 }
 
+/**
+ * What one stream received between two `takeInterval` calls (the first interval starts at the
+ * stream's first packet). Summed over intervals, packets, bytes, lost and expected give the
+ * cumulative values of `stats()`.
+ */
+export interface ReceivedStreamInterval {
+  /** Length of the interval, ms. */
+  intervalMs: number;
+  /** Unique packets counted in the interval. */
+  packets: number;
+  /** Header + payload bytes of those packets. */
+  bytes: number;
+  /** `bytes` over `intervalMs`, kbit/s (0 for an empty interval). */
+  bitrateKbps: number;
+  /**
+   * Change of the cumulative loss. Negative when retransmissions filled gaps of an earlier
+   * interval, so that the sum over intervals stays the cumulative loss.
+   */
+  lost: number;
+  /** Change of the cumulative expected count (the sequence range seen). */
+  expected: number;
+  /** One-way latency of the interval's packets that carried a probe. */
+  latencyMs: { mean: number | null; p50: number | null; p95: number | null; max: number | null };
+  latencySamples: number;
+  /** RFC 3550 interarrival jitter at the end of the interval. */
+  jitterMs: number;
+  /**
+   * The interval's latencies as counts per LATENCY_BUCKET_MS-wide bucket, keyed by the
+   * bucket's lower edge in ms: intervals merge into exact percentiles of any window.
+   */
+  latencyHistogram: Record<string, number>;
+}
+
+/** Width of the latency histogram buckets of `takeInterval`, ms. */
+export const LATENCY_BUCKET_MS = 0.5;
+
 /** Bits of `onPacket`'s result. */
 export const PACKET = Object.freeze({
   /** Counted (not a duplicate). */
@@ -68,6 +104,11 @@ export class ReceivedStream {
   #firstPacketAtMs: number | null = null;
   #firstKeyframeAtMs: number | null = null;
   #lastPacketAtMs: number | null = null;
+  /** The interval `takeInterval` will report: its start and the cumulative values then. */
+  #interval = { startMs: null as number | null, packets: 0, bytes: 0, lost: 0, expected: 0 };
+  #intervalLatency = new LatencyRecorder();
+  #intervalMaxLatency: number | null = null;
+  #intervalHistogram = new Map<number, number>();
 
   constructor(
     readonly participant: string,
@@ -104,7 +145,18 @@ export class ReceivedStream {
     }
     if (result === 'new') this.#jitter.update(packet.timestamp, arrivalMs);
     const probe = readProbe(packet.payload);
-    if (probe) this.#latency.add(arrivalMs - probe.sendTimeMs);
+    if (probe) {
+      const latencyMs = arrivalMs - probe.sendTimeMs;
+      this.#latency.add(latencyMs);
+      if (Number.isFinite(latencyMs)) {
+        this.#intervalLatency.add(latencyMs);
+        const bucket = Math.floor(latencyMs / LATENCY_BUCKET_MS) * LATENCY_BUCKET_MS;
+        this.#intervalHistogram.set(bucket, (this.#intervalHistogram.get(bucket) ?? 0) + 1);
+        if (this.#intervalMaxLatency === null || latencyMs > this.#intervalMaxLatency) {
+          this.#intervalMaxLatency = latencyMs;
+        }
+      }
+    }
     // A key frame spans many packets; count it once per RTP timestamp.
     if (
       packet.timestamp !== this.#lastKeyframeTimestamp &&
@@ -135,6 +187,48 @@ export class ReceivedStream {
 
   latency(): LatencySummary {
     return this.#latency.summary();
+  }
+
+  /**
+   * What arrived since the previous call (or since the first packet), and starts the next
+   * interval at `nowMs` (epoch ms on the arrival clock, `nowMs()` of source.ts). Cumulative
+   * `stats()` are not affected.
+   */
+  takeInterval(nowMs: number): ReceivedStreamInterval {
+    const previous = this.#interval;
+    const startMs = previous.startMs ?? this.#firstPacketAtMs ?? nowMs;
+    const intervalMs = Math.max(0, nowMs - startMs);
+    const packets = this.#seq.received;
+    const lost = this.#seq.lost;
+    const expected = this.#seq.expected;
+    const latency = this.#intervalLatency.summary();
+    const max = this.#intervalMaxLatency;
+    this.#interval = { startMs: nowMs, packets, bytes: this.#bytes, lost, expected };
+    this.#intervalLatency = new LatencyRecorder();
+    this.#intervalMaxLatency = null;
+    const histogram = this.#intervalHistogram;
+    this.#intervalHistogram = new Map();
+    const bytes = this.#bytes - previous.bytes;
+    return {
+      intervalMs: round(intervalMs, 3),
+      packets: packets - previous.packets,
+      bytes,
+      // bits per millisecond are kilobits per second.
+      bitrateKbps: intervalMs > 0 ? round((bytes * 8) / intervalMs, 2) : 0,
+      lost: lost - previous.lost,
+      expected: expected - previous.expected,
+      latencyMs: {
+        mean: roundOrNull(latency.mean),
+        p50: roundOrNull(latency.p50),
+        p95: roundOrNull(latency.p95),
+        max: roundOrNull(max),
+      },
+      latencySamples: latency.samples,
+      jitterMs: round(this.#jitter.jitterMs, 3),
+      latencyHistogram: Object.fromEntries(
+        [...histogram].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v]),
+      ),
+    };
   }
 
   stats(): ReceivedStreamStats {

@@ -14,7 +14,12 @@ import {
   useOPUS,
 } from 'werift';
 import { localSdp, type PeerOptions, peerConfig, subscriberVideoCodecs } from './peer.js';
-import { PACKET, ReceivedStream, type ReceivedStreamStats } from './receivedStream.js';
+import {
+  PACKET,
+  ReceivedStream,
+  type ReceivedStreamInterval,
+  type ReceivedStreamStats,
+} from './receivedStream.js';
 import { nowMs } from './source.js';
 
 export interface SubscriberListener {
@@ -22,6 +27,12 @@ export interface SubscriberListener {
   keyframe?(identity: string, kind: TrackKind, atMs: number, first: boolean): void;
   /** After every counted packet (keep it cheap). */
   packet?(identity: string, kind: TrackKind): void;
+}
+
+/** One received stream's `takeInterval`, with whose stream it is. */
+export interface ReceivedIntervalStats extends ReceivedStreamInterval {
+  participant: string;
+  kind: TrackKind;
 }
 
 export function streamKey(identity: string, kind: TrackKind): string {
@@ -87,6 +98,15 @@ export class BotSubscriber {
 
   stats(): ReceivedStreamStats[] {
     return [...this.#streams.values()].map((s) => s.stats());
+  }
+
+  /** Ends the current interval of every stream at `atMs` (see ReceivedStream.takeInterval). */
+  intervalStats(atMs: number = nowMs()): ReceivedIntervalStats[] {
+    return [...this.#streams.values()].map((s) => ({
+      participant: s.participant,
+      kind: s.kind,
+      ...s.takeInterval(atMs),
+    }));
   }
 
   /** Sends a PLI for this participant's stream (werift never sends one by itself). */
