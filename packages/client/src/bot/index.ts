@@ -24,3 +24,4 @@ export {
 export { percentile, SequenceTracker } from './receiveStats.js';
 export { nowMs, type SentStreamStats } from './source.js';
 export { BotSubscriber } from './subscriber.js';
+export { fixWeriftDtlsClient } from './weriftDtls.js';
