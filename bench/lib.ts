@@ -204,17 +204,8 @@ export function median(values: readonly number[]): number {
   );
 }
 
-/** A deterministic PRNG (mulberry32), so that every run benchmarks the same inputs. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A deterministic PRNG, so that every run benchmarks the same inputs. */
+export { seededRandom } from '@geosfu/common';
 
 // ---------------------------------------------------------------------------------------
 // Measuring

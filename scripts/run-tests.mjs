@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the test tiers with node's built-in runner through tsx, on the TypeScript sources.
-// Usage: node scripts/run-tests.mjs [unit|integration|e2e ...] [-- extra node --test flags]
+// Usage: node scripts/run-tests.mjs [unit|integration|e2e|lab ...] [-- extra node --test flags]
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -10,7 +10,7 @@ const argv = process.argv.slice(2);
 const dash = argv.indexOf('--');
 const tiers = (dash === -1 ? argv : argv.slice(0, dash)).filter(Boolean);
 const extra = dash === -1 ? [] : argv.slice(dash + 1);
-const wanted = tiers.length > 0 ? tiers : ['unit', 'integration', 'e2e'];
+const wanted = tiers.length > 0 ? tiers : ['unit', 'integration', 'e2e', 'lab'];
 
 function walk(dir, out = []) {
   for (const name of readdirSync(dir)) {
@@ -23,15 +23,17 @@ function walk(dir, out = []) {
 }
 
 const files = {
-  unit: walk(join(root, 'packages')),
+  unit: [...walk(join(root, 'packages')), ...walk(join(root, 'infra'))],
   integration: walk(join(root, 'test/integration')),
   e2e: walk(join(root, 'test/e2e')),
+  // The WAN lab: network namespaces and the link emulator (needs root).
+  lab: walk(join(root, 'test/lab')),
 };
 
 const list = [];
 for (const tier of wanted) {
   if (!files[tier]) {
-    console.error(`unknown tier "${tier}"; use unit, integration or e2e`);
+    console.error(`unknown tier "${tier}"; use unit, integration, e2e or lab`);
     process.exit(2);
   }
   list.push(...files[tier]);

@@ -14,6 +14,7 @@ export { type EventMap, TypedEmitter } from './events.js';
 export { EARTH_RADIUS_KM, type GeoPoint, greatCircleDistanceKm, isValidGeoPoint } from './geo.js';
 export { createRootLogger, type Logger, silentLogger } from './logger.js';
 export * from './protocol.js';
+export { seededRandom } from './random.js';
 export {
   type QuittableRedis,
   quitRedis,

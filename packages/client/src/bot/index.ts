@@ -23,5 +23,5 @@ export {
 } from './receivedStream.js';
 export { percentile, SequenceTracker } from './receiveStats.js';
 export { nowMs, type SentStreamStats } from './source.js';
-export { BotSubscriber } from './subscriber.js';
+export { BotSubscriber, type ReceivedIntervalStats } from './subscriber.js';
 export { fixWeriftDtlsClient } from './weriftDtls.js';
