@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { HostName } from '../../infra/lab/src/experiment/types.js';
@@ -133,13 +134,16 @@ describe('lab teardown', { skip: isRoot ? false : 'needs root for network namesp
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     try {
-      const id = await new Promise<number>((resolve, reject) => {
-        owner.stdout?.on('data', (d: Buffer) => {
-          const m = /lab (\d+) up/.exec(d.toString());
-          if (m?.[1]) resolve(Number(m[1]));
-        });
-        owner.once('exit', (code) => reject(new Error(`lab owner exited (${code})`)));
-      });
+      const { id, tmpDir } = await new Promise<{ id: number; tmpDir: string }>(
+        (resolve, reject) => {
+          owner.stdout?.on('data', (d: Buffer) => {
+            const m = /lab (\d+) up in (\S+)/.exec(d.toString());
+            if (m?.[1] && m[2]) resolve({ id: Number(m[1]), tmpDir: m[2] });
+          });
+          owner.once('exit', (code) => reject(new Error(`lab owner exited (${code})`)));
+        },
+      );
+      assert.ok(existsSync(tmpDir));
       assert.ok(!before.has(id));
       assert.ok((await listNamespaces()).some((ns) => ns.startsWith(`gsl${id}-`)));
       assert.equal((await listNamespaces()).filter((ns) => ns.startsWith(`gsl${id}-`)).length, 7);
@@ -155,6 +159,11 @@ describe('lab teardown', { skip: isRoot ? false : 'needs root for network namesp
         100,
       );
       assert.ok(!(await listLabs()).includes(id));
+      await waitUntil(
+        'the lab temp dir to go',
+        () => (existsSync(tmpDir) ? undefined : true),
+        5_000,
+      );
     } finally {
       owner.kill('SIGKILL');
     }

@@ -3,11 +3,13 @@
  * lab was destroyed or because its process died however it died, the guard tears the lab down:
  * no namespace, veth or process outlives a crashed or killed runner.
  */
+import { rmSync } from 'node:fs';
 import { destroyLab } from './netns.js';
 
 const id = Number(process.argv[2]);
+const tmpDir = process.argv[3];
 if (!Number.isInteger(id) || id < 0) {
-  process.stderr.write('usage: guard <lab id>\n');
+  process.stderr.write('usage: guard <lab id> [temp dir]\n');
   process.exit(2);
 }
 // The guard outlives its parent's terminal; signals meant for the parent are not for it.
@@ -17,5 +19,8 @@ process.stdin.resume();
 process.stdin.on('close', () => {
   destroyLab(id)
     .catch(() => {})
-    .finally(() => process.exit(0));
+    .finally(() => {
+      if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
+      process.exit(0);
+    });
 });

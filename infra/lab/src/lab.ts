@@ -114,6 +114,11 @@ export class WanLab {
     }
   }
 
+  /** The lab's own temp dir (the emulator's config); removed with the lab. */
+  get tmpDir(): string {
+    return this.#tmp;
+  }
+
   ns(host: HostName | 'router'): string {
     return `${LAB_PREFIX}${this.id}-${host}`;
   }
@@ -209,7 +214,7 @@ export class WanLab {
 
   #startGuard(): void {
     const { file, args } = siblingScript('guard');
-    const guard = spawn(file, [...args, String(this.id)], {
+    const guard = spawn(file, [...args, String(this.id), this.#tmp], {
       detached: true,
       stdio: ['pipe', 'ignore', 'ignore'],
     });
