@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { fixWeriftDtlsClient } from '@geosfu/client/bot';
+import { fixWeriftDtls } from '@geosfu/client/bot';
 import {
   type AccessToken,
   type ClientMessageOf,
@@ -52,9 +52,9 @@ export const VERSION: string = (
 /** The built demo page (packages/client/dist/web), the same relative path from src/ and dist/. */
 const WEB_ROOT = fileURLToPath(new URL('../../client/dist/web/', import.meta.url));
 
-// The sending end of a relay link is a DTLS client (receivers answer a=setup:passive), and
-// werift's client stalls for good when a CertificateRequest is lost (see weriftDtls.ts).
-fixWeriftDtlsClient();
+// A node is the DTLS server towards clients and relay senders, and a DTLS client on its own
+// relay links: werift's handshakes on both sides fail for good after some losses (weriftDtls.ts).
+fixWeriftDtls();
 
 /** How often RTT, jitter and loss are sampled into the metrics. */
 const STATS_INTERVAL_MS = 5_000;

@@ -36,6 +36,7 @@ run options:
   --target lab|real         (default lab)
  lab:
   --profile clean           link profile set from infra/lab/profiles/links.json
+  --profiles FILE           another link profile file (same format)
   --seed 1                  random seed of the link emulator
  real (run on a machine in each place, with the same --run-id and --start-at):
   --nodes ams=URL,sin=URL,hcm=URL   node base URLs
@@ -89,6 +90,7 @@ async function run(argv: string[]): Promise<void> {
       out: { type: 'string' },
       target: { type: 'string', default: 'lab' },
       profile: { type: 'string', default: 'clean' },
+      profiles: { type: 'string' },
       seed: { type: 'string', default: '1' },
       nodes: { type: 'string' },
       'route-url': { type: 'string' },
@@ -142,6 +144,7 @@ async function run(argv: string[]): Promise<void> {
     log(`building the lab (profile "${values.profile}")...`);
     target = await LabTarget.start({
       profile: values.profile,
+      ...(values.profiles ? { profilesFile: values.profiles } : {}),
       seed: Number(values.seed),
       log,
       // The nodes' and Redis's own logs (SFU_LOG_LEVEL, default warn) go with the results.

@@ -25,10 +25,10 @@ import { BotPublisher, type PublishOptions } from './publisher.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
 import { nowMs, type SentStreamStats } from './source.js';
 import { BotSubscriber, type ReceivedIntervalStats } from './subscriber.js';
-import { fixWeriftDtlsClient } from './weriftDtls.js';
+import { fixWeriftDtls } from './weriftDtls.js';
 
-// Every bot is a DTLS client (nodes answer a=setup:passive).
-fixWeriftDtlsClient();
+// Every bot is a DTLS client towards its node (nodes answer a=setup:passive).
+fixWeriftDtls();
 
 export interface BotOptions {
   /**

@@ -24,4 +24,4 @@ export {
 export { percentile, SequenceTracker } from './receiveStats.js';
 export { nowMs, type SentStreamStats } from './source.js';
 export { BotSubscriber, type ReceivedIntervalStats } from './subscriber.js';
-export { fixWeriftDtlsClient } from './weriftDtls.js';
+export { fixWeriftDtls } from './weriftDtls.js';

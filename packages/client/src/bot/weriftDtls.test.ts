@@ -4,13 +4,13 @@ import { createSelfSignedCertificate, DtlsClient, DtlsServer } from 'werift';
 
 type SignatureHash = Parameters<typeof createSelfSignedCertificate>[0];
 
-import { fixWeriftDtlsClient, flight4Complete } from './weriftDtls.js';
+import { fixWeriftDtls, fixWeriftDtlsServer, flight4Complete } from './weriftDtls.js';
 
-fixWeriftDtlsClient();
+fixWeriftDtls();
 
 const hs = (msg_type: number, message_seq: number) => ({ msg_type, message_seq });
 
-describe('werift DTLS client fix', () => {
+describe('werift DTLS fixes', () => {
   test('flight 4 is complete only without gaps from the ServerHello to the ServerHelloDone', () => {
     const done = hs(14, 5);
     const full = [hs(2, 1), hs(11, 2), hs(12, 3), hs(13, 4)];
@@ -24,70 +24,92 @@ describe('werift DTLS client fix', () => {
   });
 
   test('a handshake whose CertificateRequest datagram is lost completes after the retransmission', async () => {
-    const { certPem, keyPem, signatureHash } = await selfSigned();
-    // Two in-memory transports; the server's first datagram carrying a CertificateRequest
-    // (handshake type 13 in a handshake record) is dropped, as a lossy path would.
-    let dropped = 0;
-    const toClient: ((b: Buffer) => void)[] = [];
-    const toServer: ((b: Buffer) => void)[] = [];
-    const transport = (deliver: ((b: Buffer) => void)[], isServer: boolean) => ({
-      type: 'memory',
-      address: { address: '127.0.0.1', port: 0, family: 'IPv4' },
-      closed: false,
-      onData: (_d: Buffer) => {},
-      send: async (data: Buffer) => {
-        if (isServer && dropped === 0 && carriesHandshake(data, 13)) {
-          dropped++;
-          return;
-        }
-        setImmediate(() => {
-          for (const d of deliver) d(data);
-        });
-      },
-      close: async () => {},
-    });
-    const serverTransport = transport(toClient, true);
-    const clientTransport = transport(toServer, false);
-    const server = new DtlsServer({
-      transport: serverTransport as never,
-      cert: certPem,
-      key: keyPem,
-      signatureHash,
-      certificateRequest: true,
-      extendedMasterSecret: true,
-    });
-    const client = new DtlsClient({
-      transport: clientTransport as never,
-      cert: certPem,
-      key: keyPem,
-      signatureHash,
-      extendedMasterSecret: true,
-    });
-    toServer.push((b) => serverTransport.onData(b));
-    toClient.push((b) => clientTransport.onData(b));
-    const connected = Promise.all([
-      new Promise<void>((r) => server.onConnect.once(() => r())),
-      new Promise<void>((r) => client.onConnect.once(() => r())),
-    ]);
-    await client.connect();
-    const outcome = await Promise.race([
-      connected.then(() => 'connected'),
-      new Promise<string>((r) => setTimeout(() => r('stalled'), 8_000)),
-    ]);
-    assert.equal(dropped, 1, 'the CertificateRequest datagram was dropped once');
-    assert.equal(outcome, 'connected');
-    // Both ends derived the same keys: application data goes through.
-    const got = new Promise<Buffer>((r) => server.onData.once((d: Buffer) => r(d)));
-    await client.send(Buffer.from('hello'));
-    assert.equal((await got).toString(), 'hello');
+    // The server's flight 4 loses its CertificateRequest (handshake type 13) once.
+    assert.equal(await handshake({ from: 'server', type: 13 }), 'connected');
+  });
+
+  test('a handshake whose ClientKeyExchange datagram is lost completes after the retransmission', async () => {
+    // The client's flight 5 loses its ClientKeyExchange (type 16) once; its Certificate and
+    // CertificateVerify arrive and are cached before the retransmission.
+    assert.equal(await handshake({ from: 'client', type: 16 }), 'connected');
   });
 });
 
-/** A DTLS datagram whose records include a handshake message of `type` (epoch 0 only). */
+/**
+ * A DTLS handshake between a werift client and server over in-memory transports, dropping
+ * the first datagram that `drop.from` sends with a handshake message of `drop.type`. Resolves
+ * 'connected' once both ends are connected and application data goes through, 'stalled'
+ * after 8 s.
+ */
+async function handshake(drop: { from: 'client' | 'server'; type: number }): Promise<string> {
+  const { certPem, keyPem, signatureHash } = await selfSigned();
+  let dropped = 0;
+  const toClient: ((b: Buffer) => void)[] = [];
+  const toServer: ((b: Buffer) => void)[] = [];
+  const transport = (deliver: ((b: Buffer) => void)[], side: 'client' | 'server') => ({
+    type: 'memory',
+    address: { address: '127.0.0.1', port: 0, family: 'IPv4' },
+    closed: false,
+    onData: (_d: Buffer) => {},
+    send: async (data: Buffer) => {
+      if (side === drop.from && dropped === 0 && carriesHandshake(data, drop.type)) {
+        dropped++;
+        return;
+      }
+      setImmediate(() => {
+        for (const d of deliver) d(data);
+      });
+    },
+    close: async () => {},
+  });
+  const serverTransport = transport(toClient, 'server');
+  const clientTransport = transport(toServer, 'client');
+  const server = new DtlsServer({
+    transport: serverTransport as never,
+    cert: certPem,
+    key: keyPem,
+    signatureHash,
+    certificateRequest: true,
+    extendedMasterSecret: true,
+  });
+  fixWeriftDtlsServer(server);
+  const client = new DtlsClient({
+    transport: clientTransport as never,
+    cert: certPem,
+    key: keyPem,
+    signatureHash,
+    extendedMasterSecret: true,
+  });
+  toServer.push((b) => serverTransport.onData(b));
+  toClient.push((b) => clientTransport.onData(b));
+  const connected = Promise.all([
+    new Promise<void>((r) => server.onConnect.once(() => r())),
+    new Promise<void>((r) => client.onConnect.once(() => r())),
+  ]);
+  await client.connect();
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    connected.then(() => 'connected'),
+    new Promise<string>((r) => {
+      timer = setTimeout(() => r('stalled'), 8_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  assert.equal(dropped, 1, `a datagram with handshake type ${drop.type} was dropped once`);
+  if (outcome !== 'connected') return outcome;
+  // Both ends derived the same keys: application data goes through.
+  const got = new Promise<Buffer>((r) => server.onData.once((d: Buffer) => r(d)));
+  await client.send(Buffer.from('hello'));
+  assert.equal((await got).toString(), 'hello');
+  return outcome;
+}
+
+/** A DTLS datagram whose records include a plaintext (epoch 0) handshake message of `type`. */
 function carriesHandshake(data: Buffer, type: number): boolean {
   for (let at = 0; at + 13 <= data.length; ) {
     const length = data.readUInt16BE(at + 11);
-    if (data[at] === 22 && data[at + 13] === type) return true;
+    const epoch = data.readUInt16BE(at + 3);
+    if (data[at] === 22 && epoch === 0 && data[at + 13] === type) return true;
     at += 13 + length;
   }
   return false;

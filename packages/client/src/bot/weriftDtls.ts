@@ -1,5 +1,8 @@
 /**
- * A werift DTLS client fix. werift's client answers the server's flight 4 (ServerHello,
+ * Two werift DTLS fixes; both showed up as PeerConnections that never connect on lossy paths
+ * in the WAN lab.
+ *
+ * The client: werift's client answers the server's flight 4 (ServerHello,
  * Certificate, ServerKeyExchange, CertificateRequest, ServerHelloDone: one record each) as
  * soon as ServerHelloDone arrives and it has the Certificate and ServerKeyExchange. When the
  * datagram with the CertificateRequest was lost, it sends flight 5 without a certificate,
@@ -10,13 +13,23 @@
  * (found by the WAN lab). The fix: a ServerHelloDone that follows a gap in the flight's
  * message sequence numbers is held back until the server's retransmission fills the gap.
  *
- * Process-wide (a prototype patch), idempotent. The bot applies it on import; `sfu-node`
- * applies it at start, since its relay links are DTLS clients too.
+ * The server: on ClientKeyExchange it derives the extended master secret (RFC 7627) from the
+ * hash of every handshake message it has cached, instead of those up to and including the
+ * ClientKeyExchange. When the ClientKeyExchange datagram was lost and the CertificateVerify
+ * arrived, the retransmitted ClientKeyExchange is hashed together with that CertificateVerify;
+ * the secret is wrong for good and the client's Finished never decrypts. The fix hides the
+ * cached messages that come after the ClientKeyExchange while its handler runs.
+ *
+ * Process-wide (prototype patches), idempotent: bots and `sfu-node` (DTLS server towards
+ * clients and relay senders, DTLS client on its own relay links) apply them at start.
  */
-import { DtlsClient } from 'werift';
+import { DtlsClient, DtlsServer, RTCDtlsTransport } from 'werift';
 
 const SERVER_HELLO = 2;
 const SERVER_HELLO_DONE = 14;
+const CLIENT_KEY_EXCHANGE = 16;
+/** ...and the server caches the client's flight 5 under 5. */
+const FLIGHT_5 = 5;
 /** werift caches the handshake messages of flight 4 (as the client receives them) under 4. */
 const FLIGHT_4 = 4;
 
@@ -25,10 +38,18 @@ interface Handshake {
   message_seq: number;
 }
 
-interface DtlsClientInternals {
+interface DtlsSocketInternals {
   onHandleHandshakes: (assembled: Handshake[]) => Promise<void>;
   dtls: { handshakeCache: Record<number, { data: Handshake[] } | undefined> };
+}
+
+interface DtlsClientInternals extends DtlsSocketInternals {
   connect(): Promise<void>;
+}
+
+interface DtlsTransportInternals {
+  dtls?: unknown;
+  start(): Promise<void>;
 }
 
 let applied = false;
@@ -53,9 +74,53 @@ export function flight4Complete(
   return true;
 }
 
-export function fixWeriftDtlsClient(): void {
+/**
+ * Runs `handle` on a record with a ClientKeyExchange while the server's flight 5 cache holds
+ * only the messages up to it (by message sequence number), so that the session hash of the
+ * extended master secret covers exactly those; the later ones are put back afterwards.
+ */
+export function withFlight5UpTo<T>(
+  cache: { data: Handshake[] } | undefined,
+  keyExchange: Handshake,
+  handle: () => T,
+): T {
+  if (!cache) return handle();
+  const later = cache.data.filter((h) => h.message_seq > keyExchange.message_seq);
+  cache.data = cache.data.filter((h) => h.message_seq <= keyExchange.message_seq);
+  try {
+    // The handler computes the secret synchronously, before its first await.
+    return handle();
+  } finally {
+    const kept = cache.data;
+    cache.data = [...kept, ...later.filter((h) => !kept.some((k) => k.msg_type === h.msg_type))];
+  }
+}
+
+/** The server fix on one DtlsServer (RTCDtlsTransport's are patched by fixWeriftDtls). */
+export function fixWeriftDtlsServer(dtlsServer: DtlsServer): void {
+  const server = dtlsServer as unknown as DtlsSocketInternals;
+  const handle = server.onHandleHandshakes;
+  server.onHandleHandshakes = (assembled) => {
+    const keyExchange = assembled.find((h) => h.msg_type === CLIENT_KEY_EXCHANGE);
+    if (!keyExchange) return handle(assembled);
+    return withFlight5UpTo(server.dtls.handshakeCache[FLIGHT_5], keyExchange, () =>
+      handle(assembled),
+    );
+  };
+}
+
+/** Applies both fixes (see the top of this file). */
+export function fixWeriftDtls(): void {
   if (applied) return;
   applied = true;
+  const transport = RTCDtlsTransport.prototype as unknown as DtlsTransportInternals;
+  const start = transport.start;
+  transport.start = function (this: DtlsTransportInternals) {
+    const started = start.call(this);
+    // start() creates its DtlsServer synchronously; no datagram can arrive before this runs.
+    if (this.dtls instanceof DtlsServer) fixWeriftDtlsServer(this.dtls);
+    return started;
+  };
   const proto = DtlsClient.prototype as unknown as DtlsClientInternals;
   const connect = proto.connect;
   proto.connect = function (this: DtlsClientInternals) {
