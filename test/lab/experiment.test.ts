@@ -36,6 +36,9 @@ describe('latency experiment in the WAN lab', { skip: isRoot ? false : 'needs ro
       warmupMs: 4_000,
       videoBitrate: VIDEO_BPS,
       stealThresholdPercent: 5,
+      // werift still loses a handshake now and then on lossy paths (docs/ARCHITECTURE.md):
+      // a failed scenario runs once more, and its failed attempt is printed below.
+      retries: 1,
       runId: 'labtest',
       profile: target.description,
       log: (line) => process.stdout.write(`# ${line}\n`),
@@ -55,6 +58,9 @@ describe('latency experiment in the WAN lab', { skip: isRoot ? false : 'needs ro
 
   test('every join and every relay set-up succeeds', () => {
     for (const s of result.scenarios) {
+      for (const e of s.retriedErrors ?? []) {
+        process.stdout.write(`# scenario ${s.id} was run again after: ${e}\n`);
+      }
       assert.deepEqual(s.errors, [], `scenario ${s.id} errors`);
       assert.equal(s.joins.length, 2);
       for (const j of s.joins) {

@@ -32,6 +32,8 @@ run options:
   --warmup 10s              left out of the summaries after the joins (default 10s)
   --video-bitrate 1500000   synthetic video each peer publishes, bit/s (default 1.5 Mbit/s)
   --steal-threshold 5       steal above this % of an interval marks it (default 5)
+  --retries 1               run a failed scenario again, up to this many times (default 1);
+                            the report lists the failed attempts
   --out DIR                 results directory (default results/<timestamp>)
   --target lab|real         (default lab)
  lab:
@@ -87,6 +89,7 @@ async function run(argv: string[]): Promise<void> {
       warmup: { type: 'string', default: '10s' },
       'video-bitrate': { type: 'string', default: '1500000' },
       'steal-threshold': { type: 'string', default: '5' },
+      retries: { type: 'string', default: '1' },
       out: { type: 'string' },
       target: { type: 'string', default: 'lab' },
       profile: { type: 'string', default: 'clean' },
@@ -122,6 +125,10 @@ async function run(argv: string[]): Promise<void> {
   const stealThresholdPercent = Number(values['steal-threshold']);
   if (!(stealThresholdPercent > 0 && stealThresholdPercent < 100)) {
     fail('--steal-threshold must be a percentage between 0 and 100');
+  }
+  const retries = Number(values.retries);
+  if (!Number.isInteger(retries) || retries < 0 || retries > 5) {
+    fail('--retries must be an integer from 0 to 5');
   }
   const stamp = new Date()
     .toISOString()
@@ -197,6 +204,7 @@ async function run(argv: string[]): Promise<void> {
       warmupMs,
       videoBitrate,
       stealThresholdPercent,
+      retries,
       runId,
       startAt,
       profile,

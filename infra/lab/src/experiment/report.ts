@@ -636,11 +636,21 @@ function linksSection(result: ExperimentResult): string[] {
 }
 
 function errorsSection(result: ExperimentResult): string[] {
-  const withErrors = byId(result).filter((s) => s.errors.length > 0);
+  const withErrors = byId(result).filter(
+    (s) => s.errors.length > 0 || (s.retriedErrors?.length ?? 0) > 0,
+  );
   const out = ['## Errors', ''];
   if (withErrors.length === 0) return [...out, 'No scenario reported errors.', ''];
   for (const s of withErrors) {
-    out.push(`### ${label(s)}`, '', ...s.errors.map((e) => `- ${cell(e)}`), '');
+    out.push(`### ${label(s)}`, '', ...s.errors.map((e) => `- ${cell(e)}`));
+    const retried = s.retriedErrors ?? [];
+    if (retried.length > 0) {
+      out.push(
+        `- Run ${s.attempts ?? retried.length + 1} times; the earlier attempts failed (their samples are not in the results):`,
+        ...retried.map((e) => `  - ${cell(e)}`),
+      );
+    }
+    out.push('');
   }
   return out;
 }

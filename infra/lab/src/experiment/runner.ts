@@ -40,6 +40,11 @@ export interface RunOptions {
   startAt?: number;
   slotGapMs?: number;
   connectTimeoutMs?: number;
+  /**
+   * Run a scenario that failed (a join, a bot, a relay) again, up to this many times. The
+   * report lists the failed attempts' errors; only the last attempt's samples are kept.
+   */
+  retries?: number;
   profile: string;
   onProgress?: (progress: Progress) => void;
   log?: (line: string) => void;
@@ -95,8 +100,20 @@ export async function runExperiment(
       }
     }
     log(`scenario ${scenario.id}: ${scenario.title}`);
-    const run = new ScenarioRun(target, options, scenario, index, result);
-    result.scenarios.push(await run.execute());
+    const retriedErrors: string[] = [];
+    for (let attempt = 1; ; attempt++) {
+      const run = new ScenarioRun(target, options, scenario, index);
+      const { summary, samples } = await run.execute();
+      if (summary.errors.length === 0 || attempt > (options.retries ?? 0)) {
+        result.scenarios.push({ ...summary, attempts: attempt, retriedErrors });
+        for (const key of ['streams', 'nodes', 'cpu', 'links'] as const) {
+          (result.samples[key] as unknown[]).push(...samples[key]);
+        }
+        break;
+      }
+      retriedErrors.push(...summary.errors.map((e) => `attempt ${attempt}: ${e}`));
+      log(`scenario ${scenario.id}: attempt ${attempt} failed; running it again`);
+    }
     result.finishedAt = Date.now();
   }
   return result;
@@ -112,7 +129,6 @@ class ScenarioRun {
   readonly #options: RunOptions;
   readonly #scenario: ScenarioDefinition;
   readonly #index: number;
-  readonly #result: ExperimentResult;
   readonly #errors: string[] = [];
   readonly #bots = new Map<Peer, BotHandle>();
   readonly #joins = new Map<Peer, JoinRecord>();
@@ -132,16 +148,14 @@ class ScenarioRun {
     options: RunOptions,
     scenario: ScenarioDefinition,
     index: number,
-    result: ExperimentResult,
   ) {
     this.#target = target;
     this.#options = options;
     this.#scenario = scenario;
     this.#index = index;
-    this.#result = result;
   }
 
-  async execute(): Promise<ScenarioResult> {
+  async execute(): Promise<{ summary: ScenarioResult; samples: ExperimentResult['samples'] }> {
     const s = this.#scenario;
     const o = this.#options;
     this.#startedAt = Date.now();
@@ -173,11 +187,10 @@ class ScenarioRun {
     }
     const after = await this.#scrapeAll();
     const links = await this.#target.linkStats(s.id).catch((): LinkSample[] => []);
-    this.#result.samples.streams.push(...this.#streams);
-    this.#result.samples.nodes.push(...this.#nodes);
-    this.#result.samples.cpu.push(...this.#cpu);
-    this.#result.samples.links.push(...links);
-    return this.#summarise(before, after);
+    return {
+      summary: this.#summarise(before, after),
+      samples: { streams: this.#streams, nodes: this.#nodes, cpu: this.#cpu, links },
+    };
   }
 
   async #join(): Promise<void> {

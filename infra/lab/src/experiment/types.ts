@@ -145,6 +145,10 @@ export interface ScenarioResult {
     flagged: boolean;
   };
   errors: string[];
+  /** How many times the scenario ran (a failed attempt is run again, up to --retries). */
+  attempts?: number;
+  /** Errors of the earlier, failed attempts ('attempt N: ...'); their samples were dropped. */
+  retriedErrors?: string[];
 }
 
 export interface ExperimentResult {
