@@ -1,3 +1,5 @@
+import { parsePromText, sumMetric } from '../../infra/lab/src/experiment/promText.js';
+
 /** Reads a node's /metrics and returns the value of one sample (0 when absent). */
 export async function metricValue(
   baseUrl: string,
@@ -12,17 +14,7 @@ export async function metricValue(
  * exposition (0 when none matches). Reading one text for several values gives one snapshot.
  */
 export function sampleSum(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries(
-      [...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]),
-    );
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
-  }
-  return sum;
+  return sumMetric(parsePromText(text), name, labels);
 }
 
 /** Metric families (`# TYPE name type`) of an exposition: name → type. */
@@ -34,13 +26,7 @@ export function metricFamilies(text: string): Map<string, string> {
 
 /** Label sets of the samples of `name` (for histograms: pass `name_count`). */
 export function sampleLabels(text: string, name: string): Record<string, string>[] {
-  const out: Record<string, string>[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    out.push(
-      Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]])),
-    );
-  }
-  return out;
+  return parsePromText(text)
+    .filter((sample) => sample.name === name)
+    .map((sample) => sample.labels);
 }
