@@ -10,7 +10,7 @@ const argv = process.argv.slice(2);
 const dash = argv.indexOf('--');
 const tiers = (dash === -1 ? argv : argv.slice(0, dash)).filter(Boolean);
 const extra = dash === -1 ? [] : argv.slice(dash + 1);
-const wanted = tiers.length > 0 ? tiers : ['unit', 'integration', 'e2e', 'lab'];
+const wanted = tiers.length > 0 ? tiers : ['unit', 'integration', 'robustness', 'e2e', 'lab'];
 
 function walk(dir, out = []) {
   for (const name of readdirSync(dir)) {
@@ -26,6 +26,8 @@ const files = {
   unit: [...walk(join(root, 'packages')), ...walk(join(root, 'infra'))],
   integration: walk(join(root, 'test/integration')),
   e2e: walk(join(root, 'test/e2e')),
+  // Hostile clients, forged Redis traffic, stalled and killed processes, join bursts.
+  robustness: walk(join(root, 'test/robustness')),
   // The WAN lab: network namespaces and the link emulator (needs root).
   lab: walk(join(root, 'test/lab')),
 };
@@ -33,7 +35,7 @@ const files = {
 const list = [];
 for (const tier of wanted) {
   if (!files[tier]) {
-    console.error(`unknown tier "${tier}"; use unit, integration, e2e or lab`);
+    console.error(`unknown tier "${tier}"; use unit, integration, robustness, e2e or lab`);
     process.exit(2);
   }
   list.push(...files[tier]);
