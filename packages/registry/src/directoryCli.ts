@@ -8,8 +8,18 @@ import { createRootLogger, loadConfig, SfuError } from '@geosfu/common';
 import { openControlPlane, routeService } from './ControlPlane.js';
 import { Directory } from './Directory.js';
 
+const USAGE = `usage: sfu-directory [--port 7880] [--host 0.0.0.0] [--metrics-port P] [...]
+  The cluster's global entry point: answers GET /v1/route from the Redis registry, no media.
+  Needs REDIS_URL, SFU_API_KEY and SFU_API_SECRET (or --dev); every other setting is the one of
+  sfu-node of the same name (see the README's configuration table, or \`sfu-node config-table\`).`;
+
 async function main(): Promise<void> {
-  const config = loadConfig(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const config = loadConfig(argv);
   const logger = createRootLogger({ level: config.logLevel });
   const plane = await openControlPlane(config, logger, { watchOnly: true });
   const directory = new Directory({
