@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isDeepStrictEqual } from 'node:util';
 
 /**
  * Polls `probe` until it returns something other than undefined. For conditions that no
@@ -17,6 +18,49 @@ export async function waitUntil<T>(
     if (value !== undefined) return value;
     if (Date.now() > deadline)
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * Reads `read` until its value deep-equals `expected` (state that converges across nodes or
+ * processes: a room view, a gauge, a registry list). On timeout the error shows the last value
+ * read, so a failure says what the state was, not only that it was wrong.
+ */
+export async function waitForEqual<T>(
+  what: string,
+  read: () => Promise<T> | T,
+  expected: T,
+  timeoutMs = 15_000,
+  intervalMs = 50,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const last = await read();
+    if (isDeepStrictEqual(last, expected)) return;
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}: expected ${JSON.stringify(expected)}, last read ${JSON.stringify(last)}`,
+      );
+    await sleep(intervalMs);
+  }
+}
+
+/**
+ * Asserts that `probe` stays true for `durationMs`, reading it every `intervalMs` and failing
+ * at the first read that is false: for what must not happen (a duplicate link, a kicked
+ * participant), which no event can announce.
+ */
+export async function assertStays(
+  what: string,
+  probe: () => Promise<boolean> | boolean,
+  durationMs: number,
+  intervalMs = 100,
+): Promise<void> {
+  const end = Date.now() + durationMs;
+  for (;;) {
+    if (!(await probe())) throw new Error(`${what} stopped holding`);
+    if (Date.now() >= end) return;
     await sleep(intervalMs);
   }
 }

@@ -3,13 +3,12 @@
  * the node holds no more sockets than before (WERIFT-NOTES pitfall 2: with bundlePolicy
  * max-compat werift leaked a socket per m-line on close; the node uses max-bundle).
  */
-import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Bot } from '@geosfu/client/bot';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
+import { waitForEqual, waitUntil } from '../helpers/wait.js';
 
 let node: NodeProcess;
 const fds = () => readdirSync(`/proc/${node.pid}/fd`).length;
@@ -42,17 +41,23 @@ test('no socket is left behind after rounds of joins and leaves', async () => {
     } finally {
       await Promise.all(bots.map((b) => b.close()));
     }
-    const deadline = Date.now() + 10_000;
-    while ((await metricValue(node.url, 'sfu_participants')) > 0 && Date.now() < deadline)
-      await sleep(100);
+    await waitForEqual(
+      'the node to have no participant',
+      () => metricValue(node.url, 'sfu_participants'),
+      0,
+    );
   };
   await rounds(); // the first round creates what the process keeps (certificates, pools)
   const baseline = fds();
   for (let i = 0; i < 3; i++) await rounds();
   // Sockets close asynchronously after the PeerConnections: wait for the count to settle.
-  const deadline = Date.now() + 10_000;
-  while (fds() > baseline + 2 && Date.now() < deadline) await sleep(200);
-  const now = fds();
+  const now = await waitUntil(
+    `descriptors back to at most ${baseline} + 2`,
+    () => {
+      const n = fds();
+      return n <= baseline + 2 ? n : undefined;
+    },
+    10_000,
+  );
   console.log(`node file descriptors: ${baseline} after the first round, ${now} after three more`);
-  assert.ok(now <= baseline + 2, `descriptors grew from ${baseline} to ${now}`);
 });

@@ -18,6 +18,7 @@ import type { TrackKind } from '@geosfu/common/protocol';
 import { metricFamilies, sampleLabels, sampleSum } from '../helpers/metrics.js';
 import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROMETHEUS_CONFIG = join(ROOT, 'infra/prometheus/prometheus.yml');
@@ -80,13 +81,9 @@ async function scrape(metricsUrl: string): Promise<string> {
   return res.text();
 }
 
-async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs = 15_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
+/** The shared poller, for probes that answer yes or no. */
+const waitFor = (what: string, probe: () => Promise<boolean>, timeoutMs?: number) =>
+  waitUntil(what, async () => ((await probe()) ? true : undefined), timeoutMs, 200);
 
 /** Reads until two reads 600 ms apart are equal: the counters have settled. */
 async function settle<T>(what: string, read: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
@@ -214,7 +211,7 @@ describe('metrics of one node, on its own port', () => {
     }
 
     // RTT (subscribers' receiver reports) and jitter are sampled every 5 s.
-    await waitUntil('RTT and jitter samples', async () => {
+    await waitFor('RTT and jitter samples', async () => {
       const text = await scrape(node.metricsUrl);
       return (
         sampleSum(text, 'sfu_rtt_seconds_count', { path: 'client' }) > 0 &&
@@ -258,7 +255,7 @@ describe('metrics of one node, on its own port', () => {
       lossPercent: 10,
     });
     let now = before;
-    await waitUntil(
+    await waitFor(
       'lost audio packets in sfu_packets_lost_total',
       async () => {
         now = await lost();
@@ -333,8 +330,19 @@ describe('metrics of two nodes with a relay link', () => {
       ]),
     );
 
-    const amsText = await scrape(ams.metricsUrl);
-    const hcmText = await scrape(hcm.metricsUrl);
+    // The relay link gauges converge as the room monitors reconcile: wait for one link each
+    // way, then read everything from those same scrapes.
+    let amsText = '';
+    let hcmText = '';
+    await waitFor('one relay link from ams to hcm', async () => {
+      amsText = await scrape(ams.metricsUrl);
+      hcmText = await scrape(hcm.metricsUrl);
+      return (
+        sampleSum(amsText, 'sfu_relay_links', { direction: 'out' }) === 1 &&
+        sampleSum(hcmText, 'sfu_relay_links', { direction: 'in' }) === 1 &&
+        sampleSum(amsText, 'sfu_relay_setup_duration_seconds_count') >= 1
+      );
+    });
     assert.deepEqual(sampleLabels(amsText, 'sfu_relay_links'), [
       { peer_region: 'hcm', direction: 'out' },
     ]);
@@ -345,7 +353,7 @@ describe('metrics of two nodes with a relay link', () => {
     assert.equal(sampleSum(hcmText, 'sfu_relay_links', { peer_region: 'ams' }), 1);
     assert.ok(sampleSum(amsText, 'sfu_relay_setup_duration_seconds_count') >= 1);
 
-    await waitUntil('relay RTT and jitter samples with the peer region', async () => {
+    await waitFor('relay RTT and jitter samples with the peer region', async () => {
       const a = await scrape(ams.metricsUrl);
       const h = await scrape(hcm.metricsUrl);
       return (
