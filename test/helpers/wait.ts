@@ -11,13 +11,16 @@ export async function waitUntil<T>(
   probe: () => Promise<T | undefined> | T | undefined,
   timeoutMs = 15_000,
   intervalMs = 50,
+  lastSeen?: () => string,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastSeen ? `: ${lastSeen()}` : ''}`,
+      );
     await sleep(intervalMs);
   }
 }
@@ -34,16 +37,17 @@ export async function waitForEqual<T>(
   timeoutMs = 15_000,
   intervalMs = 50,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const last = await read();
-    if (isDeepStrictEqual(last, expected)) return;
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}: expected ${JSON.stringify(expected)}, last read ${JSON.stringify(last)}`,
-      );
-    await sleep(intervalMs);
-  }
+  let last: T | undefined;
+  await waitUntil(
+    what,
+    async () => {
+      last = await read();
+      return isDeepStrictEqual(last, expected) ? true : undefined;
+    },
+    timeoutMs,
+    intervalMs,
+    () => `expected ${JSON.stringify(expected)}, last read ${JSON.stringify(last)}`,
+  );
 }
 
 /**
