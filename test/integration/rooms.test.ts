@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { isDeepStrictEqual } from 'node:util';
 import { Bot } from '@geosfu/client/bot';
 import {
   CLOSE_CODES,
@@ -193,9 +194,11 @@ describe('rooms shared across nodes', () => {
   });
 
   test('the room limit holds under 20 concurrent joins from two nodes', async () => {
+    const mine: RawClient[] = [];
     const attempts = Array.from({ length: 20 }, async (_, i) => {
       const c = await rawClient((i % 2 === 0 ? a : b).url);
       clients.push(c);
+      mine[i] = c;
       c.send({
         type: 'join',
         id: 'j',
@@ -208,13 +211,26 @@ describe('rooms shared across nodes', () => {
     const full = replies.filter((r) => r.type === 'error' && r.code === 'ROOM_FULL').length;
     assert.equal(ok, 10);
     assert.equal(full, 10);
+    const joined = replies.flatMap((r, i) => (r.type === 'joined' ? [`p${i}`] : [])).sort();
     // The replies come from the store under the room's lock; each node's view of the other
     // node's sessions arrives later, over pub/sub (this read once was flaky: 9 !== 10).
     for (const node of [a, b]) {
-      await waitForEqual(
+      let listed: string[] = [];
+      await waitUntil(
         `${node.nodeId} to list the 10 joined sessions`,
-        async () => (await view(node, 'full')).length,
-        10,
+        async () => {
+          listed = (await view(node, 'full')).map((p) => p.identity).sort();
+          return isDeepStrictEqual(listed, joined) ? true : undefined;
+        },
+        15_000,
+        50,
+        () => {
+          // A session that ended meanwhile was told why: say so, rather than only "9 !== 10".
+          const ended = mine.flatMap((c, i) =>
+            c.messages.filter((m) => m.type === 'leave').map((m) => `p${i}: ${JSON.stringify(m)}`),
+          );
+          return `joined ${JSON.stringify(joined)}, listed ${JSON.stringify(listed)}, ended: ${ended.join('; ') || 'none'}`;
+        },
       );
     }
   });
