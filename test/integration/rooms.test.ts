@@ -15,6 +15,7 @@ import {
   type ServerMessage,
   TokenService,
 } from '@geosfu/common';
+import { Redis } from 'ioredis';
 import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
 import { waitForEqual, waitUntil } from '../helpers/wait.js';
@@ -213,14 +214,17 @@ describe('rooms shared across nodes', () => {
     assert.equal(full, 10);
     const joined = replies.flatMap((r, i) => (r.type === 'joined' ? [`p${i}`] : [])).sort();
     // The replies come from the store under the room's lock; each node's view of the other
-    // node's sessions arrives later, over pub/sub (this read once was flaky: 9 !== 10).
+    // node's sessions arrives later, over pub/sub (this read once was flaky: 9 !== 10). A node
+    // where every join failed has nobody in the room and keeps no view of it.
     for (const node of [a, b]) {
+      const here = replies.some((r, i) => r.type === 'joined' && (i % 2 === 0) === (node === a));
+      const expected = here ? joined : [];
       let listed: string[] = [];
       await waitUntil(
-        `${node.nodeId} to list the 10 joined sessions`,
+        `${node.nodeId} to list ${here ? 'the 10 joined sessions' : 'nobody'}`,
         async () => {
           listed = (await view(node, 'full')).map((p) => p.identity).sort();
-          return isDeepStrictEqual(listed, joined) ? true : undefined;
+          return isDeepStrictEqual(listed, expected) ? true : undefined;
         },
         15_000,
         50,
@@ -229,10 +233,37 @@ describe('rooms shared across nodes', () => {
           const ended = mine.flatMap((c, i) =>
             c.messages.filter((m) => m.type === 'leave').map((m) => `p${i}: ${JSON.stringify(m)}`),
           );
-          return `joined ${JSON.stringify(joined)}, listed ${JSON.stringify(listed)}, ended: ${ended.join('; ') || 'none'}`;
+          return `expected ${JSON.stringify(expected)}, listed ${JSON.stringify(listed)}, ended: ${ended.join('; ') || 'none'}`;
         },
       );
     }
+  });
+
+  test('a node where every join failed keeps no view of the room and stops watching it', async () => {
+    for (let i = 0; i < 10; i++) await join(a, 'crowded', `in${i}`);
+    const late = await rawClient(b.url);
+    clients.push(late);
+    late.send({
+      type: 'join',
+      id: 'j',
+      token: await tokens.mint({ room: 'crowded', identity: 'late' }),
+      autoSubscribe: false,
+    });
+    const refused = await late.waitFor((m) => m.type === 'error' && m.ref === 'j');
+    assert.equal(refused.type === 'error' && refused.code, 'ROOM_FULL');
+    // Node B subscribed to the room's events for the join; with nobody of the room there, it
+    // lets go of the room (before the fix it kept the subscription and a partial view).
+    const redisClient = new Redis(redis.url);
+    try {
+      await waitForEqual("one node (A) subscribed to the room's channels", async () => {
+        const channels = (await redisClient.pubsub('CHANNELS', '*crowded*')) as string[];
+        const counts = (await redisClient.pubsub('NUMSUB', ...channels)) as (string | number)[];
+        return channels.map((_, i) => Number(counts[2 * i + 1]));
+      }, [1]);
+    } finally {
+      redisClient.disconnect();
+    }
+    assert.deepEqual(await view(b, 'crowded'), []);
   });
 
   test('every way out ends exactly that session, with its reason', async () => {

@@ -320,10 +320,17 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     for (;;) {
       const room = this.#roomFor(token.room);
       // Joins of one room run one at a time here; across nodes the store's lock orders them.
-      const joined = await room.serialize(async () => {
-        if (room.closed) return undefined; // retired while we waited: take the new one
-        return this.#joinRoom(room, connection, message, token, startedAt);
-      });
+      const joined = await room
+        .serialize(async () => {
+          if (room.closed) return undefined; // retired while we waited: take the new one
+          return this.#joinRoom(room, connection, message, token, startedAt);
+        })
+        .catch((error: unknown) => {
+          // A room whose every join failed (ROOM_FULL, say) has no participant here: it must
+          // not stay watched, with a view of the room that only events after the watch built.
+          this.#retireIfUnused(room);
+          throw error;
+        });
       if (joined) return joined;
     }
   }
@@ -448,21 +455,25 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         this.#logger.warn({ err: error, room: name }, 'could not store the tracks');
       });
     });
-    room.on('empty', () => {
-      void room.serialize(async () => {
-        if (room.size > 0 || room.closed) return;
-        room.close();
-        if (this.#rooms.get(name) === room) this.#rooms.delete(name);
-        await this.#relays?.closeRoom(name);
-        if (this.#watched.delete(name)) {
-          await this.plane.rooms.unwatch(name).catch((error: unknown) => {
-            this.#logger.warn({ err: error, room: name }, 'unwatch failed');
-          });
-        }
-      });
-    });
+    room.on('empty', () => this.#retireIfUnused(room));
     this.#rooms.set(name, room);
     return room;
+  }
+
+  /** Closes a room that has no local participant left, and stops watching it. */
+  #retireIfUnused(room: Room): void {
+    const name = room.name;
+    void room.serialize(async () => {
+      if (room.size > 0 || room.closed) return;
+      room.close();
+      if (this.#rooms.get(name) === room) this.#rooms.delete(name);
+      await this.#relays?.closeRoom(name);
+      if (this.#watched.delete(name)) {
+        await this.plane.rooms.unwatch(name).catch((error: unknown) => {
+          this.#logger.warn({ err: error, room: name }, 'unwatch failed');
+        });
+      }
+    });
   }
 
   async leave(connection: SignalConnection, reason: LeaveReason): Promise<void> {
