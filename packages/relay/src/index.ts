@@ -36,6 +36,7 @@ export {
   type RelayRequestType,
   RelayTrack,
 } from './messages.js';
+export { PeerLiveness, type PeerLivenessOptions } from './PeerLiveness.js';
 export { RedisRelayBus, type RedisRelayBusOptions, relayChannel } from './RedisRelayBus.js';
 export {
   DEFAULT_REQUEST_ATTEMPTS,
