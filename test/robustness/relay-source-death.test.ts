@@ -153,7 +153,10 @@ describe('SIGKILL of the node that publishes a relayed track', () => {
     const deadline = TTL_MS + 5_000;
     const tracksEnded = waitUntil(
       'track.unpublished for both tracks',
-      () => (trackIds.every((id) => events.unpublished.has(id)) ? Date.now() - t0 : undefined),
+      () =>
+        trackIds.every((id) => events.unpublished.has(id))
+          ? Math.max(...trackIds.map((id) => events.unpublished.get(id) ?? 0)) - t0
+          : undefined,
       deadline,
     );
     const participantLeft = waitUntil(

@@ -228,7 +228,16 @@ export class Room extends TypedEmitter<RoomEvents> {
     const before = this.#remote.get(record.sessionId);
     if (!before) return;
     this.#remote.delete(record.sessionId);
-    for (const track of before.tracks) this.#withdrawn.delete(track.trackId);
+    // Its tracks end with it, as a local participant's do (whichever of this event and the
+    // end of their relayed media comes first tells the subscribers, once).
+    for (const track of before.tracks) {
+      if (this.#withdrawn.delete(track.trackId)) continue;
+      this.broadcast({
+        type: 'track.unpublished',
+        participantSid: record.sessionId,
+        trackId: track.trackId,
+      });
+    }
     this.broadcast({
       type: 'participant.left',
       sessionId: record.sessionId,
