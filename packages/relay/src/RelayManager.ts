@@ -30,10 +30,16 @@ export type RelayManagerEvents = {
   receiverClosed: [receiver: RelayReceiver, reason: RelayReceiverCloseReason];
 };
 
-/** Receiver closes that this side decided: the sending node is told, so that it rebuilds. */
+/**
+ * Receiver closes that this side decided: the sending node is told, so that it rebuilds if
+ * the room still needs the link. Also on `node-down`: a dead node never reads it, but a live
+ * one that the registry lost (its record expired while it was cut off from Redis or stalled)
+ * would otherwise keep sending on a link that nobody receives.
+ */
 const TELL_SENDER: ReadonlySet<RelayReceiverCloseReason> = new Set([
   'peer-timeout',
   'peer-connection-failed',
+  'node-down',
 ]);
 
 /** Rebuilds of a failed link back off from this, doubling, up to the cap, with jitter. */
