@@ -250,11 +250,6 @@ describe('a relay link that goes silent while its source node lives', () => {
     await waitUntil('track.unpublished for both tracks', () =>
       trackIds?.every((id) => events.unpublished.has(id)) ? true : undefined,
     );
-    assert.equal(
-      events.left.find((e) => e.identity === 'eu'),
-      undefined,
-      'eu is alive: it did not leave',
-    );
 
     // A resumes, learns that B closed the link, and rebuilds it: media flows again.
     const resumedAt = Date.now();
@@ -265,6 +260,9 @@ describe('a relay link that goes silent while its source node lives', () => {
     await waitUntil('track.published again for both tracks', () =>
       trackIds?.every((id) => (events.published.get(id) ?? 0) >= resumedAt) ? true : undefined,
     );
+    // Recorded from the start: at no point of the stall and the rebuild did anyone leave.
+    assert.deepEqual(events.left, [], 'eu and the subscriber stayed in the room throughout');
+    assert.ok(!sub.closed);
     console.log(
       `relay receiver closed ${closedMs} ms after SIGSTOP of its source (peer timeout ${PEER_TIMEOUT_MS} ms); ` +
         `media flowing again ${Date.now() - resumedAt} ms after SIGCONT`,
