@@ -267,7 +267,7 @@ export const CONFIG_FIELDS = {
     flag: 'peer-timeout-ms',
     schema: z.coerce.number().int().min(2_000).max(120_000),
     default: '10000',
-    doc: 'A PeerConnection that is failed, never connects, or sends no RTCP for this long ends its session (`peer-connection-failed`).',
+    doc: 'A PeerConnection that is failed, never connects, or sends no RTP or RTCP for this long ends its session (`peer-connection-failed`); a relay receiver is closed (and its tracks end).',
   },
   logLevel: {
     env: 'SFU_LOG_LEVEL',

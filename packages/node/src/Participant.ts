@@ -13,7 +13,7 @@ import {
   type SubscribedTrack,
   TypedEmitter,
 } from '@geosfu/common';
-import { fixNackWraparound, preferPassiveDtls } from '@geosfu/relay';
+import { fixNackWraparound, PeerLiveness, preferPassiveDtls } from '@geosfu/relay';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
@@ -88,7 +88,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #renegotiate = false;
   #answerTimer: NodeJS.Timeout | undefined;
   #pendingSubscriberCandidates: IceCandidate[] = [];
-  #livenessTimers: NodeJS.Timeout[] = [];
+  #liveness: PeerLiveness[] = [];
   #rembTimer: NodeJS.Timeout | undefined;
   #closed = false;
   /** No subscriber offer goes out before the client has its `joined` reply. */
@@ -497,54 +497,23 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   }
 
   /**
-   * Ends the session when a PeerConnection is dead for longer than SFU_PEER_TIMEOUT_MS.
-   * werift's state alone is not enough: an ICE-lite agent runs no consent checks (RFC 7675),
-   * so a client that vanished leaves the node's PC "connected" forever. The node therefore
-   * also watches RTCP, which every live peer sends at least every few seconds for each
-   * stream it sends or receives; a PC that carries streams and falls silent is dead.
+   * Ends the session when a PeerConnection is dead for longer than SFU_PEER_TIMEOUT_MS: failed,
+   * never connected, or silent while it carries streams (PeerLiveness says why state alone is
+   * not enough for an ICE-lite node).
    */
   #watchConnection(pc: RTCPeerConnection, target: PeerTarget): void {
-    const timeoutMs = this.#config.peerTimeoutMs;
-    const watch = { createdAt: Date.now(), connectedAt: 0, lastRtcp: 0, badSince: 0 };
-    pc.connectionStateChange.subscribe((state) => {
-      if (state === 'connected') {
-        watch.connectedAt = Date.now();
-        watch.badSince = 0;
-        for (const t of pc.dtlsTransports) {
-          t.onRtcp.subscribe(() => {
-            watch.lastRtcp = Date.now();
-          });
-        }
-      } else if (state === 'failed' || state === 'disconnected' || state === 'closed') {
-        watch.badSince ||= Date.now();
-      }
-    });
     const carriesStreams = () =>
       target === 'publisher' ? this.#publications.size > 0 : this.#subscriptions.size > 0;
-    const timer = setInterval(
-      () => {
+    const watch = new PeerLiveness(pc, {
+      timeoutMs: this.#config.peerTimeoutMs,
+      carriesStreams,
+      onDead: (why) => {
         if (this.#closed) return;
-        const now = Date.now();
-        let why: string | undefined;
-        if (watch.badSince && now - watch.badSince > timeoutMs) why = `state ${pc.connectionState}`;
-        else if (!watch.connectedAt && carriesStreams() && now - watch.createdAt > timeoutMs)
-          why = 'never connected';
-        else if (
-          watch.connectedAt &&
-          carriesStreams() &&
-          now - Math.max(watch.lastRtcp, watch.connectedAt) > timeoutMs
-        ) {
-          why = 'no RTCP from the peer';
-        }
-        if (why) {
-          this.#logger.warn({ target, why }, 'PeerConnection is dead');
-          clearInterval(timer);
-          this.safeEmit('failed');
-        }
+        this.#logger.warn({ target, why }, 'PeerConnection is dead');
+        this.safeEmit('failed');
       },
-      Math.min(1_000, timeoutMs / 4),
-    );
-    this.#livenessTimers.push(timer);
+    });
+    this.#liveness.push(watch);
   }
 
   #assertOpen(): void {
@@ -557,8 +526,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#closed = true;
     clearTimeout(this.#answerTimer);
     clearInterval(this.#rembTimer);
-    for (const t of this.#livenessTimers) clearInterval(t);
-    this.#livenessTimers = [];
+    for (const watch of this.#liveness.splice(0)) watch.close();
     for (const s of [...this.#subscriptions.values()]) s.close();
     for (const p of [...this.#publications.values()]) {
       p.close();

@@ -31,6 +31,13 @@ export class Room extends TypedEmitter<RoomEvents> {
   #remote = new Map<string, SessionRecord>();
   /** Tracks relayed from other nodes, published here like local ones. */
   #relayed = new Map<string, Publication>();
+  /**
+   * Remote tracks whose relayed media ended while their session still listed them (the
+   * source node died, or the link went silent): local participants were told
+   * `track.unpublished`, so the session's own later removal of the track is not announced
+   * twice, and a relay rebuilt for it announces it again.
+   */
+  #withdrawn = new Set<string>();
   #nodeId: string;
   #region: string;
   #logger: Logger;
@@ -126,6 +133,15 @@ export class Room extends TypedEmitter<RoomEvents> {
   addRelayed(publication: Publication): void {
     this.#relayed.get(publication.trackId)?.close();
     this.#relayed.set(publication.trackId, publication);
+    if (this.#withdrawn.delete(publication.trackId)) {
+      const track = this.#remoteTrack(publication.participantSid, publication.trackId);
+      if (track)
+        this.broadcast({
+          type: 'track.published',
+          participantSid: publication.participantSid,
+          track,
+        });
+    }
     for (const p of this.#participants.values()) {
       if (p.autoSubscribe && p.sessionId !== publication.participantSid) p.subscribe(publication);
     }
@@ -136,6 +152,20 @@ export class Room extends TypedEmitter<RoomEvents> {
     if (!publication) return;
     this.#relayed.delete(trackId);
     publication.close();
+    // No room event says so when the source node died or its link went silent (the reaper's
+    // `left` comes a while later, or never if the node is alive): the media is gone now.
+    if (this.#remoteTrack(publication.participantSid, trackId)) {
+      this.#withdrawn.add(trackId);
+      this.broadcast({
+        type: 'track.unpublished',
+        participantSid: publication.participantSid,
+        trackId,
+      });
+    }
+  }
+
+  #remoteTrack(sessionId: string, trackId: string): SessionRecord['tracks'][number] | undefined {
+    return this.#remote.get(sessionId)?.tracks.find((t) => t.trackId === trackId);
   }
 
   get relayed(): ReadonlyMap<string, Publication> {
@@ -195,7 +225,19 @@ export class Room extends TypedEmitter<RoomEvents> {
   }
 
   remoteLeft(record: SessionRecord, reason: LeaveReason): void {
-    if (!this.#remote.delete(record.sessionId)) return;
+    const before = this.#remote.get(record.sessionId);
+    if (!before) return;
+    this.#remote.delete(record.sessionId);
+    // Its tracks end with it, as a local participant's do (whichever of this event and the
+    // end of their relayed media comes first tells the subscribers, once).
+    for (const track of before.tracks) {
+      if (this.#withdrawn.delete(track.trackId)) continue;
+      this.broadcast({
+        type: 'track.unpublished',
+        participantSid: record.sessionId,
+        trackId: track.trackId,
+      });
+    }
     this.broadcast({
       type: 'participant.left',
       sessionId: record.sessionId,
@@ -228,6 +270,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       old.delete(track.trackId);
     }
     for (const gone of old.keys()) {
+      if (this.#withdrawn.delete(gone)) continue; // announced when its media ended
       this.broadcast({
         type: 'track.unpublished',
         participantSid: record.sessionId,
@@ -251,6 +294,7 @@ export class Room extends TypedEmitter<RoomEvents> {
     this.#closed = true;
     for (const publication of this.#relayed.values()) publication.close();
     this.#relayed.clear();
+    this.#withdrawn.clear();
     this.#remote.clear();
     this.removeAllListeners();
   }

@@ -32,7 +32,7 @@ import {
   routeService,
   type SessionRecord,
 } from '@geosfu/registry';
-import { type RelayBus, type RelayedTrack, RelayManager, type RelaySource } from '@geosfu/relay';
+import { type RelayBus, type RelayedTrack, RelayManager } from '@geosfu/relay';
 import express from 'express';
 import { type RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { WebSocketServer } from 'ws';
@@ -41,6 +41,7 @@ import { NodeMetrics, type Path } from './metrics.js';
 import { Participant } from './Participant.js';
 import { Publication } from './Publication.js';
 import { Room } from './Room.js';
+import { relaySourceOf } from './relaySource.js';
 import { SignalConnection, type SignalHost } from './SignalConnection.js';
 
 export const VERSION: string = (
@@ -99,7 +100,6 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
 
   #bus: RelayBus | undefined;
   #relays: RelayManager | undefined;
-  #relaySources = new WeakMap<Publication, RelaySource>();
 
   /**
    * @param bus the relay signalling bus (cluster mode); without one, the node relays nothing
@@ -761,7 +761,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
           const r = this.#rooms.get(room);
           if (!r || r.closed) return [];
           return [...r.participants].flatMap((p) =>
-            [...p.publications.values()].map((pub) => this.#relaySource(pub)),
+            [...p.publications.values()].map((pub) => relaySourceOf(pub)),
           );
         },
         remoteNodes: (room) => {
@@ -774,6 +774,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       },
       senderConfig: relaySenderPeerConfig(this.config),
       receiverConfig: relayReceiverPeerConfig(this.config),
+      peerTimeoutMs: this.config.peerTimeoutMs,
+      nodes: this.plane.registry,
       logger: this.#logger,
     });
     this.#relays = relays;
@@ -787,6 +789,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     );
     relays.on('linkEstablished', (_link, ms) => this.metrics.relaySetupDuration.observe(ms / 1000));
     relays.on('linkClosed', (_link, reason) => this.metrics.relayLinkCloses.inc({ reason }));
+    relays.on('receiverClosed', (_r, reason) => this.metrics.relayReceiverCloses.inc({ reason }));
     const out = {
       audio: this.metrics.stream('out', 'audio', 'relay'),
       video: this.metrics.stream('out', 'video', 'relay'),
@@ -797,37 +800,6 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         out[kind].bytes.inc(bytes);
       });
     });
-  }
-
-  /** A local publication as a relay link sees it (one adapter per publication). */
-  #relaySource(publication: Publication): RelaySource {
-    let source = this.#relaySources.get(publication);
-    if (!source) {
-      const codec = publication.codec;
-      source = {
-        track: {
-          trackId: publication.trackId,
-          participantSid: publication.participantSid,
-          identity: publication.identity,
-          kind: publication.kind,
-          source: publication.source,
-          codec: {
-            mimeType: codec.mimeType,
-            clockRate: codec.clockRate,
-            ...(codec.channels === undefined ? {} : { channels: codec.channels }),
-            ...(codec.parameters === undefined ? {} : { parameters: codec.parameters }),
-          },
-        },
-        attach: (sink) => {
-          if (publication.closed) return () => undefined;
-          publication.addSubscription(sink);
-          return () => publication.removeSubscription(sink);
-        },
-        requestKeyframe: () => publication.requestKeyframe(),
-      };
-      this.#relaySources.set(publication, source);
-    }
-    return source;
   }
 
   /** A track relayed from another node becomes a publication of this node's room. */

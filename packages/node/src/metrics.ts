@@ -35,6 +35,7 @@ export class NodeMetrics {
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
   readonly relayLinkCloses: Counter;
+  readonly relayReceiverCloses: Counter;
   readonly rtt: Histogram<'path' | 'peer_region'>;
   readonly jitter: Histogram<'kind' | 'path' | 'peer_region'>;
   readonly lossRatio: Histogram<'path' | 'peer_region'>;
@@ -163,6 +164,12 @@ export class NodeMetrics {
     this.relayLinkCloses = new Counter({
       name: 'sfu_relay_link_closes_total',
       help: 'Outgoing relay links closed, by reason (link-failed and closed-by-peer are failures; no-participants, room-closed and node-shutdown are not)',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.relayReceiverCloses = new Counter({
+      name: 'sfu_relay_receiver_closes_total',
+      help: 'Incoming relay links closed, by reason (peer-timeout, peer-connection-failed and node-down mean the sending side died or went silent)',
       labelNames: ['reason'],
       registers,
     });

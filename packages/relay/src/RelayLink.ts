@@ -84,7 +84,10 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
           this.safeEmit('established', performance.now() - this.#createdAt);
         }
         // The far node's subscribers have been waiting for this: a keyframe of everything.
-        for (const c of this.#carried.values()) c.source.requestKeyframe();
+        for (const c of this.#carried.values()) {
+          c.source.requestKeyframe();
+          this.#startReports(c.transceiver);
+        }
       } else if (state === 'failed' || state === 'closed') {
         if (this.#state !== 'closed') this.#fail(`PeerConnection ${state}`);
       }
@@ -169,6 +172,19 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
       source.requestKeyframe();
     }).unSubscribe;
     this.#carried.set(source.track.trackId, { source, transceiver, detach, offPli });
+    if (this.#pc.connectionState === 'connected') this.#startReports(transceiver);
+  }
+
+  /**
+   * Sender reports from the start, not only from the first RTP packet (werift starts them
+   * there): the far node judges the link by what it hears (PeerLiveness), and a link whose
+   * tracks send nothing yet (a publisher still connecting, a silent source) is alive all the
+   * same. runRtcp is idempotent and ends when the sender stops (removeTrack, close).
+   */
+  #startReports(transceiver: RTCRtpTransceiver): void {
+    transceiver.sender.runRtcp().catch((error: unknown) => {
+      this.#logger.debug({ err: error }, 'relay sender reports stopped');
+    });
   }
 
   /** One offer at a time; changes made meanwhile go into the next one. */

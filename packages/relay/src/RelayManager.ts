@@ -1,9 +1,14 @@
 import { type Logger, SfuError, TypedEmitter } from '@geosfu/common';
+import type { NodeRegistry } from '@geosfu/registry';
 import type { RTCPeerConnectionConfig } from 'werift';
 import type { AnswerBody, CloseBody, OfferBody } from './messages.js';
 import type { RelayBus } from './RelayBus.js';
 import { RelayLink } from './RelayLink.js';
-import { type RelayedTrack, RelayReceiver } from './RelayReceiver.js';
+import {
+  type RelayedTrack,
+  RelayReceiver,
+  type RelayReceiverCloseReason,
+} from './RelayReceiver.js';
 import type { RelaySource } from './types.js';
 
 /** What the monitor needs to know about the node's rooms. */
@@ -22,8 +27,20 @@ export type RelayManagerEvents = {
   linkClosed: [link: RelayLink, reason: string];
   linkEstablished: [link: RelayLink, setupMs: number];
   receiverOpened: [receiver: RelayReceiver];
-  receiverClosed: [receiver: RelayReceiver];
+  receiverClosed: [receiver: RelayReceiver, reason: RelayReceiverCloseReason];
 };
+
+/**
+ * Receiver closes that this side decided: the sending node is told, so that it rebuilds if
+ * the room still needs the link. Also on `node-down`: a dead node never reads it, but a live
+ * one that the registry lost (its record expired while it was cut off from Redis or stalled)
+ * would otherwise keep sending on a link that nobody receives.
+ */
+const TELL_SENDER: ReadonlySet<RelayReceiverCloseReason> = new Set([
+  'peer-timeout',
+  'peer-connection-failed',
+  'node-down',
+]);
 
 /** Rebuilds of a failed link back off from this, doubling, up to the cap, with jitter. */
 const BACKOFF_MIN_MS = 500;
@@ -50,6 +67,8 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
   #receivers = new Map<string, RelayReceiver>();
   #pending = new Set<string>();
   #backoff = new Map<string, { attempts: number; timer: NodeJS.Timeout | undefined }>();
+  #peerTimeoutMs: number;
+  #offNodeDown: () => void;
   #closed = false;
 
   constructor(options: {
@@ -60,6 +79,10 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
     senderConfig: RTCPeerConnectionConfig;
     /** Receiving side: the node's usual ICE-lite configuration. */
     receiverConfig: RTCPeerConnectionConfig;
+    /** SFU_PEER_TIMEOUT_MS: a receiving link silent (or never connected) this long is closed. */
+    peerTimeoutMs: number;
+    /** The registry: when a node leaves it, every link received from that node is closed. */
+    nodes: Pick<NodeRegistry, 'on'>;
     logger: Logger;
   }) {
     super((event, error) =>
@@ -71,6 +94,14 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
     this.#senderConfig = options.senderConfig;
     this.#receiverConfig = options.receiverConfig;
     this.#logger = options.logger.child({ component: 'relay' });
+    this.#peerTimeoutMs = options.peerTimeoutMs;
+    // A dead sender stops sending but never says so, and this side (ICE-lite) never sees its
+    // PeerConnection fail: without this its tracks would live until the silence watch fires.
+    // Not on `replaced` (a restart under the same id): the new process's first offer may
+    // arrive before its record, and its links replace the old process's anyway (handleOffer).
+    this.#offNodeDown = options.nodes.on('nodeDown', (node, reason) => {
+      if (node.id !== this.nodeId && reason !== 'replaced') void this.closeNode(node.id, reason);
+    });
   }
 
   /** Outgoing links, for metrics and tests. */
@@ -171,20 +202,34 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
         remoteNode: from,
         linkId: body.linkId,
         peerConfig: this.#receiverConfig,
+        peerTimeoutMs: this.#peerTimeoutMs,
         logger: this.#logger,
       });
       receiver = created;
       this.#receivers.set(body.linkId, created);
       created.on('track', (track) => this.safeEmit('relayedTrack', body.room, from, track));
       created.on('trackEnded', (trackId) => this.safeEmit('relayedTrackEnded', body.room, trackId));
-      created.on('closed', () => {
+      created.on('closed', (reason) => {
         if (this.#receivers.get(body.linkId) === created) this.#receivers.delete(body.linkId);
-        this.safeEmit('receiverClosed', created);
+        this.#logger.info(
+          { room: body.room, from, linkId: body.linkId, reason },
+          'relay receiver closed',
+        );
+        this.safeEmit('receiverClosed', created, reason);
+        if (TELL_SENDER.has(reason) && !this.#closed) {
+          // The existing close-by-peer path: the sender drops its side and rebuilds with
+          // backoff if the room still spans both nodes.
+          this.#signals
+            .send(from, 'close', { room: body.room, linkId: body.linkId, reason })
+            .catch((error: unknown) =>
+              this.#logger.debug({ err: error }, 'relay close not delivered'),
+            );
+        }
       });
       // A newer link from the same node for the same room replaces an older one.
       for (const other of [...this.#receivers.values()]) {
         if (other !== created && other.room === body.room && other.remoteNode === from)
-          void other.close();
+          void other.close('replaced');
       }
       this.safeEmit('receiverOpened', created);
     }
@@ -194,7 +239,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
   /** A close from the other side of a link, whichever side this node is. */
   async handleClose(from: string, body: CloseBody): Promise<void> {
     const receiver = this.#receivers.get(body.linkId);
-    if (receiver && receiver.remoteNode === from) await receiver.close();
+    if (receiver && receiver.remoteNode === from) await receiver.close('closed-by-peer');
     const key = `${body.room}\n${from}`;
     const link = this.#links.get(key);
     if (link && link.linkId === body.linkId) {
@@ -204,24 +249,37 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
     }
   }
 
+  /**
+   * The node left the registry (its record expired, or it deregistered): every link
+   * received from it is closed at once, ending its relayed tracks. Links this
+   * node sends to it close when its sessions are reaped (reconcile).
+   */
+  async closeNode(nodeId: string, why: string): Promise<void> {
+    const closing = [...this.#receivers.values()].filter((r) => r.remoteNode === nodeId);
+    if (closing.length === 0) return;
+    this.#logger.info({ node: nodeId, why, receivers: closing.length }, 'relay source node down');
+    await Promise.allSettled(closing.map((r) => r.close('node-down')));
+  }
+
   /** The node left the room: close everything of it, both directions. */
   async closeRoom(room: string): Promise<void> {
     const closing: Promise<void>[] = [];
     for (const [key, link] of this.#links)
       if (link.room === room) closing.push(this.#closeLink(key, link, 'room-closed'));
     for (const receiver of this.#receivers.values())
-      if (receiver.room === room) closing.push(receiver.close());
+      if (receiver.room === room) closing.push(receiver.close('room-closed'));
     await Promise.allSettled(closing);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#offNodeDown();
     for (const entry of this.#backoff.values()) clearTimeout(entry.timer);
     this.#backoff.clear();
     await Promise.allSettled([
       ...[...this.#links].map(([key, link]) => this.#closeLink(key, link, 'node-shutdown')),
-      ...[...this.#receivers.values()].map((r) => r.close()),
+      ...[...this.#receivers.values()].map((r) => r.close('node-shutdown')),
     ]);
     this.removeAllListeners();
   }

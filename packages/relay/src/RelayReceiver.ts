@@ -9,6 +9,7 @@ import {
   type RtpPacket,
 } from 'werift';
 import type { AnswerBody, OfferBody } from './messages.js';
+import { PeerLiveness } from './PeerLiveness.js';
 import type { RelayTrackInfo } from './types.js';
 import { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
 
@@ -24,10 +25,25 @@ export interface RelayedTrack {
 /** How soon a keyframe request that could not go out yet is tried again. */
 const PLI_RETRY_MS = 100;
 
+/**
+ * Why a receiver closed. This side judged the link dead: `peer-timeout` (silent, or never
+ * connected, for the peer timeout: PeerLiveness) or `peer-connection-failed`; or it was told
+ * to: `closed-by-peer` (the sender closed it), `replaced` (a newer link from the same node),
+ * `node-down` (the sending node left the registry), `room-closed`, `node-shutdown`.
+ */
+export type RelayReceiverCloseReason =
+  | 'peer-timeout'
+  | 'peer-connection-failed'
+  | 'closed-by-peer'
+  | 'replaced'
+  | 'node-down'
+  | 'room-closed'
+  | 'node-shutdown';
+
 export type RelayReceiverEvents = {
   track: [RelayedTrack];
   trackEnded: [trackId: string];
-  closed: [];
+  closed: [reason: RelayReceiverCloseReason];
 };
 
 /**
@@ -46,12 +62,15 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
   #closed = false;
   #pendingPli = new Set<RTCRtpTransceiver>();
   #pliRetry: NodeJS.Timeout | undefined;
+  #liveness: PeerLiveness;
 
   constructor(options: {
     room: string;
     remoteNode: string;
     linkId: string;
     peerConfig: RTCPeerConnectionConfig;
+    /** SFU_PEER_TIMEOUT_MS: silence (no RTP, no RTCP) after which the link is dead. */
+    peerTimeoutMs: number;
     logger: Logger;
   }) {
     super((event, error) =>
@@ -73,7 +92,16 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
         this.#pendingPli.clear();
         for (const t of pending) this.#sendPli(t);
       }
-      if (state === 'failed' || state === 'closed') void this.close();
+      if (state === 'failed' || state === 'closed') void this.close('peer-connection-failed');
+    });
+    // This side is ICE-lite: werift never fails the PC when the sending node dies or stalls,
+    // so the link would outlive its source (and hold its UDP socket) without this watch.
+    this.#liveness = new PeerLiveness(this.#pc, {
+      timeoutMs: options.peerTimeoutMs,
+      onDead: (why) => {
+        this.#logger.warn({ why }, 'relay link is dead');
+        void this.close('peer-timeout');
+      },
     });
   }
 
@@ -179,15 +207,17 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     });
   }
 
-  async close(): Promise<void> {
+  /** Closes the PeerConnection; every relayed track ends first. Idempotent. */
+  async close(reason: RelayReceiverCloseReason): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#liveness.close();
     clearTimeout(this.#pliRetry);
     this.#pendingPli.clear();
     for (const trackId of this.#tracks.keys()) this.safeEmit('trackEnded', trackId);
     this.#tracks.clear();
     await this.#pc.close().catch(() => undefined);
-    this.safeEmit('closed');
+    this.safeEmit('closed', reason);
     this.removeAllListeners();
   }
 }

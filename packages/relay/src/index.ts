@@ -36,6 +36,7 @@ export {
   type RelayRequestType,
   RelayTrack,
 } from './messages.js';
+export { PeerLiveness, type PeerLivenessOptions } from './PeerLiveness.js';
 export { RedisRelayBus, type RedisRelayBusOptions, relayChannel } from './RedisRelayBus.js';
 export {
   DEFAULT_REQUEST_ATTEMPTS,
@@ -51,6 +52,11 @@ export {
 } from './RelayBus.js';
 export { RelayLink, type RelayLinkEvents, type RelayLinkState } from './RelayLink.js';
 export { RelayManager, type RelayManagerEvents, type RelayRoomView } from './RelayManager.js';
-export { type RelayedTrack, RelayReceiver, type RelayReceiverEvents } from './RelayReceiver.js';
+export {
+  type RelayedTrack,
+  RelayReceiver,
+  type RelayReceiverCloseReason,
+  type RelayReceiverEvents,
+} from './RelayReceiver.js';
 export type { CodecSpec, RelaySource, RelayTrackInfo } from './types.js';
 export { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
