@@ -25,6 +25,20 @@ export {
 } from './redis.js';
 export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
 export {
+  canonicalJson,
+  deriveKey,
+  MAX_CLOCK_SKEW_MS,
+  MIN_SECRET_LENGTH,
+  newMessageId,
+  parseBoundedJson,
+  REPLAY_WINDOW_MS,
+  ReplayWindow,
+  signEnvelope,
+  staleness,
+  verifyEnvelope,
+} from './signing.js';
+export { ThrottledWarn } from './ThrottledWarn.js';
+export {
   type AccessToken,
   Grants,
   type MintOptions,
