@@ -1,4 +1,16 @@
 export {
+  CLUSTER_STATE_KINDS,
+  CLUSTER_STATE_VERSION,
+  type ClusterRejectKind,
+  type ClusterRejectReason,
+  ClusterStateCodec,
+  type ClusterStateKind,
+  type Freshness,
+  MAX_CLUSTER_STATE_BYTES,
+  type OpenOptions,
+  type StateOpenResult,
+} from './ClusterStateCodec.js';
+export {
   CONFIG_FIELDS,
   type ConfigKey,
   configMarkdownTable,
