@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ClusterStateCodec, DEV_CLUSTER_SECRET } from '@geosfu/common';
 import {
   type NodeRecordInput,
   type NodeRegistry,
@@ -20,6 +21,7 @@ import { type RedisServer, redisPids, startRedis } from '../helpers/redis.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TTL_MS = 2_000;
 const HEARTBEAT_MS = 500;
+const SECRET = DEV_CLUSTER_SECRET;
 
 let prefixCounter = 0;
 const newPrefix = () => `t${process.pid}-${++prefixCounter}:`;
@@ -69,7 +71,7 @@ async function childRegistry(
   const code = `
     const { RedisNodeRegistry } = await import('@geosfu/registry');
     const registry = new RedisNodeRegistry({
-      url: process.env.REDIS_URL, keyPrefix: process.env.PREFIX,
+      url: process.env.REDIS_URL, keyPrefix: process.env.PREFIX, secret: process.env.SECRET,
       ttlMs: ${TTL_MS}, heartbeatMs: ${HEARTBEAT_MS},
     });
     await registry.register(JSON.parse(process.env.RECORD));
@@ -81,7 +83,13 @@ async function childRegistry(
     ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', code],
     {
       cwd: ROOT,
-      env: { ...process.env, REDIS_URL: url, PREFIX: prefix, RECORD: JSON.stringify(input) },
+      env: {
+        ...process.env,
+        REDIS_URL: url,
+        PREFIX: prefix,
+        SECRET,
+        RECORD: JSON.stringify(input),
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     },
   );
@@ -116,6 +124,7 @@ describe('RedisNodeRegistry against a real Redis', () => {
     const r = new RedisNodeRegistry({
       url: redis.url,
       keyPrefix: prefix,
+      secret: SECRET,
       ttlMs: options.ttlMs ?? TTL_MS,
       heartbeatMs: options.heartbeatMs ?? HEARTBEAT_MS,
     });
@@ -210,12 +219,13 @@ describe('RedisNodeRegistry against a real Redis', () => {
     await admin.publish(`${prefix}nodes`, '{"type":"down","id":"node-a"}'); // not about us
     // A valid record after the garbage: once it is seen, the garbage has been read too.
     const good = next(a, 'nodeUp', (n) => n.id === 'node-good');
-    await admin.set(
-      `${prefix}node:node-good`,
-      JSON.stringify({ ...record('node-good'), updatedAt: Date.now() }),
-      'PX',
-      10_000,
-    );
+    // Signed as a node of the cluster signs it (the secret is what makes it believed).
+    const key = `${prefix}node:node-good`;
+    const signed = new ClusterStateCodec(SECRET).seal('node-record', key, {
+      ...record('node-good'),
+      updatedAt: Date.now(),
+    });
+    await admin.set(key, signed, 'PX', 10_000);
     await good;
     await a.refresh();
     assert.deepEqual(ups, ['node-good']);
@@ -418,6 +428,7 @@ describe('RedisNodeRegistry on a Redis that refuses CONFIG (managed services)', 
     const watcher = new RedisNodeRegistry({
       url: redis.url,
       keyPrefix: prefix,
+      secret: SECRET,
       ttlMs: TTL_MS,
       heartbeatMs: HEARTBEAT_MS,
     });

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { SfuError } from '@geosfu/common';
+import { DEV_CLUSTER_SECRET, type SfuError } from '@geosfu/common';
 import {
   RedisRoomStore,
   type RoomEvent,
@@ -104,7 +104,11 @@ describe('RedisRoomStore against a real Redis', () => {
   let admin: Redis;
   const stores: RedisRoomStore[] = [];
   const open = async (prefix: string) => {
-    const store = new RedisRoomStore({ url: redis.url, keyPrefix: prefix });
+    const store = new RedisRoomStore({
+      url: redis.url,
+      keyPrefix: prefix,
+      secret: DEV_CLUSTER_SECRET,
+    });
     stores.push(store);
     await store.start();
     return store;
@@ -343,7 +347,7 @@ describe('RedisRoomStore against a real Redis', () => {
     await a.watch('g');
     const events = recorder(a);
     const errors: string[] = [];
-    a.on('redisError', (op) => errors.push(op));
+    a.on('rejected', (kind, reason) => errors.push(`${kind}/${reason}`));
     const channel = `${prefix}room:g:events`;
     await admin.publish(channel, 'not json at all');
     await admin.publish(channel, '{"type":"joined","origin":"x","session":{"sessionId":"S"}}');
@@ -351,9 +355,15 @@ describe('RedisRoomStore against a real Redis', () => {
     await a.chat('g', chat('node-a', 'good'));
     await events.until('the good chat', isChat('good'));
     assert.equal(events.seen.length, 1, 'only the valid event came through');
-    assert.deepEqual(errors, ['event-parse', 'event-parse', 'event-parse']);
+    assert.deepEqual(errors, [
+      'room-event/malformed',
+      'room-event/signature',
+      'room-event/signature',
+    ]);
+    errors.length = 0;
 
-    // Bad entries in the hash: skipped by reads and by the room limit.
+    // Bad entries in the hash (none signed): skipped by reads and by the room limit, and
+    // removed (and counted) by the next change of the room.
     const good = session('alice', 'node-a');
     await a.join('g', good, { maxParticipants: 2 });
     const key = `${prefix}room:g:sessions`;
@@ -364,7 +374,15 @@ describe('RedisRoomStore against a real Redis', () => {
     const bob = session('bob', 'node-a');
     const joined = await a.join('g', bob, { maxParticipants: 2 });
     assert.deepEqual(ids(joined.participants), [good.sessionId, bob.sessionId]);
-    assert.equal(await admin.hlen(key), 5, 'what it does not understand, it leaves alone');
+    assert.equal(await admin.hlen(key), 2, 'the junk went with the join');
+    assert.deepEqual(errors.sort(), [
+      'session/malformed',
+      'session/signature',
+      'session/signature',
+    ]);
+    // A real record copied to another field (a session id it was not signed for) is junk too.
+    await admin.hset(key, 'copy', (await admin.hget(key, bob.sessionId)) ?? '');
+    assert.deepEqual(ids(await a.participants('g')), [good.sessionId, bob.sessionId]);
   });
 
   test('a busy lock: SERVICE_UNAVAILABLE after the retries; close() ends a lock wait', async () => {
@@ -479,7 +497,11 @@ describe('RedisRoomStore against a real Redis', () => {
     await assert.rejects(a.watch('z'), unavailable);
     assert.ok(Date.now() - t0 < 200, `refused after ${Date.now() - t0} ms`);
     // A store that starts now cannot: it says what to check.
-    const late = new RedisRoomStore({ url: redis.url, keyPrefix: prefix });
+    const late = new RedisRoomStore({
+      url: redis.url,
+      keyPrefix: prefix,
+      secret: DEV_CLUSTER_SECRET,
+    });
     await assert.rejects(late.start(), (e: SfuError) => {
       assert.equal(e.code, 'SERVICE_UNAVAILABLE');
       assert.match(e.message, /REDIS_URL/);

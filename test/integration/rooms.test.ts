@@ -11,13 +11,13 @@ import {
   CLOSE_CODES,
   DEV_API_KEY,
   DEV_API_SECRET,
-  type ParticipantInfo,
   type ServerMessage,
   TokenService,
 } from '@geosfu/common';
 import { Redis } from 'ioredis';
 import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { joinRaw, roomView } from '../helpers/rooms.js';
 import { waitForEqual, waitUntil } from '../helpers/wait.js';
 import { type RawClient, rawClient } from '../helpers/ws.js';
 
@@ -61,28 +61,12 @@ describe('rooms shared across nodes', () => {
     return p;
   };
   /** A raw signalling client joined to `room` on `node`. */
-  const join = async (
+  const join = (
     node: NodeProcess,
     room: string,
     identity: string,
     options: { autoPong?: boolean } = {},
-  ) => {
-    const c = await rawClient(node.url, options);
-    clients.push(c);
-    // A raw client has no WebRTC: it must not be subscribed to media it cannot receive (the
-    // node would end its session when the subscriber PeerConnection never connects).
-    c.send({
-      type: 'join',
-      id: 'j',
-      token: await tokens.mint({ room, identity }),
-      autoSubscribe: false,
-    });
-    const reply = await c.waitFor(
-      (m) => (m.type === 'joined' || m.type === 'error') && m.ref === 'j',
-    );
-    if (reply.type !== 'joined') throw new Error(`join failed: ${JSON.stringify(reply)}`);
-    return { client: c, joined: reply };
-  };
+  ) => joinRaw(node.url, room, identity, clients, options);
   const bot = async (node: NodeProcess, room: string, identity: string, publish: boolean) => {
     const b = await Bot.connect({
       url: node.url,
@@ -95,14 +79,7 @@ describe('rooms shared across nodes', () => {
     bots.push(b);
     return b;
   };
-  const view = async (node: NodeProcess, room: string): Promise<ParticipantInfo[]> => {
-    const admin = await tokens.mint({ room: 'ops', identity: 'ops', grants: { admin: true } });
-    const res = await fetch(`${node.url}/v1/admin/rooms/${room}`, {
-      headers: { authorization: `Bearer ${admin}` },
-    });
-    assert.equal(res.status, 200);
-    return ((await res.json()) as { participants: ParticipantInfo[] }).participants;
-  };
+  const view = (node: NodeProcess, room: string) => roomView(node.url, room);
 
   before(async () => {
     redis = await startRedis();

@@ -192,7 +192,7 @@ export const CONFIG_FIELDS = {
     env: 'SFU_CLUSTER_SECRET',
     flag: 'cluster-secret',
     schema: z.string().min(32, 'at least 32 characters'),
-    doc: 'Shared by every node: signs relay signalling between nodes (HMAC-SHA256). Required with `REDIS_URL` unless `--dev`.',
+    doc: 'Shared by every node and `sfu-directory`: signs relay signalling and the cluster state in Redis (node records, room sessions and events; HMAC-SHA256 with a key derived per use). Required with `REDIS_URL` unless `--dev`.',
   },
   latitude: {
     env: 'SFU_LAT',

@@ -1,4 +1,16 @@
 export {
+  CLUSTER_STATE_KINDS,
+  CLUSTER_STATE_VERSION,
+  type ClusterRejectKind,
+  type ClusterRejectReason,
+  ClusterStateCodec,
+  type ClusterStateKind,
+  type Freshness,
+  MAX_CLUSTER_STATE_BYTES,
+  type OpenOptions,
+  type StateOpenResult,
+} from './ClusterStateCodec.js';
+export {
   CONFIG_FIELDS,
   type ConfigKey,
   configMarkdownTable,
@@ -24,6 +36,20 @@ export {
   redisClientOptions,
 } from './redis.js';
 export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
+export {
+  canonicalJson,
+  deriveKey,
+  MAX_CLOCK_SKEW_MS,
+  MIN_SECRET_LENGTH,
+  newMessageId,
+  parseBoundedJson,
+  REPLAY_WINDOW_MS,
+  ReplayWindow,
+  signEnvelope,
+  staleness,
+  verifyEnvelope,
+} from './signing.js';
+export { ThrottledWarn } from './ThrottledWarn.js';
 export {
   type AccessToken,
   Grants,

@@ -38,6 +38,7 @@ import { type RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { WebSocketServer } from 'ws';
 import { relayReceiverPeerConfig, relaySenderPeerConfig } from './media.js';
 import { NodeMetrics, type Path } from './metrics.js';
+import { observeControlPlane } from './observePlane.js';
 import { Participant } from './Participant.js';
 import { Publication } from './Publication.js';
 import { Room } from './Room.js';
@@ -252,23 +253,9 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         this.#logger.warn({ err: error }, 'stats sampling failed'),
       );
     }, STATS_INTERVAL_MS);
-    this.plane.registry.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
-    this.plane.registry.on('redisRoundTrip', (ms) =>
-      this.metrics.redisRoundTrip.observe(ms / 1000),
-    );
-    this.plane.rooms.on('redisError', (op) => this.metrics.redisErrors.inc({ op }));
+    observeControlPlane(this.plane, this.metrics, this.nodeId, this.#logger);
     this.plane.rooms.on('event', (room, event) => this.#onRoomEvent(room, event));
     this.plane.rooms.on('reconnected', () => void this.#reassert());
-    // Survivors reap a dead node's sessions; the store lets one of them do it.
-    this.plane.registry.on('nodeDown', (node, reason) => {
-      if (reason !== 'expired' || node.id === this.nodeId) return;
-      this.plane.rooms.reapNode(node.id).then(
-        (n) =>
-          n > 0 &&
-          this.#logger.info({ node: node.id, sessions: n }, 'reaped the sessions of a dead node'),
-        (error: unknown) => this.#logger.warn({ err: error, node: node.id }, 'reaping failed'),
-      );
-    });
     this.#loadTimer = setInterval(() => {
       this.plane.registry.update({ load: this.#load() }).catch((error: unknown) => {
         this.#logger.warn({ err: error }, 'load update failed');

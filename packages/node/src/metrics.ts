@@ -32,6 +32,8 @@ export class NodeMetrics {
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
   readonly relayRejected: Counter<'reason'>;
+  readonly clusterRejected: Counter<'kind' | 'reason'>;
+  readonly orphansReaped: Counter;
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
   readonly relayLinkCloses: Counter;
@@ -153,6 +155,17 @@ export class NodeMetrics {
       name: 'sfu_relay_messages_rejected_total',
       help: 'Relay signalling messages dropped: malformed, bad signature, stale, duplicate, wrong recipient',
       labelNames: ['reason'],
+      registers,
+    });
+    this.clusterRejected = new Counter({
+      name: 'sfu_cluster_messages_rejected_total',
+      help: 'Cluster state in Redis that did not verify and changed nothing: room events, session records, node records, membership messages (malformed, signature, stale, duplicate, invalid) and expiry or down notices of live nodes (node-alive)',
+      labelNames: ['kind', 'reason'],
+      registers,
+    });
+    this.orphansReaped = new Counter({
+      name: 'sfu_orphan_sessions_reaped_total',
+      help: 'Sessions removed from rooms because their node had no registry record for longer than the grace (two registry TTLs)',
       registers,
     });
     this.relaySetupDuration = new Histogram({

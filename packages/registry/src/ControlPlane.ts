@@ -5,6 +5,7 @@ import { MemoryNodeRegistry } from './MemoryNodeRegistry.js';
 import { MemoryRoomStore } from './MemoryRoomStore.js';
 import type { NodeRegistry } from './NodeRegistry.js';
 import { NodeSelector } from './NodeSelector.js';
+import { OrphanReaper } from './OrphanReaper.js';
 import { RedisNodeRegistry } from './RedisNodeRegistry.js';
 import { RedisRoomStore } from './RedisRoomStore.js';
 import type { RoomStore } from './RoomStore.js';
@@ -18,6 +19,8 @@ export interface ControlPlane {
   locator: GeoIpLocator | undefined;
   selector: NodeSelector;
   tokens: TokenService;
+  /** Removes sessions of nodes missing from the registry (a cluster node only). */
+  orphans: OrphanReaper | undefined;
   close(): Promise<void>;
 }
 
@@ -38,13 +41,18 @@ export async function openControlPlane(
   }
   const timing = { ttlMs: config.registryTtlMs, heartbeatMs: config.heartbeatMs };
   const registry: NodeRegistry = config.redisUrl
-    ? new RedisNodeRegistry({ url: config.redisUrl, logger, ...timing })
+    ? new RedisNodeRegistry({
+        url: config.redisUrl,
+        secret: config.clusterSecret,
+        logger,
+        ...timing,
+      })
     : new MemoryNodeRegistry({ logger, ...timing });
   const locator = config.geoipDb
     ? await GeoIpLocator.open({ paths: config.geoipDb, logger })
     : undefined;
   const rooms: RoomStore = config.redisUrl
-    ? new RedisRoomStore({ url: config.redisUrl, logger })
+    ? new RedisRoomStore({ url: config.redisUrl, secret: config.clusterSecret, logger })
     : new MemoryRoomStore({ logger });
   try {
     await registry.start();
@@ -53,6 +61,12 @@ export async function openControlPlane(
     await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
     throw error;
   }
+  // The directory watches no rooms: only nodes sweep them. One node alone has no orphans.
+  const orphans =
+    config.redisUrl && !options.watchOnly
+      ? new OrphanReaper({ registry, rooms, nodeId: config.nodeId, logger })
+      : undefined;
+  orphans?.start();
   return {
     registry,
     rooms,
@@ -63,7 +77,9 @@ export async function openControlPlane(
       ...(config.defaultRegion === config.region ? { defaultLocation: config.location } : {}),
     }),
     tokens: new TokenService(config.apiKey, config.apiSecret),
+    orphans,
     async close() {
+      await orphans?.close();
       await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
     },
   };

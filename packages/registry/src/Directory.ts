@@ -44,6 +44,13 @@ export class Directory {
       registers,
     });
     const registry = this.#registry;
+    const rejected = new Counter({
+      name: 'sfu_cluster_messages_rejected_total',
+      help: 'Node records, membership messages and expiry notices in Redis that did not verify',
+      labelNames: ['kind', 'reason'],
+      registers,
+    });
+    registry.on('rejected', (kind, reason) => rejected.inc({ kind, reason }));
     new Gauge({
       name: 'sfu_directory_nodes',
       help: 'Nodes in the registry by state',

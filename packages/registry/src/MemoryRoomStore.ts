@@ -272,6 +272,14 @@ export class RoomDraft {
     return removed;
   }
 
+  /** Removes every session whose node `isOrphan` says is gone (`left`, `node-died`). */
+  removeOrphans(isOrphan: (nodeId: string) => boolean): number {
+    const nodes = new Set([...this.#now.values()].map((s) => s.nodeId).filter(isOrphan));
+    let removed = 0;
+    for (const node of nodes) removed += this.removeNode(node, 'node-died', REAP_ORIGIN);
+    return removed;
+  }
+
   /**
    * Makes `node`'s sessions in this room exactly `live`: removes the others (`left`, reason
    * `disconnected`), adds missing ones (`joined`), rewrites changed ones (`tracks`). A live
@@ -484,6 +492,18 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     }
     if (removed > 0) this.#logger.info({ node, sessions: removed }, 'reaped a dead node');
     return removed;
+  }
+
+  async reapOrphans(room: string, isOrphan: (nodeId: string) => boolean): Promise<number> {
+    this.#assertOpen();
+    const draft = this.hub.draft(checkRoom(room));
+    const removed = draft.removeOrphans(isOrphan);
+    this.hub.commit(draft);
+    return removed;
+  }
+
+  watchedRooms(): string[] {
+    return [...this.#watched];
   }
 
   async reassert(node: string, live: ReadonlyMap<string, readonly SessionRecord[]>): Promise<void> {

@@ -1,4 +1,10 @@
-import { type Logger, SfuError, type TypedEmitter } from '@geosfu/common';
+import {
+  type ClusterRejectKind,
+  type ClusterRejectReason,
+  type Logger,
+  SfuError,
+  type TypedEmitter,
+} from '@geosfu/common';
 import {
   freezeRecord,
   type NodeRecord,
@@ -28,6 +34,11 @@ export type NodeRegistryEvents = {
   redisError: [op: string, error: Error];
   /** How long a heartbeat's write to Redis took (the control plane's round trip), ms. */
   redisRoundTrip: [ms: number];
+  /**
+   * A node record, membership message or expiry notification that did not verify (for
+   * `sfu_cluster_messages_rejected_total`); it changed nothing. Never from the memory one.
+   */
+  rejected: [kind: ClusterRejectKind, reason: ClusterRejectReason];
 };
 
 /**

@@ -1,4 +1,5 @@
 import {
+  type ClusterRejectKind,
   InvalidStateError,
   type Logger,
   quitRedis,
@@ -9,23 +10,20 @@ import {
   TypedEmitter,
 } from '@geosfu/common';
 import { Redis, type RedisOptions } from 'ioredis';
-import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX, type RegistryKeys, registryKeys } from './keys.js';
-import {
-  type NodeRecord,
-  type NodeRecordInput,
-  type NodeUpdate,
-  parseNodeRecord,
-} from './NodeRecord.js';
+import type { NodeRecord, NodeRecordInput, NodeUpdate } from './NodeRecord.js';
 import {
   applyUpdate,
   initialRecord,
   MembershipView,
+  type NodeDownReason,
   type NodeRegistry,
   type NodeRegistryEvents,
   type RegistryTimingOptions,
   resolveTiming,
 } from './NodeRegistry.js';
+import { RejectionLog } from './RejectionLog.js';
+import { type MembershipMessage, SignedNodeState } from './SignedNodeState.js';
 
 export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
   /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
@@ -34,6 +32,8 @@ export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
   redisOptions?: RedisOptions;
   /** Prefix of every key and channel; default `sfu:`. Tests use one per suite. */
   keyPrefix?: string;
+  /** SFU_CLUSTER_SECRET: signs node records and membership messages (SignedNodeState). */
+  secret: string;
   logger?: Logger;
 }
 
@@ -41,13 +41,8 @@ export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
 const SCAN_COUNT = 200;
 const RECONNECT_MAX_MS = 2_000;
 
-/** A membership message on the nodes channel. Validated: it comes from the network. */
-const MembershipMessage = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('up'), node: z.unknown() }),
-  z.object({ type: z.literal('update'), node: z.unknown() }),
-  z.object({ type: z.literal('down'), id: z.string().min(1).max(64) }),
-]);
-type MembershipMessage = { type: 'up' | 'update'; node: NodeRecord } | { type: 'down'; id: string };
+/** Remember at most this many keys with an invalid record (each is counted once). */
+const MAX_BAD_KEYS = 1_000;
 
 /**
  * The node registry on Redis.
@@ -96,8 +91,13 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
   #graceUntil = 0;
   #degraded = false;
   #keyspaceWarned = false;
-  /** Keys whose invalid record was already logged: once is enough, not every heartbeat. */
-  readonly #badKeys = new Set<string>();
+  /**
+   * Key -> the invalid value last counted there: a record that does not verify is counted
+   * (and logged) once, not on every reconcile; a new forgery at the same key counts again.
+   */
+  readonly #badKeys = new Map<string, string>();
+  readonly #signed: SignedNodeState;
+  readonly #rejections: RejectionLog;
 
   constructor(options: RedisNodeRegistryOptions) {
     const logger = (options.logger ?? silentLogger()).child({ component: 'registry' });
@@ -107,6 +107,10 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     this.#logger = logger;
     this.#view = new MembershipView(this, logger);
     this.#redisLabel = redactRedisUrl(options.url);
+    this.#signed = new SignedNodeState(options.secret, this.keys, this.ttlMs);
+    this.#rejections = new RejectionLog(logger, (kind, reason) =>
+      this.safeEmit('rejected', kind, reason),
+    );
 
     const redisOptions = redisClientOptions(options.redisOptions, {
       // Every command has a deadline; a heartbeat period is plenty for one round trip.
@@ -185,7 +189,12 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     if (this.#self) throw new InvalidStateError('already registered: use update()');
     const record = initialRecord(input, Date.now());
     try {
-      await this.#cmd.set(this.keys.node(record.id), JSON.stringify(record), 'PX', this.ttlMs);
+      await this.#cmd.set(
+        this.keys.node(record.id),
+        this.#signed.sealRecord(record),
+        'PX',
+        this.ttlMs,
+      );
     } catch (error) {
       this.#redisError('register', error);
       throw new SfuError(
@@ -316,7 +325,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
       // tells us whether it was gone, in which case the others hear of it now.
       previous = await this.#cmd.set(
         this.keys.node(record.id),
-        JSON.stringify(record),
+        this.#signed.sealRecord(record),
         'PX',
         this.ttlMs,
         'GET',
@@ -339,7 +348,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     const self = this.#self;
     if (!self) return;
     try {
-      await this.#cmd.set(this.keys.node(self.id), JSON.stringify(self), 'PX', this.ttlMs);
+      await this.#cmd.set(this.keys.node(self.id), this.#signed.sealRecord(self), 'PX', this.ttlMs);
     } catch (error) {
       // The next heartbeat writes it.
       this.#redisError(op, error);
@@ -427,26 +436,24 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
   }
 
   #parseStored(key: string, value: string): NodeRecord | undefined {
-    const id = this.keys.nodeIdOf(key);
-    try {
-      const record = parseNodeRecord(JSON.parse(value));
-      if (record.id !== id) throw new Error(`the record says id ${record.id}`);
+    const result = this.#signed.openRecord(key, value);
+    if (result.ok) {
       this.#badKeys.delete(key);
-      return record;
-    } catch (error) {
-      if (!this.#badKeys.has(key)) {
-        this.#badKeys.add(key);
-        this.#logger.warn({ key, err: error }, 'ignoring an invalid node record in Redis');
-      }
-      return undefined;
+      return result.value;
     }
+    if (this.#badKeys.get(key) !== value) {
+      if (this.#badKeys.size >= MAX_BAD_KEYS) this.#badKeys.clear();
+      this.#badKeys.set(key, value);
+      this.#rejections.report('node-record', result.reason, result.detail, { key });
+    }
+    return undefined;
   }
 
   // ---- pub/sub ----------------------------------------------------------------------
 
   async #publish(message: MembershipMessage): Promise<void> {
     try {
-      await this.#cmd.publish(this.keys.nodesChannel, JSON.stringify(message));
+      await this.#cmd.publish(this.keys.nodesChannel, this.#signed.sealMessage(message));
     } catch (error) {
       // Others still see the change on their next reconcile.
       this.#redisError('publish', error);
@@ -465,28 +472,52 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
         }
         return;
       }
-      this.#touch(id);
-      this.#view.remove(id, 'expired');
+      void this.#confirmGone(id, 'expired', 'expiry');
       return;
     }
     if (channel !== this.keys.nodesChannel) return;
-    const parsed = this.#parseMessage(message);
-    if (!parsed) return;
+    const opened = this.#signed.openMessage(message);
+    if (!opened.ok) {
+      this.#rejections.report('node-message', opened.reason, opened.detail);
+      return;
+    }
+    const parsed = opened.value;
     const id = parsed.type === 'down' ? parsed.id : parsed.node.id;
     if (id === this.#ownId) return; // our own echo
+    if (parsed.type === 'down') {
+      void this.#confirmGone(id, 'deregistered', 'node-message');
+      return;
+    }
     this.#touch(id);
-    if (parsed.type === 'down') this.#view.remove(id, 'deregistered');
-    else this.#view.upsert(parsed.node);
+    this.#view.upsert(parsed.node);
   }
 
-  #parseMessage(message: string): MembershipMessage | undefined {
+  /**
+   * An expiry notification (which anyone who can PUBLISH can forge) or a down message is
+   * believed only once the node's record is really gone: a node with a valid record stays,
+   * and the notification is counted as rejected. A Redis error leaves the view as it is
+   * (the next reconcile decides).
+   */
+  async #confirmGone(id: string, reason: NodeDownReason, kind: ClusterRejectKind): Promise<void> {
+    const key = this.keys.node(id);
+    const since = this.#seq;
+    let value: string | null;
     try {
-      const raw = MembershipMessage.parse(JSON.parse(message));
-      return raw.type === 'down' ? raw : { type: raw.type, node: parseNodeRecord(raw.node) };
+      value = await this.#cmd.get(key);
     } catch (error) {
-      this.#logger.warn({ err: error }, 'ignoring an invalid message on the nodes channel');
-      return undefined;
+      this.#redisError('confirm-down', error);
+      return;
     }
+    if (this.#state === 'closed') return;
+    // An up or update of the node came in meanwhile (a restart): it is newer than this.
+    if ((this.#touched.get(id) ?? -1) >= since) return;
+    if (value !== null && this.#signed.openRecord(key, value).ok) {
+      const detail = `node ${id} still has a valid record`;
+      this.#rejections.report(kind, 'node-alive', detail, { nodeId: id });
+      return;
+    }
+    this.#touch(id);
+    this.#view.remove(id, reason);
   }
 
   #touch(id: string): void {

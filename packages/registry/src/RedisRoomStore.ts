@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import {
   InvalidStateError,
   type LeaveReason,
@@ -15,6 +14,7 @@ import {
 } from '@geosfu/common';
 import { Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
+import { eachRoom } from './eachRoom.js';
 import { DEFAULT_KEY_PREFIX, type RegistryKeys, registryKeys } from './keys.js';
 import {
   checkArgument,
@@ -27,6 +27,17 @@ import {
   RoomEventSchema,
   SessionRecordSchema,
 } from './MemoryRoomStore.js';
+import { RejectionLog } from './RejectionLog.js';
+import {
+  APPLY,
+  isReplyError,
+  LockAttemptError,
+  REAP_LOCK_TTL_MS,
+  ROOM_LOCK_ATTEMPTS,
+  ROOM_LOCK_TTL_MS,
+  RoomLock,
+  runScript,
+} from './RoomLock.js';
 import type {
   JoinResult,
   RoomEvent,
@@ -34,6 +45,7 @@ import type {
   RoomStoreEvents,
   SessionRecord,
 } from './RoomStore.js';
+import { type JunkEntry, SignedRoomState } from './SignedRoomState.js';
 
 export interface RedisRoomStoreOptions {
   /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
@@ -42,22 +54,11 @@ export interface RedisRoomStoreOptions {
   redisOptions?: RedisOptions;
   /** Prefix of every key and channel; default `sfu:`. Tests use one per suite. */
   keyPrefix?: string;
+  /** SFU_CLUSTER_SECRET: signs session records and room events (see SignedRoomState). */
+  secret: string;
   logger?: Logger;
 }
 
-/**
- * Lifetime of a room lock. Every critical section is three round trips (read the room, one
- * script that writes and publishes, release), so 2 s is far more than it needs; and it is
- * not what keeps the data right: the write script checks that the lock is still ours (see
- * APPLY_SCRIPT), so a holder that stalled past the TTL writes nothing. No auto-extension.
- */
-export const ROOM_LOCK_TTL_MS = 2_000;
-/** Attempts to take a busy room lock, 20..80 ms apart (about 2.5 s in all), then give up. */
-export const ROOM_LOCK_ATTEMPTS = 50;
-const LOCK_RETRY_MIN_MS = 20;
-const LOCK_RETRY_MAX_MS = 80;
-/** The reap lock covers a whole dead node (many rooms); it is released when done. */
-const REAP_LOCK_TTL_MS = 30_000;
 /**
  * Room hashes and `noderooms` sets expire this long after their last change, so that the
  * state of a room that every node forgot (all of them crashed, a bug) does not stay forever.
@@ -71,168 +72,6 @@ const CONNECT_TIMEOUT_MS = 2_000;
 const RECONNECT_MAX_MS = 2_000;
 /** How often a store that saw Redis fail checks whether it answers again. */
 const PROBE_INTERVAL_MS = 250;
-/** Remember at most this many invalid hash entries, to log each once. */
-const MAX_BAD_ENTRIES_REMEMBERED = 1_000;
-
-/** Deletes a lock only if it still holds our token (redis.io, "Releasing the lock"). */
-const RELEASE_SCRIPT = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-`;
-
-/**
- * One room mutation, atomic and fenced by the lock: nothing is written unless the lock still
- * holds our token, so a holder that stalled past the lock's TTL (GC pause, a slow Redis)
- * changes nothing. Events are published by the same script, after the write and in lock
- * order, so every node sees a room's events in the order the changes happened (a `joined`
- * can never arrive after the `left` of its own replacement).
- *
- * KEYS[1] room lock, KEYS[2] room sessions hash, KEYS[3..] noderooms sets
- * ARGV[1] lock token, ARGV[2] TTL ms, ARGV[3] room, ARGV[4] room channel, ARGV[5] plan JSON:
- *   { removed: [sessionId], put: [[sessionId, json]], present: [bool per noderooms key],
- *     events: [json] }
- * A hash whose last field is deleted is deleted by Redis itself: empty rooms leave no key.
- */
-const APPLY_SCRIPT = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local plan = cjson.decode(ARGV[5])
-for _, id in ipairs(plan.removed) do redis.call('HDEL', KEYS[2], id) end
-for _, entry in ipairs(plan.put) do redis.call('HSET', KEYS[2], entry[1], entry[2]) end
-for i = 3, #KEYS do
-  if plan.present[i - 2] then
-    redis.call('SADD', KEYS[i], ARGV[3])
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
-  else
-    redis.call('SREM', KEYS[i], ARGV[3])
-  end
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-for _, message in ipairs(plan.events) do redis.call('PUBLISH', ARGV[4], message) end
-return 1
-`;
-
-interface LuaScript {
-  source: string;
-  sha: string;
-}
-
-function lua(source: string): LuaScript {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
-}
-
-const RELEASE = lua(RELEASE_SCRIPT);
-const APPLY = lua(APPLY_SCRIPT);
-
-/** EVALSHA, falling back to EVAL once when the server does not have the script (a restart). */
-async function runScript(
-  redis: Redis,
-  script: LuaScript,
-  keys: string[],
-  args: (string | number)[],
-): Promise<unknown> {
-  try {
-    return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
-  } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-    return redis.eval(script.source, keys.length, ...keys, ...args);
-  }
-}
-
-/** A failed SET NX: the lock may have been taken anyway (timeout), so its token is kept. */
-class LockAttemptError extends Error {
-  override readonly name = 'LockAttemptError';
-  readonly key: string;
-  readonly token: string;
-
-  constructor(key: string, token: string, cause: unknown) {
-    super(`could not reach Redis to take lock ${key}`, { cause });
-    this.key = key;
-    this.token = token;
-  }
-}
-
-/**
- * A lock on one key with the single-instance Redlock algorithm, as redis.io describes it in
- * "Distributed Locks with Redis", section "Correct Implementation with a Single Instance"
- * (https://redis.io/docs/latest/develop/clients/patterns/distributed-locks/): SET key token
- * NX PX ttl with a random token; release deletes the key only if it still holds the token.
- *
- * Why not the `redlock` package (checked against ioredis 6.0.0 and TypeScript NodeNext):
- * redlock 4.2.0 runs, but its typings (@types/redlock) reject an ioredis >= 5 client
- * (TS2322 on `eval`, node-redlock#285), it brings bluebird and @types/ioredis 4, its retry
- * timers cannot be cancelled on close, and a Redis failure looks like contention to it (a
- * LockError without cause), so a hung Redis would be retried 50 times instead of failing
- * fast. redlock 5.0.0-beta.2 (2022, unmaintained) cannot be imported with types under
- * NodeNext at all (TS7016: its `exports` map has no `types`). Quorum over several masters,
- * the part of Redlock this does not do, does not apply to our one Redis (or Sentinel).
- */
-class RoomLock {
-  readonly key: string;
-  readonly token: string;
-
-  private constructor(key: string, token: string) {
-    this.key = key;
-    this.token = token;
-  }
-
-  /**
-   * Takes the lock, retrying while someone else holds it; undefined after `attempts`. A
-   * Redis error is not retried: it throws LockAttemptError at once (fail fast).
-   */
-  static async acquire(
-    redis: Redis,
-    key: string,
-    ttlMs: number,
-    attempts: number,
-    signal: AbortSignal,
-  ): Promise<RoomLock | undefined> {
-    for (let attempt = 1; ; attempt++) {
-      signal.throwIfAborted();
-      const token = randomBytes(16).toString('hex');
-      let reply: string | null;
-      try {
-        reply = await redis.set(key, token, 'PX', ttlMs, 'NX');
-      } catch (error) {
-        throw new LockAttemptError(key, token, error);
-      }
-      if (reply === 'OK') return new RoomLock(key, token);
-      if (attempt >= attempts) return undefined;
-      const delay = LOCK_RETRY_MIN_MS + Math.random() * (LOCK_RETRY_MAX_MS - LOCK_RETRY_MIN_MS);
-      await sleep(delay, signal);
-    }
-  }
-
-  /** True if the lock was still ours and is now free. */
-  static async release(redis: Redis, key: string, token: string): Promise<boolean> {
-    return (await runScript(redis, RELEASE, [key], [token])) === 1;
-  }
-}
-
-/** A timer that the store owns: cleared when `signal` aborts (on close). */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** A reply error means Redis answered (a bad key type, a script bug): not an outage. */
-function isReplyError(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ReplyError';
-}
 
 const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
 
@@ -240,12 +79,14 @@ const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
  * Room membership in Redis, shared by every node of the cluster.
  *
  * Layout (prefix `sfu:` by default):
- * - `room:{room}:sessions` HASH sessionId -> SessionRecord JSON, validated on every read (a
- *   bad entry is logged once and skipped, never trusted, never counted). One session per
+ * - `room:{room}:sessions` HASH sessionId -> signed SessionRecord, verified on every read:
+ *   an entry that does not verify is never trusted nor counted toward the room limit, and
+ *   the next mutation of the room removes it (counted, `rejected`). One session per
  *   identity is found by reading the hash under the lock: rooms are small, and a second
  *   index would be one more thing to keep right.
  * - `noderooms:{nodeId}` SET of the rooms a node has sessions in, for reaping and reassert.
- * - `room:{room}:events` channel of RoomEvent JSON, validated on receipt.
+ * - `room:{room}:events` channel of signed RoomEvents, verified on receipt (signature,
+ *   freshness, replay; see SignedRoomState); the rest is dropped and counted.
  * - `lock:room:{room}` and `lock:reap:{nodeId}`: see RoomLock.
  * Room hashes and noderooms sets expire ROOM_TTL_MS after their last change.
  *
@@ -289,7 +130,8 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   /** Lock key -> token of locks that a failed command may have left taken. */
   readonly #orphanLocks = new Map<string, string>();
   readonly #inflight = new Set<Promise<unknown>>();
-  readonly #badEntries = new Set<string>();
+  readonly #signed: SignedRoomState;
+  readonly #rejections: RejectionLog;
   /** A command failed and no PING has answered since: refuse operations. */
   #down = false;
   #probeTimer: NodeJS.Timeout | undefined;
@@ -301,6 +143,10 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     this.#logger = logger;
     this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.#redisLabel = redactRedisUrl(options.url);
+    this.#signed = new SignedRoomState(options.secret, this.keys);
+    this.#rejections = new RejectionLog(logger, (kind, reason) =>
+      this.safeEmit('rejected', kind, reason),
+    );
 
     const redisOptions = redisClientOptions(options.redisOptions, {
       commandTimeoutMs: COMMAND_TIMEOUT_MS,
@@ -402,14 +248,14 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       if (parsed.type !== 'chat') {
         throw new SfuError('INVALID_ARGUMENT', 'chat() takes a chat event');
       }
-      await this.#cmd.publish(this.keys.roomChannel(room), JSON.stringify(parsed));
+      await this.#cmd.publish(this.keys.roomChannel(room), this.#signed.sealEvent(room, parsed));
     });
   }
 
   participants(room: string): Promise<SessionRecord[]> {
     return this.#op('participants', async () => {
       checkRoom(room);
-      return new RoomDraft(room, await this.#read(room)).sessions;
+      return new RoomDraft(room, (await this.#read(room)).sessions).sessions;
     });
   }
 
@@ -457,21 +303,26 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
         // Each room's script removes it from the set once the node has no session left
         // there; no DEL at the end, which could drop rooms that a node taken for dead (a
         // partition) re-added meanwhile.
-        const results = await this.#eachRoom(rooms, (room) =>
+        const results = await eachRoom(this.#logger, rooms, (room) =>
           this.#mutate(room, (draft) => draft.removeNode(nodeId, 'node-died', REAP_ORIGIN)),
         );
-        const removed = results.reduce((sum, n) => sum + n, 0);
-        if (removed > 0) {
-          this.#logger.info(
-            { node: nodeId, sessions: removed },
-            'reaped the sessions of a dead node',
-          );
-        }
-        return removed;
+        // Logged by the caller, which knows why the node is taken for dead.
+        return results.reduce((sum, n) => sum + n, 0);
       } finally {
         await this.#release(lock);
       }
     });
+  }
+
+  reapOrphans(room: string, isOrphan: (nodeId: string) => boolean): Promise<number> {
+    return this.#op('reapOrphans', async () => {
+      checkRoom(room);
+      return this.#mutate(room, (draft) => draft.removeOrphans(isOrphan));
+    });
+  }
+
+  watchedRooms(): string[] {
+    return [...this.#watched.values()];
   }
 
   reassert(nodeId: string, live: ReadonlyMap<string, readonly SessionRecord[]>): Promise<void> {
@@ -480,7 +331,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       const checked = checkLive(nodeId, live);
       const stored = await this.#cmd.smembers(this.keys.nodeRooms(nodeId));
       const rooms = [...new Set([...checked.keys(), ...stored])];
-      await this.#eachRoom(rooms, (room) =>
+      await eachRoom(this.#logger, rooms, (room) =>
         this.#mutate(room, (draft) => draft.reassert(nodeId, checked.get(room) ?? [])),
       );
     });
@@ -567,23 +418,35 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       );
     }
     try {
-      const draft = new RoomDraft(room, await this.#read(room));
+      const { sessions, junk } = await this.#read(room);
+      const draft = new RoomDraft(room, sessions);
       const result = change(draft);
-      if (draft.changed || draft.events.length > 0) await this.#apply(lock, draft);
+      if (draft.changed || draft.events.length > 0 || junk.length > 0) {
+        await this.#apply(lock, draft, junk);
+      }
+      // Counted once in the cluster: by the node whose fenced write removed them.
+      for (const entry of junk) {
+        this.#rejections.report('session', entry.reason, entry.detail, {
+          room,
+          field: entry.field,
+        });
+      }
       return result;
     } finally {
       await this.#release(lock);
     }
   }
 
-  async #apply(lock: RoomLock, draft: RoomDraft): Promise<void> {
+  /** Writes a draft, and removes the room's junk entries (unsigned or forged) with it. */
+  async #apply(lock: RoomLock, draft: RoomDraft, junk: readonly JunkEntry[]): Promise<void> {
     const { removed, put } = draft.changes();
     const nodes = [...draft.touchedNodes];
+    const { room } = draft;
     const plan = {
-      removed,
-      put: put.map((s) => [s.sessionId, JSON.stringify(s)]),
+      removed: [...removed, ...junk.map((entry) => entry.field)],
+      put: put.map((s) => [s.sessionId, this.#signed.sealSession(room, s)]),
       present: nodes.map((node) => draft.hasNode(node)),
-      events: draft.events.map((event) => JSON.stringify(event)),
+      events: draft.events.map((event) => this.#signed.sealEvent(room, event)),
     };
     const keys = [
       lock.key,
@@ -605,58 +468,9 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     }
   }
 
-  async #read(room: string): Promise<SessionRecord[]> {
-    const key = this.keys.roomSessions(room);
-    const entries = await this.#cmd.hgetall(key);
-    const sessions: SessionRecord[] = [];
-    for (const [field, value] of Object.entries(entries)) {
-      const session = this.#parseEntry(key, field, value);
-      if (session) sessions.push(session);
-    }
-    return sessions;
-  }
-
-  #parseEntry(key: string, field: string, value: string): SessionRecord | undefined {
-    try {
-      const session = SessionRecordSchema.parse(JSON.parse(value));
-      if (session.sessionId !== field) throw new Error(`the record says ${session.sessionId}`);
-      return session;
-    } catch (error) {
-      const id = `${key}\n${field}`;
-      if (!this.#badEntries.has(id)) {
-        if (this.#badEntries.size >= MAX_BAD_ENTRIES_REMEMBERED) this.#badEntries.clear();
-        this.#badEntries.add(id);
-        this.#logger.warn({ key, field, err: error }, 'ignoring an invalid session entry in Redis');
-      }
-      return undefined;
-    }
-  }
-
-  /** Runs `each` for every room, all of them even if some fail; then throws the first error. */
-  async #eachRoom<T>(rooms: string[], each: (room: string) => Promise<T>): Promise<T[]> {
-    const results: T[] = [];
-    let firstError: unknown;
-    let failed = 0;
-    for (const room of rooms) {
-      try {
-        checkRoom(room);
-      } catch (error) {
-        this.#logger.warn({ room, err: error }, 'ignoring an invalid room name in Redis');
-        continue;
-      }
-      try {
-        results.push(await each(room));
-      } catch (error) {
-        failed++;
-        firstError ??= error;
-        if (error instanceof InvalidStateError) break; // closed: no point going on
-      }
-    }
-    if (failed > 0) {
-      this.#logger.warn({ rooms: rooms.length, failed }, 'some rooms could not be updated');
-      throw firstError;
-    }
-    return results;
+  /** The room's sessions that verify, and the entries that do not (never trusted). */
+  async #read(room: string): Promise<ReturnType<SignedRoomState['readSessions']>> {
+    return this.#signed.readSessions(room, await this.#cmd.hgetall(this.keys.roomSessions(room)));
   }
 
   async #acquire(key: string, ttlMs: number, attempts: number): Promise<RoomLock | undefined> {
@@ -687,21 +501,14 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     if (this.#state !== 'running') return;
     const room = this.#watched.get(channel);
     if (room === undefined) return; // an unwatched room whose UNSUBSCRIBE has not gone through
-    let event: RoomEvent;
-    try {
-      if (message.length > LIMITS.maxMessageBytes) {
-        throw new Error(`${message.length} characters is more than any room event`);
-      }
-      event = RoomEventSchema.parse(JSON.parse(message));
-    } catch (error) {
-      // Someone else writes to our channel (another version, a bug, an attacker with Redis
-      // access): drop it, count it, never let it into the node.
-      const err = error instanceof Error ? error : new Error(String(error));
-      this.#logger.warn({ room, err }, 'dropping an invalid room event');
-      this.safeEmit('redisError', 'event-parse', err);
+    const opened = this.#signed.openEvent(channel, message);
+    if (!opened.ok) {
+      // Not from a node of this cluster (a forger with Redis access, a replay, a node with
+      // another secret or version): dropped and counted, never let into the node.
+      this.#rejections.report('room-event', opened.reason, opened.detail, { room });
       return;
     }
-    this.safeEmit('event', room, event);
+    this.safeEmit('event', room, opened.value);
   }
 
   // ---- connection -------------------------------------------------------------------
@@ -722,6 +529,10 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   #probeSoon(delayMs: number): void {
     if (this.#state !== 'running' || !this.#down) return;
     if (this.#probing !== undefined) return; // the running probe schedules the next one if needed
+    this.#probeAfter(delayMs);
+  }
+
+  #probeAfter(delayMs: number): void {
     clearTimeout(this.#probeTimer);
     this.#probeTimer = setTimeout(() => {
       this.#probeTimer = undefined;
@@ -748,12 +559,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       ));
     if (this.#state !== 'running') return;
     if (!back) {
-      this.#probeTimer = setTimeout(() => {
-        this.#probeTimer = undefined;
-        this.#probing = this.#probe().finally(() => {
-          this.#probing = undefined;
-        });
-      }, PROBE_INTERVAL_MS);
+      this.#probeAfter(PROBE_INTERVAL_MS);
       return;
     }
     this.#down = false;

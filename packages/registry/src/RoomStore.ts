@@ -1,4 +1,10 @@
-import type { LeaveReason, TrackInfo, TypedEmitter } from '@geosfu/common';
+import type {
+  ClusterRejectKind,
+  ClusterRejectReason,
+  LeaveReason,
+  TrackInfo,
+  TypedEmitter,
+} from '@geosfu/common';
 
 /** One session in a room, as every node of the cluster sees it. */
 export interface SessionRecord {
@@ -36,6 +42,11 @@ export type RoomStoreEvents = {
   redisError: [op: string, error: Error];
   /** The connection to the store came back after an outage: time to `reassert()`. */
   reconnected: [];
+  /**
+   * Room state that did not verify (a forged or replayed event, a junk session record that
+   * was removed), for `sfu_cluster_messages_rejected_total`. Never from the memory store.
+   */
+  rejected: [kind: ClusterRejectKind, reason: ClusterRejectReason];
 };
 
 export interface JoinResult {
@@ -90,6 +101,14 @@ export interface RoomStore extends TypedEmitter<RoomStoreEvents> {
    * work (under a lock), the others find nothing to do. Returns how many it removed.
    */
   reapNode(nodeId: string): Promise<number>;
+  /**
+   * Removes (under the room's lock) the sessions of the room whose node `isOrphan` says is
+   * gone, publishing `left` (reason `node-died`) for each; returns how many. For sessions
+   * whose node is not in the registry and whose reap was missed (see OrphanReaper).
+   */
+  reapOrphans(room: string, isOrphan: (nodeId: string) => boolean): Promise<number>;
+  /** The rooms watched now (see `watch`). */
+  watchedRooms(): string[];
   /**
    * After an outage: makes the store's view of `nodeId`'s sessions match `live` exactly,
    * room by room (adds missing ones, removes ones that ended meanwhile, publishing events).

@@ -61,14 +61,14 @@ export {
   type SelectRequest,
   selectNode,
 } from './NodeSelector.js';
-export { RedisNodeRegistry, type RedisNodeRegistryOptions } from './RedisNodeRegistry.js';
 export {
-  RedisRoomStore,
-  type RedisRoomStoreOptions,
-  ROOM_LOCK_ATTEMPTS,
-  ROOM_LOCK_TTL_MS,
-  ROOM_TTL_MS,
-} from './RedisRoomStore.js';
+  OrphanReaper,
+  type OrphanReaperEvents,
+  type OrphanReaperOptions,
+} from './OrphanReaper.js';
+export { RedisNodeRegistry, type RedisNodeRegistryOptions } from './RedisNodeRegistry.js';
+export { RedisRoomStore, type RedisRoomStoreOptions, ROOM_TTL_MS } from './RedisRoomStore.js';
+export { ROOM_LOCK_ATTEMPTS, ROOM_LOCK_TTL_MS } from './RoomLock.js';
 export type {
   JoinResult,
   RoomEvent,

@@ -4,16 +4,12 @@ import {
   type Logger,
   SfuError,
   silentLogger,
+  ThrottledWarn,
   TypedEmitter,
   toSfuError,
 } from '@geosfu/common';
 import { z } from 'zod';
-import {
-  EnvelopeCodec,
-  newMessageId,
-  type OpenResult,
-  type RejectReason,
-} from './EnvelopeCodec.js';
+import { EnvelopeCodec, newMessageId, type OpenResult } from './EnvelopeCodec.js';
 import {
   AnswerBody,
   CloseBody,
@@ -54,8 +50,6 @@ export const HANDLER_DEADLINE_MS = 50_000;
 /** Back-off between tries: 200 ms doubling, capped at 2 s, with jitter (half to all of it). */
 const RETRY_BACKOFF_BASE_MS = 200;
 const RETRY_BACKOFF_MAX_MS = 2_000;
-/** A flood of bad messages is logged at warn once per reason per interval, then at debug. */
-const REJECT_LOG_INTERVAL_MS = 10_000;
 
 const RequestOptions = z.object({
   timeoutMs: z
@@ -101,12 +95,14 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
    * them insertion order is expiry order.
    */
   readonly #answers = new Map<string, AnswerEntry>();
-  readonly #rejectLog = new Map<RejectReason, { at: number; suppressed: number }>();
+  /** A flood of bad messages is logged at warn once per reason per 10 s, then at debug. */
+  readonly #rejectLog: ThrottledWarn;
 
   constructor(options: BaseRelayBusOptions) {
     const logger = (options.logger ?? silentLogger()).child({ component: 'relay' });
     super((event, error) => logger.error({ err: error, event }, 'relay bus listener threw'));
     this.logger = logger;
+    this.#rejectLog = new ThrottledWarn(logger, 'dropped a relay message');
     this.#codec = new EnvelopeCodec({ nodeId: options.nodeId, secret: options.secret });
     this.nodeId = this.#codec.nodeId;
   }
@@ -449,18 +445,7 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
   #rejected(result: Extract<OpenResult, { ok: false }>): void {
     const { reason, from, detail } = result;
     this.safeEmit('rejected', reason, from);
-    const now = Date.now();
-    const last = this.#rejectLog.get(reason);
-    if (last === undefined || now - last.at >= REJECT_LOG_INTERVAL_MS) {
-      this.#rejectLog.set(reason, { at: now, suppressed: 0 });
-      this.logger.warn(
-        { reason, from, detail, suppressedBefore: last?.suppressed ?? 0 },
-        'dropped a relay message',
-      );
-    } else {
-      last.suppressed++;
-      this.logger.debug({ reason, from, detail }, 'dropped a relay message');
-    }
+    this.#rejectLog.log(reason, { reason, from, detail });
   }
 
   // ---- helpers ------------------------------------------------------------------------

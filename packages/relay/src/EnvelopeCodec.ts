@@ -1,5 +1,17 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { SfuError } from '@geosfu/common';
+import {
+  canonicalJson,
+  deriveKey,
+  MAX_CLOCK_SKEW_MS,
+  MIN_SECRET_LENGTH,
+  newMessageId,
+  parseBoundedJson,
+  REPLAY_WINDOW_MS,
+  ReplayWindow,
+  SfuError,
+  signEnvelope,
+  staleness,
+  verifyEnvelope,
+} from '@geosfu/common';
 import { z } from 'zod';
 import {
   type AnswerBody,
@@ -16,24 +28,17 @@ import {
 
 /** Version of the envelope; a node refuses (as malformed) any other. */
 export const RELAY_PROTOCOL_VERSION = 1;
-/** A message whose `ts` is further than this from our clock is stale (or replayed). */
-export const MAX_CLOCK_SKEW_MS = 30_000;
-/**
- * How long a message id is remembered. A message with timestamp T is accepted only between
- * T - 30 s and T + 30 s of our clock, so a replay of it can arrive at most 60 s after the
- * original did: remembering ids for longer than that catches every replay that the
- * timestamp check lets through. One second of margin for the comparisons at the edges.
- */
-export const REPLAY_WINDOW_MS = 2 * MAX_CLOCK_SKEW_MS + 1_000;
-/** The cluster secret keys an HMAC-SHA256: shorter than 256 bits is guessable offline. */
-export const MIN_SECRET_LENGTH = 32;
-/**
- * Ids are remembered only for authentic messages (they are checked after the signature),
- * so only a peer holding the secret can fill this; the cap is a safety net, not a limit.
- */
-const MAX_REMEMBERED_IDS = 50_000;
-/** Nesting depth accepted by canonicalJson; our bodies are 4 deep. */
-const MAX_DEPTH = 32;
+// Shared with the cluster-state codec (packages/common signing.ts); re-exported because
+// they are part of this package's surface.
+export {
+  canonicalJson,
+  MAX_CLOCK_SKEW_MS,
+  MIN_SECRET_LENGTH,
+  newMessageId,
+  REPLAY_WINDOW_MS,
+  signEnvelope,
+};
+
 /**
  * Domain separation: the relay key is derived from the cluster secret with this label, so
  * that a relay signature can never be mistaken for any other MAC keyed by the same secret
@@ -44,7 +49,6 @@ const KEY_LABEL = 'geosfu/relay/v1';
 export type RejectReason = 'malformed' | 'signature' | 'stale' | 'duplicate' | 'wrong-recipient';
 
 const MessageId = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, '16 to 64 base64url characters');
-const Signature = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex digits');
 
 /** The envelope as it arrives; `body` is parsed after the signature is checked. */
 const RawEnvelope = z
@@ -102,70 +106,9 @@ export interface SealInput {
   replyTo?: string;
 }
 
-/** A random correlation id: 128 bits, base64url. */
-export function newMessageId(): string {
-  return randomBytes(16).toString('base64url');
-}
-
 /** The key that signs relay messages, derived from the cluster secret (see KEY_LABEL). */
 export function deriveRelayKey(secret: string): Buffer {
-  if (typeof secret !== 'string' || secret.length < MIN_SECRET_LENGTH) {
-    throw new SfuError(
-      'CONFIG_INVALID',
-      `the relay secret must be at least ${MIN_SECRET_LENGTH} characters; give every node of the cluster the same long random secret`,
-    );
-  }
-  return createHmac('sha256', secret).update(KEY_LABEL).digest();
-}
-
-/**
- * A deterministic JSON serialization: object keys sorted (by UTF-16 code units, as RFC 8785
- * does), no whitespace, `undefined` members left out as JSON.stringify does. Two parties that
- * hold equal JSON values produce the same bytes, whatever order the keys were built or parsed
- * in, which is what a signature over a re-parsed message needs. Only plain data is accepted:
- * a non-finite number, a bigint, a class instance or nesting deeper than 32 throws TypeError.
- */
-export function canonicalJson(value: unknown): string {
-  return write(value, 0);
-}
-
-function write(value: unknown, depth: number): string {
-  if (depth > MAX_DEPTH) throw new TypeError(`nested deeper than ${MAX_DEPTH} levels`);
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'number':
-      if (!Number.isFinite(value)) throw new TypeError(`${value} has no JSON form`);
-      return JSON.stringify(value);
-    case 'object': {
-      if (Array.isArray(value)) {
-        return `[${value.map((item) => (item === undefined ? 'null' : write(item, depth + 1))).join(',')}]`;
-      }
-      const proto = Object.getPrototypeOf(value);
-      if (proto !== Object.prototype && proto !== null) {
-        throw new TypeError('only plain objects have a canonical form');
-      }
-      const record = value as Record<string, unknown>;
-      const members: string[] = [];
-      for (const key of Object.keys(record).sort()) {
-        const member = record[key];
-        if (member === undefined) continue;
-        members.push(`${JSON.stringify(key)}:${write(member, depth + 1)}`);
-      }
-      return `{${members.join(',')}}`;
-    }
-    default:
-      throw new TypeError(`a ${typeof value} has no JSON form`);
-  }
-}
-
-/** HMAC-SHA256 (hex) of the canonical form of an envelope without its `sig`. */
-export function signEnvelope(key: Buffer, unsigned: Record<string, unknown>): string {
-  const { sig: _ignored, ...rest } = unsigned;
-  return createHmac('sha256', key).update(canonicalJson(rest)).digest('hex');
+  return deriveKey(secret, KEY_LABEL);
 }
 
 /**
@@ -183,8 +126,7 @@ export function signEnvelope(key: Buffer, unsigned: Record<string, unknown>): st
 export class EnvelopeCodec {
   readonly nodeId: string;
   readonly #key: Buffer;
-  /** Replay key -> when it may be forgotten; insertion order is arrival order. */
-  readonly #seen = new Map<string, number>();
+  readonly #seen = new ReplayWindow();
 
   constructor(options: { nodeId: string; secret: string }) {
     const nodeId = RelayNodeId.safeParse(options.nodeId);
@@ -229,19 +171,9 @@ export class EnvelopeCodec {
   /** Checks one message that arrived on our channel. Never throws. */
   open(raw: string, now: number = Date.now()): OpenResult {
     // Bytes >= UTF-16 units, so the cheap length check comes first.
-    if (raw.length > MAX_RELAY_MESSAGE_BYTES || byteLength(raw) > MAX_RELAY_MESSAGE_BYTES) {
-      return {
-        ok: false,
-        reason: 'malformed',
-        detail: `${byteLength(raw)} bytes, over the ${MAX_RELAY_MESSAGE_BYTES}-byte limit`,
-      };
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(raw);
-    } catch {
-      return { ok: false, reason: 'malformed', detail: 'not JSON' };
-    }
+    const read = parseBoundedJson(raw, MAX_RELAY_MESSAGE_BYTES);
+    if (!read.ok) return { ok: false, reason: 'malformed', detail: read.detail };
+    const json = read.json;
     const parsed = RawEnvelope.safeParse(json);
     if (!parsed.success) {
       return {
@@ -256,21 +188,15 @@ export class EnvelopeCodec {
     if (envelope.to !== this.nodeId) {
       return { ok: false, reason: 'wrong-recipient', detail: `addressed to ${envelope.to}`, from };
     }
-    const verdict = this.#verify(json as Record<string, unknown>, envelope.sig);
+    const verdict = verifyEnvelope(this.#key, json as Record<string, unknown>, envelope.sig);
     if (verdict !== undefined) return { ok: false, reason: 'signature', detail: verdict, from };
-    if (Math.abs(now - envelope.ts) > MAX_CLOCK_SKEW_MS) {
-      return {
-        ok: false,
-        reason: 'stale',
-        detail: `sent ${now - envelope.ts} ms ago by its clock (limit ±${MAX_CLOCK_SKEW_MS} ms): a replay, or clocks out of sync (run NTP)`,
-        from,
-      };
-    }
+    const stale = staleness(envelope.ts, now);
+    if (stale !== undefined) return { ok: false, reason: 'stale', detail: stale, from };
     const replayKey =
       envelope.type === 'offer'
         ? `${from}/${envelope.id}/${envelope.ts}`
         : `${from}/${envelope.id}`;
-    if (!this.#remember(replayKey, now)) {
+    if (!this.#seen.remember(replayKey, now)) {
       return { ok: false, reason: 'duplicate', detail: `id ${envelope.id} seen before`, from };
     }
     const body = BODY_SCHEMAS[envelope.type].safeParse(envelope.body);
@@ -285,35 +211,6 @@ export class EnvelopeCodec {
     }
     const { sig: _sig, body: _raw, ...header } = envelope;
     return { ok: true, message: { ...header, body: body.data } as RelayMessage };
-  }
-
-  /** Undefined if the signature is ours, else why not. */
-  #verify(json: Record<string, unknown>, sig: string | undefined): string | undefined {
-    if (sig === undefined) return 'unsigned';
-    if (!Signature.safeParse(sig).success) return 'the signature is not 64 hex digits';
-    let expected: string;
-    try {
-      // Over what arrived, not over what the schema kept: every byte the sender signed.
-      expected = signEnvelope(this.#key, json);
-    } catch (error) {
-      return `no canonical form: ${(error as Error).message}`;
-    }
-    // Both are 32 bytes (64 hex digits checked above), as timingSafeEqual requires.
-    if (!timingSafeEqual(Buffer.from(expected, 'hex'), Buffer.from(sig, 'hex'))) {
-      return 'bad signature (tampered, or signed with another secret)';
-    }
-    return undefined;
-  }
-
-  /** False if the key was seen within the window. Forgets old keys on the way. */
-  #remember(key: string, now: number): boolean {
-    for (const [old, expires] of this.#seen) {
-      if (expires > now && this.#seen.size < MAX_REMEMBERED_IDS) break;
-      this.#seen.delete(old);
-    }
-    if (this.#seen.has(key)) return false;
-    this.#seen.set(key, now + REPLAY_WINDOW_MS);
-    return true;
   }
 }
 
