@@ -24,6 +24,7 @@ export {
   redisClientOptions,
 } from './redis.js';
 export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
+export { STALL_THRESHOLD_MS, StallDetector } from './StallDetector.js';
 export {
   type AccessToken,
   Grants,

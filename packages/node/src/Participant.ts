@@ -10,6 +10,7 @@ import {
   type PeerTarget,
   type ServerMessage,
   SfuError,
+  type StallDetector,
   type SubscribedTrack,
   TypedEmitter,
 } from '@geosfu/common';
@@ -50,6 +51,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly joinedAt = Date.now();
   readonly autoSubscribe: boolean;
   #config: NodeConfig;
+  #stalls: StallDetector;
   #metrics: NodeMetrics;
   #logger: Logger;
   #send: (message: ServerMessage) => void;
@@ -79,6 +81,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     grants: Grants;
     autoSubscribe: boolean;
     config: NodeConfig;
+    /** The clock of the liveness timers (it skips time the node was stopped). */
+    stalls: StallDetector;
     metrics: NodeMetrics;
     logger: Logger;
     send: (message: ServerMessage) => void;
@@ -92,6 +96,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.grants = options.grants;
     this.autoSubscribe = options.autoSubscribe;
     this.#config = options.config;
+    this.#stalls = options.stalls;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#send = options.send;
@@ -491,18 +496,21 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    */
   #watchConnection(pc: RTCPeerConnection, target: PeerTarget): void {
     const timeoutMs = this.#config.peerTimeoutMs;
-    const watch = { createdAt: Date.now(), connectedAt: 0, lastRtcp: 0, badSince: 0 };
+    // All times on the stall-proof clock: when the node resumes from a stop, this check runs
+    // before the RTCP waiting in the socket is read (docs/ARCHITECTURE.md, Liveness).
+    const clock = this.#stalls;
+    const watch = { createdAt: clock.now(), connectedAt: 0, lastRtcp: 0, badSince: 0 };
     pc.connectionStateChange.subscribe((state) => {
       if (state === 'connected') {
-        watch.connectedAt = Date.now();
+        watch.connectedAt = clock.now();
         watch.badSince = 0;
         for (const t of pc.dtlsTransports) {
           t.onRtcp.subscribe(() => {
-            watch.lastRtcp = Date.now();
+            watch.lastRtcp = clock.now();
           });
         }
       } else if (state === 'failed' || state === 'disconnected' || state === 'closed') {
-        watch.badSince ||= Date.now();
+        watch.badSince ||= clock.now();
       }
     });
     const carriesStreams = () =>
@@ -510,7 +518,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     const timer = setInterval(
       () => {
         if (this.#closed) return;
-        const now = Date.now();
+        const now = clock.now();
         let why: string | undefined;
         if (watch.badSince && now - watch.badSince > timeoutMs) why = `state ${pc.connectionState}`;
         else if (!watch.connectedAt && carriesStreams() && now - watch.createdAt > timeoutMs)

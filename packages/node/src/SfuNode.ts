@@ -16,6 +16,7 @@ import {
   requireLocation,
   type ServerMessage,
   SfuError,
+  StallDetector,
   type StreamStats,
   type TokenService,
   TypedEmitter,
@@ -76,6 +77,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   readonly config: NodeConfig;
   readonly metrics: NodeMetrics;
   readonly tokens: TokenService;
+  readonly stalls: StallDetector;
   #logger: Logger;
   #state: NodeState = 'created';
   #rooms = new Map<string, Room>();
@@ -116,6 +118,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       region: config.region,
     });
     this.tokens = plane.tokens;
+    this.stalls = new StallDetector((ms) => {
+      this.metrics.stalls.inc();
+      this.#logger.warn({ stalledMs: Math.round(ms) }, 'node stalled; liveness skips it');
+    });
     this.metrics = new NodeMetrics(
       { nodeId: config.nodeId, region: config.region, version: VERSION },
       {
@@ -150,14 +156,6 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
 
   get region(): string {
     return this.config.region;
-  }
-
-  get pingIntervalMs(): number {
-    return this.config.pingIntervalMs;
-  }
-
-  get pingTimeoutMs(): number {
-    return this.config.pingTimeoutMs;
   }
 
   get state(): NodeState {
@@ -395,6 +393,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       grants: token.grants,
       autoSubscribe: message.autoSubscribe ?? true,
       config: this.config,
+      stalls: this.stalls,
       metrics: this.metrics,
       logger: this.#logger.child({ component: 'participant', sessionId, identity: token.identity }),
       send: (m) => connection.send(m),
@@ -902,6 +901,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     this.#state = 'closed';
     clearInterval(this.#loadTimer);
     clearInterval(this.#statsTimer);
+    this.stalls.close();
     await this.#relays?.close();
     await this.#bus?.close();
     await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));

@@ -35,6 +35,7 @@ export class NodeMetrics {
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
   readonly relayLinkCloses: Counter;
+  readonly stalls: Counter;
   readonly rtt: Histogram<'path' | 'peer_region'>;
   readonly jitter: Histogram<'kind' | 'path' | 'peer_region'>;
   readonly lossRatio: Histogram<'path' | 'peer_region'>;
@@ -164,6 +165,11 @@ export class NodeMetrics {
       name: 'sfu_relay_link_closes_total',
       help: 'Outgoing relay links closed, by reason (link-failed and closed-by-peer are failures; no-participants, room-closed and node-shutdown are not)',
       labelNames: ['reason'],
+      registers,
+    });
+    this.stalls = new Counter({
+      name: 'sfu_stalls_total',
+      help: 'Times the node process was not running for more than 1 s (stopped, starved, a long GC pause); liveness timers skip that time',
       registers,
     });
     this.redisRoundTrip = new Histogram({
