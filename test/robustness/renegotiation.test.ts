@@ -164,9 +164,11 @@ describe('hostile renegotiation', () => {
       c.send({ type: 'join', id: 'j', token });
       assert.equal((await reply(c, 'j')).type, 'joined');
       const outcomes: string[] = [];
+      let accepted: Offer | undefined;
       // Every fifth session starts hostile, without a good offer first.
       if (i % 5 !== 0) {
-        c.send({ type: 'publish', id: 'p0', sdp: base.first, tracks: [VIDEO, AUDIO] });
+        accepted = { name: 'first', sdp: base.first, tracks: [VIDEO, AUDIO] };
+        c.send({ type: 'publish', id: 'p0', sdp: accepted.sdp, tracks: accepted.tracks });
         const answer = await reply(c, 'p0');
         assert.equal(answer.type, 'publish.answer', JSON.stringify(answer));
       }
@@ -183,7 +185,14 @@ describe('hostile renegotiation', () => {
         } else {
           assert.equal(m.type, 'publish.answer', `${offer.name}: ${JSON.stringify(m)}`);
           outcomes.push(`${offer.name}: answer`);
+          accepted = offer;
         }
+      }
+      if (accepted) {
+        // The session is still usable: the offer it last agreed to is answered again.
+        c.send({ type: 'publish', id: 'again', sdp: accepted.sdp, tracks: accepted.tracks });
+        const m = await reply(c, 'again');
+        assert.equal(m.type, 'publish.answer', `after hostile offers: ${JSON.stringify(m)}`);
       }
       return outcomes;
     } finally {

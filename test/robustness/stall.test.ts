@@ -3,7 +3,8 @@
  * looks the same) the node ended its live publisher (`peer-connection-failed`, no RTCP) and
  * an observer (`heartbeat-timeout`) the moment it woke: its overdue liveness timers ran before
  * it read the RTCP and pongs waiting in its sockets. Liveness now runs on a clock that skips
- * the time the node was stopped; a client that really died during the stop is still ended.
+ * the time the node was stopped; clients that really died during the stop (one silent on the
+ * websocket, one whose media stopped) are still ended.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -80,11 +81,12 @@ describe('a node stopped for 15 s', () => {
     b.stats().received.find((s) => s.participant === 'publisher' && s.kind === 'video')?.packets ??
     0;
 
-  test('clients that stayed alive are still in the room; one that died is ended', async () => {
+  test('clients that stayed alive are still in the room; those that died are ended', async () => {
     const publisher = await bot('publisher', true);
     const subscriber = await bot('subscriber', false);
     const observer = await join('observer');
     const doomed = await join('doomed');
+    const ghost = await bot('ghost', true);
     await subscriber.waitForPackets('publisher', 'video', 20, 15_000);
     const left = (identity: string) => (m: ServerMessage) =>
       m.type === 'participant.left' && m.identity === identity;
@@ -94,6 +96,8 @@ describe('a node stopped for 15 s', () => {
     // The doomed client dies during the stop, without closing its socket: it stops reading,
     // so it answers no ping any more (a pulled cable).
     doomed.ws.pause();
+    // The ghost's media dies, its websocket lives on: only the RTCP watch can end it.
+    await ghost.peerConnections.publisher?.close();
     await sleep(STOP_MS); // the stall itself is the scenario, not a wait for a condition
     resume();
     const resumedAt = Date.now();
@@ -102,6 +106,15 @@ describe('a node stopped for 15 s', () => {
     // The dead client is ended once its silence, not counting the stop, passes the timeout.
     const gone = await observer.waitFor(left('doomed'), PING_TIMEOUT_MS + 15_000);
     assert.equal(gone.type === 'participant.left' && gone.reason, 'heartbeat-timeout');
+    const doomedAfter = Date.now() - resumedAt;
+    const ghostGone = await observer.waitFor(left('ghost'), PEER_TIMEOUT_MS + 15_000);
+    console.log(
+      `after the resume: silent client ended in ${doomedAfter} ms, dead media in ${Date.now() - resumedAt} ms`,
+    );
+    assert.equal(
+      ghostGone.type === 'participant.left' && ghostGone.reason,
+      'peer-connection-failed',
+    );
 
     // The live ones stay: watch past two peer timeouts after the resume, and media flows.
     await subscriber.waitForPackets('publisher', 'video', packetsAtResume + 50, 15_000);
@@ -111,7 +124,7 @@ describe('a node stopped for 15 s', () => {
         (m) => m.type === 'leave' || left('publisher')(m) || left('subscriber')(m),
       );
       assert.equal(kicked, undefined, `a live client was ended: ${JSON.stringify(kicked)}`);
-      assert.equal(publisher.closed || subscriber.closed, false, 'a bot was ended');
+      assert.equal(publisher.closed || subscriber.closed, false, 'a live bot was ended');
       await sleep(100);
     }
     assert.equal(observer.ws.readyState, observer.ws.OPEN, 'the observer is still connected');

@@ -19,7 +19,7 @@ import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'wer
 import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
 import { Publication } from './Publication.js';
-import { checkPublishOffer, type IceCredentials } from './publishOffer.js';
+import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
 import { Subscription } from './Subscription.js';
 import { TransportSweeper } from './TransportSweeper.js';
 
@@ -59,8 +59,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #subscriber: RTCPeerConnection | undefined;
   /** One per PeerConnection: closes it and every transport werift gave it. */
   #sweepers = new Map<RTCPeerConnection, TransportSweeper>();
-  /** ICE credentials of the last publish offer accepted: an offer may not change them. */
-  #publisherIce: IceCredentials | undefined;
+  /** The last publish offer accepted: the next one keeps its ICE credentials and m-lines. */
+  #lastOffer: PublishOffer | undefined;
   #publications = new Map<string, Publication>();
   /** Keyed by the publication's trackId. */
   #subscriptions = new Map<string, Subscription>();
@@ -150,7 +150,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#assertOpen();
     if (!this.grants.canPublish)
       throw new SfuError('PERMISSION_DENIED', 'this token does not allow publishing');
-    const { sections, ice } = checkPublishOffer(request.sdp, this.#publisherIce);
+    const offer = checkPublishOffer(request.sdp, this.#lastOffer);
+    const { sections } = offer;
     const known = new Set([...this.#publications.values()].map((p) => this.#midOf(p)));
     for (const track of request.tracks) {
       const section = sections.find((s) => s.mid === track.mid);
@@ -186,7 +187,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
         cause: error,
       });
     }
-    this.#publisherIce = ice;
+    this.#lastOffer = offer;
     let answer: { sdp: string };
     try {
       const created = await pc.createAnswer();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SfuError } from '@geosfu/common';
-import { checkPublishOffer } from './publishOffer.js';
+import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
 
 const offer = (head: string, ...media: string[]) =>
   ['v=0', 'o=- 1 1 IN IP4 0.0.0.0', 's=-', 't=0 0', head, ...media].filter(Boolean).join('\r\n');
@@ -14,7 +14,7 @@ const m = (kind: string, mid: string, port = 9, ufrag = 'u1') =>
     'a=sendonly',
   ].join('\r\n');
 
-const rejects = (sdp: string, pattern: RegExp, previous?: { ufrag: string; pwd: string }) =>
+const rejects = (sdp: string, pattern: RegExp, previous?: PublishOffer) =>
   assert.throws(
     () => checkPublishOffer(sdp, previous),
     (e: unknown) => e instanceof SfuError && e.code === 'INVALID_SDP' && pattern.test(e.message),
@@ -47,8 +47,19 @@ test('BUNDLE shapes werift would give a second transport are refused', () => {
   rejects(offer('a=group:BUNDLE 0 1', m('video', '0'), m('audio', '1', 9, 'u2')), /different ICE/);
 });
 
-test('an ICE restart is refused, the same credentials are not', () => {
-  const sdp = offer('a=group:BUNDLE 0', m('video', '0'));
-  checkPublishOffer(sdp, { ufrag: 'u1', pwd: 'p1' });
-  rejects(sdp, /ICE restart/, { ufrag: 'u0', pwd: 'p1' });
+test('a renegotiation keeps the ICE credentials and the m-lines, in order', () => {
+  const first = checkPublishOffer(offer('a=group:BUNDLE 0 1', m('video', '0'), m('audio', '1')));
+  checkPublishOffer(offer('a=group:BUNDLE 0 1', m('video', '0'), m('audio', '1')), first);
+  const added = offer('a=group:BUNDLE 0 1 2', m('video', '0'), m('audio', '1'), m('video', '2'));
+  checkPublishOffer(added, first);
+  const restart = offer('a=group:BUNDLE 0 1', m('video', '0', 9, 'u2'), m('audio', '1', 9, 'u2'));
+  rejects(restart, /ICE restart/, first);
+  rejects(offer('a=group:BUNDLE 0', m('video', '0')), /never removed/, first);
+  rejects(offer('a=group:BUNDLE 1 0', m('audio', '1'), m('video', '0')), /in their order/, first);
+  // A rejected m-line may be recycled for a new mid (RFC 8829 section 5.2.2).
+  const stopped = checkPublishOffer(
+    offer('a=group:BUNDLE 0', m('video', '0'), m('audio', '1', 0)),
+    first,
+  );
+  checkPublishOffer(offer('a=group:BUNDLE 0 3', m('video', '0'), m('video', '3')), stopped);
 });

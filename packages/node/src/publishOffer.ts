@@ -11,7 +11,10 @@
  * socket leaked per such offer (issue 20, finding 1). The node answers with `max-bundle`
  * anyway, so it accepts exactly that: one BUNDLE group holding every live m-line, and the
  * same ICE credentials as before (werift would restart ICE on the node's side only, which no
- * client expects; a client that wants a new PeerConnection joins again).
+ * client expects; a client that wants a new PeerConnection joins again). A renegotiation also
+ * keeps the m-lines it had, in order (RFC 8829 section 5.2.2: m-sections are never removed;
+ * only one rejected with port 0 may be recycled for a new mid); werift answered an offer that
+ * dropped one and left the dropped m-line's publication without a transceiver.
  */
 import { SfuError } from '@geosfu/common';
 
@@ -36,10 +39,10 @@ export interface PublishOffer {
 const DIRECTION_RE = /^a=(sendrecv|sendonly|recvonly|inactive)$/;
 
 /**
- * Parses and checks an offer. `previous` is the ICE credentials of the last offer the
- * publisher PeerConnection accepted, if any.
+ * Parses and checks an offer. `previous` is the last offer the publisher PeerConnection
+ * accepted, if any.
  */
-export function checkPublishOffer(sdp: string, previous?: IceCredentials): PublishOffer {
+export function checkPublishOffer(sdp: string, previous?: PublishOffer): PublishOffer {
   if (!sdp.startsWith('v=0')) throw new SfuError('INVALID_SDP', 'an SDP must start with "v=0"');
   const sections: (OfferSection & { ufrag?: string; pwd?: string })[] = [];
   const groups: string[][] = [];
@@ -109,7 +112,8 @@ export function checkPublishOffer(sdp: string, previous?: IceCredentials): Publi
     ice = { ufrag, pwd };
   }
   if (!ice) throw new SfuError('INVALID_SDP', 'every m-line of the offer is rejected (port 0)');
-  if (previous && (previous.ufrag !== ice.ufrag || previous.pwd !== ice.pwd)) {
+  if (previous) checkKeepsMLines(sections, previous.sections);
+  if (previous && (previous.ice.ufrag !== ice.ufrag || previous.ice.pwd !== ice.pwd)) {
     throw new SfuError(
       'INVALID_SDP',
       'the offer changes the ICE credentials (an ICE restart), which the node does not support; join again for a new PeerConnection',
@@ -119,4 +123,23 @@ export function checkPublishOffer(sdp: string, previous?: IceCredentials): Publi
     sections: sections.map(({ kind, mid, direction, port }) => ({ kind, mid, direction, port })),
     ice,
   };
+}
+
+function checkKeepsMLines(sections: readonly OfferSection[], before: readonly OfferSection[]) {
+  if (sections.length < before.length) {
+    throw new SfuError(
+      'INVALID_SDP',
+      `the offer has ${sections.length} m-lines, the last one had ${before.length}: m-lines are never removed, reject one with port 0 instead`,
+    );
+  }
+  for (const [index, old] of before.entries()) {
+    const now = sections[index];
+    if (!now || old.port === 0) continue; // a rejected m-line may be recycled
+    if (now.mid !== old.mid || now.kind !== old.kind) {
+      throw new SfuError(
+        'INVALID_SDP',
+        `m-line ${index} was ${old.kind} "${old.mid}" and is now ${now.kind} "${now.mid}"; keep the m-lines in their order`,
+      );
+    }
+  }
 }
