@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { silentLogger } from '@geosfu/common';
-import { RTCPeerConnection } from 'werift';
+import { type RTCDtlsTransport, RTCPeerConnection } from 'werift';
 import { TransportSweeper } from './TransportSweeper.js';
 
 const config = { bundlePolicy: 'max-bundle', iceStunGatherTimeout: 0 } as const;
@@ -15,6 +15,7 @@ test('a transport werift moved m-lines away from is stopped, and close stops the
   const client = new RTCPeerConnection(config);
   const node = new RTCPeerConnection(config);
   const sweeper = new TransportSweeper(node, silentLogger());
+  const transports: RTCDtlsTransport[] = [];
   try {
     client.addTransceiver('video', { direction: 'sendonly' });
     await client.setLocalDescription(await client.createOffer());
@@ -23,6 +24,7 @@ test('a transport werift moved m-lines away from is stopped, and close stops the
     assert.equal(sweeper.sweep(), 0, 'nothing to stop after a plain offer');
     const [first] = node.dtlsTransports;
     assert.ok(first);
+    transports.push(first);
 
     // werift gives the second (identical) BUNDLE group a new transport and moves the m-line.
     await answer(node, offer.replace(/^(a=group:BUNDLE[^\r\n]*\r?\n)/m, '$1$1'));
@@ -36,6 +38,7 @@ test('a transport werift moved m-lines away from is stopped, and close stops the
     assert.equal(node.connectionState, 'closed');
     assert.equal(sweeper.sweep(), 0, 'sweep after close is a no-op');
   } finally {
-    await Promise.allSettled([client.close(), sweeper.close()]);
+    // Also when an assertion failed: a socket left open would keep this file from ending.
+    await Promise.allSettled([client.close(), sweeper.close(), ...transports.map((t) => t.stop())]);
   }
 });
