@@ -37,7 +37,12 @@ const AUDIO: Track = { mid: '1', kind: 'audio', source: 'microphone' };
 const VIDEO2: Track = { mid: '2', kind: 'video', source: 'camera' };
 
 /** Real offers from a werift client: two m-lines, then a third added on the same PC. */
-async function realOffers(): Promise<{ first: string; added: string; otherPc: string }> {
+async function realOffers(): Promise<{
+  first: string;
+  added: string;
+  withData: string;
+  otherPc: string;
+}> {
   const offer = async (pc: RTCPeerConnection) => {
     await pc.setLocalDescription(await pc.createOffer());
     return pc.localDescription?.sdp ?? '';
@@ -52,7 +57,9 @@ async function realOffers(): Promise<{ first: string; added: string; otherPc: st
     }
     const first = await offer(pc);
     pc.addTransceiver('video', { direction: 'sendonly' });
-    return { first, added: await offer(pc), otherPc: await offer(other) };
+    const added = await offer(pc);
+    pc.createDataChannel('hostile');
+    return { first, added, withData: await offer(pc), otherPc: await offer(other) };
   } finally {
     await Promise.allSettled([pc.close(), other.close()]);
   }
@@ -66,8 +73,8 @@ function splitSections(sdp: string): { head: string; sections: string[] } {
   return { head, sections };
 }
 
-function hostileOffers(base: { first: string; added: string; otherPc: string }): Offer[] {
-  const { first, added, otherPc } = base;
+function hostileOffers(base: Awaited<ReturnType<typeof realOffers>>): Offer[] {
+  const { first, added, withData, otherPc } = base;
   const bundle = bundleLine.exec(first)?.[0] ?? '';
   const { head, sections } = splitSections(first);
   const ufrag = /^a=ice-ufrag:(.*)$/m.exec(first)?.[1]?.trim() ?? '';
@@ -94,6 +101,12 @@ function hostileOffers(base: { first: string; added: string; otherPc: string }):
       name: 'an m-line added, BUNDLE duplicated',
       sdp: added.replace(bundleLine, (line) => line + line),
       tracks: [VIDEO, AUDIO, VIDEO2],
+    },
+    { name: 'a data channel added', sdp: withData, tracks: [VIDEO, AUDIO, VIDEO2] },
+    {
+      name: 'a data channel added, BUNDLE duplicated',
+      sdp: withData.replace(bundleLine, (line) => line + line),
+      tracks: [VIDEO],
     },
     {
       name: 'an m-line removed',
@@ -231,7 +244,12 @@ describe('hostile renegotiation', () => {
     ).catch((error: unknown) => {
       throw new Error(`${(error as Error).message}: the node holds ${now} UDP sockets`);
     });
-    console.log(`node UDP sockets: ${baseline} before, ${now} after ${SESSIONS} sessions`);
+    // The second line of defence (TransportSweeper) says when an offer got past the check.
+    const swept = node.logs.filter((l) => String(l.msg).startsWith('stopped DTLS transports'));
+    console.log(
+      `node UDP sockets: ${baseline} before, ${now} after ${SESSIONS} sessions; ` +
+        `transports the sweeper had to stop: ${swept.length}`,
+    );
   });
 
   test(`with ${PORTS} ports, real participants still connect and get media`, async () => {
