@@ -14,7 +14,7 @@ import type { LeaveReason } from '@geosfu/common';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
-import { udpSocketCount } from '../helpers/udp-sockets.js';
+import { udpSocketCount } from '../helpers/sockets.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const HEARTBEAT_MS = 750;

@@ -36,6 +36,7 @@ export {
   redisClientOptions,
 } from './redis.js';
 export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
+export { STALL_THRESHOLD_MS, StallDetector } from './StallDetector.js';
 export {
   canonicalJson,
   deriveKey,

@@ -10,6 +10,7 @@ import {
   type PeerTarget,
   type ServerMessage,
   SfuError,
+  type StallDetector,
   type SubscribedTrack,
   TypedEmitter,
 } from '@geosfu/common';
@@ -18,7 +19,9 @@ import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'wer
 import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
 import { Publication } from './Publication.js';
+import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
 import { Subscription } from './Subscription.js';
+import { TransportSweeper } from './TransportSweeper.js';
 
 export type ParticipantEvents = {
   /** A track of this participant is ready to be forwarded. */
@@ -35,34 +38,6 @@ const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
 /** REMB is resent periodically: browsers let an estimate expire. */
 const REMB_INTERVAL_MS = 1_000;
 
-const MID_RE = /^a=mid:(.+)$/;
-
-/** Mids and kinds of the m-lines of an SDP, for validating a publish request before werift sees it. */
-function sdpMediaSections(
-  sdp: string,
-): { kind: string; mid: string | undefined; direction: string }[] {
-  if (!sdp.startsWith('v=0')) throw new SfuError('INVALID_SDP', 'an SDP must start with "v=0"');
-  const sections: { kind: string; mid: string | undefined; direction: string }[] = [];
-  for (const raw of sdp.split(/\r?\n/)) {
-    const line = raw.trim();
-    if (line.startsWith('m=')) {
-      sections.push({
-        kind: line.slice(2).split(' ')[0] ?? '',
-        mid: undefined,
-        direction: 'sendrecv',
-      });
-      continue;
-    }
-    const current = sections[sections.length - 1];
-    if (!current) continue;
-    const mid = MID_RE.exec(line);
-    if (mid) current.mid = mid[1];
-    else if (/^a=(sendrecv|sendonly|recvonly|inactive)$/.test(line))
-      current.direction = line.slice(2);
-  }
-  return sections;
-}
-
 /**
  * A participant: one websocket session in one room, with up to two PeerConnections. The
  * client offers on the publisher PC and the node offers on the subscriber PC, so the two
@@ -76,11 +51,16 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly joinedAt = Date.now();
   readonly autoSubscribe: boolean;
   #config: NodeConfig;
+  #stalls: StallDetector;
   #metrics: NodeMetrics;
   #logger: Logger;
   #send: (message: ServerMessage) => void;
   #publisher: RTCPeerConnection | undefined;
   #subscriber: RTCPeerConnection | undefined;
+  /** One per PeerConnection: closes it and every transport werift gave it. */
+  #sweepers = new Map<RTCPeerConnection, TransportSweeper>();
+  /** The last publish offer accepted: the next one keeps its ICE credentials and m-lines. */
+  #lastOffer: PublishOffer | undefined;
   #publications = new Map<string, Publication>();
   /** Keyed by the publication's trackId. */
   #subscriptions = new Map<string, Subscription>();
@@ -101,6 +81,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     grants: Grants;
     autoSubscribe: boolean;
     config: NodeConfig;
+    /** The clock of the liveness timers (it skips time the node was stopped). */
+    stalls: StallDetector;
     metrics: NodeMetrics;
     logger: Logger;
     send: (message: ServerMessage) => void;
@@ -114,6 +96,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.grants = options.grants;
     this.autoSubscribe = options.autoSubscribe;
     this.#config = options.config;
+    this.#stalls = options.stalls;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#send = options.send;
@@ -167,8 +150,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#assertOpen();
     if (!this.grants.canPublish)
       throw new SfuError('PERMISSION_DENIED', 'this token does not allow publishing');
-    const sections = sdpMediaSections(request.sdp);
-    if (sections.length === 0) throw new SfuError('INVALID_SDP', 'the offer has no media section');
+    const offer = checkPublishOffer(request.sdp, this.#lastOffer);
+    const { sections } = offer;
     const known = new Set([...this.#publications.values()].map((p) => this.#midOf(p)));
     for (const track of request.tracks) {
       const section = sections.find((s) => s.mid === track.mid);
@@ -199,10 +182,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     try {
       await pc.setRemoteDescription({ type: 'offer', sdp: request.sdp });
     } catch (error) {
+      this.#sweepers.get(pc)?.sweep();
       throw new SfuError('INVALID_SDP', `the offer was rejected: ${(error as Error).message}`, {
         cause: error,
       });
     }
+    this.#lastOffer = offer;
     let answer: { sdp: string };
     try {
       const created = await pc.createAnswer();
@@ -214,6 +199,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
         `could not answer the offer: ${(error as Error).message}`,
         { cause: error },
       );
+    } finally {
+      this.#sweepers.get(pc)?.sweep();
     }
     this.#assertOpen();
 
@@ -302,6 +289,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #createPublisher(): RTCPeerConnection {
     const pc = new RTCPeerConnection(publisherPeerConfig(this.#config));
     this.#publisher = pc;
+    this.#sweepers.set(pc, new TransportSweeper(pc, this.#logger));
     this.#watchConnection(pc, 'publisher');
     pc.connectionStateChange.subscribe((state) => {
       if (state === 'connected') {
@@ -389,6 +377,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #createSubscriber(): RTCPeerConnection {
     const pc = new RTCPeerConnection(subscriberPeerConfig(this.#config));
     this.#subscriber = pc;
+    this.#sweepers.set(pc, new TransportSweeper(pc, this.#logger));
     this.#watchConnection(pc, 'subscriber');
     pc.connectionStateChange.subscribe((state) => {
       // A subscriber that just connected needs a keyframe of everything it receives.
@@ -413,6 +402,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       try {
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
+        this.#sweepers.get(pc)?.sweep();
         if (this.#closed) return;
         const tracks: SubscribedTrack[] = [];
         for (const s of this.#subscriptions.values()) {
@@ -454,6 +444,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       throw new SfuError('INVALID_SDP', `the answer was rejected: ${(error as Error).message}`, {
         cause: error,
       });
+    } finally {
+      this.#sweepers.get(pc)?.sweep();
     }
     clearTimeout(this.#answerTimer);
     this.#negotiating = false;
@@ -506,6 +498,9 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       target === 'publisher' ? this.#publications.size > 0 : this.#subscriptions.size > 0;
     const watch = new PeerLiveness(pc, {
       timeoutMs: this.#config.peerTimeoutMs,
+      // The stall-proof clock: when the node resumes from a stop, the check runs before the
+      // RTCP waiting in the socket is read (docs/ARCHITECTURE.md, Liveness).
+      clock: this.#stalls,
       carriesStreams,
       onDead: (why) => {
         if (this.#closed) return;
@@ -533,12 +528,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       this.safeEmit('unpublished', p);
     }
     this.#publications.clear();
-    const pcs = [this.#publisher, this.#subscriber].filter(
-      (pc): pc is RTCPeerConnection => pc !== undefined,
-    );
     this.#publisher = undefined;
     this.#subscriber = undefined;
-    await Promise.allSettled(pcs.map((pc) => pc.close()));
+    const sweepers = [...this.#sweepers.values()];
+    this.#sweepers.clear();
+    await Promise.allSettled(sweepers.map((s) => s.close()));
     this.removeAllListeners();
   }
 }

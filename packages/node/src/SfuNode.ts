@@ -16,6 +16,7 @@ import {
   requireLocation,
   type ServerMessage,
   SfuError,
+  StallDetector,
   type StreamStats,
   type TokenService,
   TypedEmitter,
@@ -78,6 +79,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   readonly config: NodeConfig;
   readonly metrics: NodeMetrics;
   readonly tokens: TokenService;
+  readonly stalls: StallDetector;
   #logger: Logger;
   #state: NodeState = 'created';
   #rooms = new Map<string, Room>();
@@ -117,6 +119,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       region: config.region,
     });
     this.tokens = plane.tokens;
+    this.stalls = new StallDetector((ms) => {
+      this.metrics.stalls.inc();
+      this.#logger.warn({ stalledMs: Math.round(ms) }, 'node stalled; liveness skips it');
+    });
     this.metrics = new NodeMetrics(
       { nodeId: config.nodeId, region: config.region, version: VERSION },
       {
@@ -151,14 +157,6 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
 
   get region(): string {
     return this.config.region;
-  }
-
-  get pingIntervalMs(): number {
-    return this.config.pingIntervalMs;
-  }
-
-  get pingTimeoutMs(): number {
-    return this.config.pingTimeoutMs;
   }
 
   get state(): NodeState {
@@ -389,6 +387,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       grants: token.grants,
       autoSubscribe: message.autoSubscribe ?? true,
       config: this.config,
+      stalls: this.stalls,
       metrics: this.metrics,
       logger: this.#logger.child({ component: 'participant', sessionId, identity: token.identity }),
       send: (m) => connection.send(m),
@@ -762,6 +761,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       senderConfig: relaySenderPeerConfig(this.config),
       receiverConfig: relayReceiverPeerConfig(this.config),
       peerTimeoutMs: this.config.peerTimeoutMs,
+      clock: this.stalls,
       nodes: this.plane.registry,
       logger: this.#logger,
     });
@@ -872,6 +872,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     this.#state = 'closed';
     clearInterval(this.#loadTimer);
     clearInterval(this.#statsTimer);
+    this.stalls.close();
     await this.#relays?.close();
     await this.#bus?.close();
     await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));

@@ -6,9 +6,11 @@ import {
   type LeaveReason,
   LIMITS,
   type Logger,
+  type NodeConfig,
   parseClientMessage,
   type ServerMessage,
   SfuError,
+  type StallDetector,
   toSfuError,
 } from '@geosfu/common';
 import type { RawData, WebSocket } from 'ws';
@@ -21,8 +23,9 @@ export interface SignalHost {
   readonly nodeId: string;
   readonly region: string;
   readonly metrics: NodeMetrics;
-  readonly pingIntervalMs: number;
-  readonly pingTimeoutMs: number;
+  readonly config: Pick<NodeConfig, 'pingIntervalMs' | 'pingTimeoutMs'>;
+  /** The clock of the heartbeat: it does not count time the node itself was stopped. */
+  readonly stalls: StallDetector;
   join(
     connection: SignalConnection,
     message: Extract<ClientMessage, { type: 'join' }>,
@@ -56,7 +59,8 @@ export class SignalConnection {
   #tokens: number = LIMITS.messageBurst;
   #lastRefill = Date.now();
   #errors: number[] = [];
-  #lastSeen = Date.now();
+  /** Last frame or pong, on the host's stall-proof clock. */
+  #lastSeen: number;
   #heartbeat: NodeJS.Timeout;
   /** Set once the session is over, with the reason, so a second ending is a no-op. */
   #ended: LeaveReason | undefined;
@@ -66,15 +70,16 @@ export class SignalConnection {
     this.remoteAddress = remoteAddress;
     this.#host = host;
     this.#logger = logger.child({ connectionId: this.connectionId });
+    this.#lastSeen = host.stalls.now();
     ws.on('message', (data, isBinary) => this.#onFrame(data, isBinary));
     ws.on('pong', () => {
-      this.#lastSeen = Date.now();
+      this.#lastSeen = host.stalls.now();
     });
     ws.on('close', () => {
       void this.end('disconnected');
     });
     ws.on('error', (error) => this.#logger.debug({ err: error }, 'websocket error'));
-    this.#heartbeat = setInterval(() => this.#checkHeartbeat(), host.pingIntervalMs);
+    this.#heartbeat = setInterval(() => this.#checkHeartbeat(), host.config.pingIntervalMs);
   }
 
   get state(): State {
@@ -100,8 +105,13 @@ export class SignalConnection {
     this.#countAbuse();
   }
 
+  /**
+   * Silence is measured on the stall-proof clock: after the node was stopped, this timer runs
+   * before the pongs waiting in the socket are read, and must not blame the client for the
+   * stop (docs/ARCHITECTURE.md, Liveness).
+   */
   #checkHeartbeat(): void {
-    if (Date.now() - this.#lastSeen > this.#host.pingTimeoutMs) {
+    if (this.#host.stalls.now() - this.#lastSeen > this.#host.config.pingTimeoutMs) {
       this.#logger.info('heartbeat timed out');
       void this.end('heartbeat-timeout');
       return;
@@ -111,7 +121,7 @@ export class SignalConnection {
   }
 
   #onFrame(data: RawData, isBinary: boolean): void {
-    this.#lastSeen = Date.now();
+    this.#lastSeen = this.#host.stalls.now();
     if (this.#state === 'closed') return;
     const size = Array.isArray(data)
       ? data.reduce((n, b) => n + b.length, 0)

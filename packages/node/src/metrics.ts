@@ -38,6 +38,7 @@ export class NodeMetrics {
   readonly redisRoundTrip: Histogram;
   readonly relayLinkCloses: Counter;
   readonly relayReceiverCloses: Counter;
+  readonly stalls: Counter;
   readonly rtt: Histogram<'path' | 'peer_region'>;
   readonly jitter: Histogram<'kind' | 'path' | 'peer_region'>;
   readonly lossRatio: Histogram<'path' | 'peer_region'>;
@@ -184,6 +185,11 @@ export class NodeMetrics {
       name: 'sfu_relay_receiver_closes_total',
       help: 'Incoming relay links closed, by reason (peer-timeout, peer-connection-failed and node-down mean the sending side died or went silent)',
       labelNames: ['reason'],
+      registers,
+    });
+    this.stalls = new Counter({
+      name: 'sfu_stalls_total',
+      help: 'Times the node process was not running for more than 1 s (stopped, starved, a long GC pause); liveness timers skip that time',
       registers,
     });
     this.redisRoundTrip = new Histogram({

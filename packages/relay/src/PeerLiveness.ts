@@ -11,6 +11,11 @@ export interface PeerLivenessOptions {
   carriesStreams?: () => boolean;
   /** Called once, when the PC is judged dead; the watch has stopped by then. */
   onDead: (why: string) => void;
+  /**
+   * The clock the silence is measured on: the node's StallDetector, so that time the node
+   * itself was not running is not blamed on the peer. Default: performance.now().
+   */
+  clock?: { now(): number };
 }
 
 /**
@@ -38,27 +43,33 @@ export class PeerLiveness {
   /** When the PC last left `connected` for a bad state (0: it is not in one). */
   #badSince = 0;
   /** When the peer was last heard from, or when the clock last (re)started. */
-  #heardAt = Date.now();
+  #heardAt: number;
   #packets = 0;
   #seenPackets = 0;
   #closed = false;
+  readonly #clock: { now(): number };
 
   constructor(pc: RTCPeerConnection, options: PeerLivenessOptions) {
     this.#pc = pc;
+    this.#clock = options.clock ?? performance;
+    this.#heardAt = this.#clock.now();
     this.#timeoutMs = options.timeoutMs;
     this.#carriesStreams = options.carriesStreams ?? (() => true);
     this.#onDead = options.onDead;
     this.#offs.push(
       pc.connectionStateChange.subscribe((state) => this.#onState(state)).unSubscribe,
     );
-    this.#timer = setInterval(() => this.#check(Date.now()), Math.min(1_000, this.#timeoutMs / 4));
+    this.#timer = setInterval(
+      () => this.#check(this.#clock.now()),
+      Math.min(1_000, this.#timeoutMs / 4),
+    );
   }
 
   #onState(state: string): void {
     if (state === 'connected') {
       this.#connected = true;
       this.#badSince = 0;
-      this.#heardAt = Date.now();
+      this.#heardAt = this.#clock.now();
       // The transports exist once connected; a renegotiation may add none (max-bundle) but
       // subscribing twice to one would only double-count, so each is watched once.
       for (const transport of this.#pc.dtlsTransports) {
@@ -73,7 +84,7 @@ export class PeerLiveness {
         );
       }
     } else if (state === 'failed' || state === 'disconnected' || state === 'closed') {
-      this.#badSince ||= Date.now();
+      this.#badSince ||= this.#clock.now();
     }
   }
 

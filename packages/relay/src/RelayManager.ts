@@ -68,6 +68,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
   #pending = new Set<string>();
   #backoff = new Map<string, { attempts: number; timer: NodeJS.Timeout | undefined }>();
   #peerTimeoutMs: number;
+  #clock: { now(): number } | undefined;
   #offNodeDown: () => void;
   #closed = false;
 
@@ -81,6 +82,8 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
     receiverConfig: RTCPeerConnectionConfig;
     /** SFU_PEER_TIMEOUT_MS: a receiving link silent (or never connected) this long is closed. */
     peerTimeoutMs: number;
+    /** The clock silences are measured on: the node's StallDetector (its own stops skipped). */
+    clock?: { now(): number };
     /** The registry: when a node leaves it, every link received from that node is closed. */
     nodes: Pick<NodeRegistry, 'on'>;
     logger: Logger;
@@ -95,6 +98,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
     this.#receiverConfig = options.receiverConfig;
     this.#logger = options.logger.child({ component: 'relay' });
     this.#peerTimeoutMs = options.peerTimeoutMs;
+    this.#clock = options.clock;
     // A dead sender stops sending but never says so, and this side (ICE-lite) never sees its
     // PeerConnection fail: without this its tracks would live until the silence watch fires.
     // Not on `replaced` (a restart under the same id): the new process's first offer may
@@ -203,6 +207,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
         linkId: body.linkId,
         peerConfig: this.#receiverConfig,
         peerTimeoutMs: this.#peerTimeoutMs,
+        ...(this.#clock ? { clock: this.#clock } : {}),
         logger: this.#logger,
       });
       receiver = created;

@@ -71,6 +71,8 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     peerConfig: RTCPeerConnectionConfig;
     /** SFU_PEER_TIMEOUT_MS: silence (no RTP, no RTCP) after which the link is dead. */
     peerTimeoutMs: number;
+    /** The clock the silence is measured on (the node's StallDetector). */
+    clock?: { now(): number };
     logger: Logger;
   }) {
     super((event, error) =>
@@ -98,6 +100,7 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     // so the link would outlive its source (and hold its UDP socket) without this watch.
     this.#liveness = new PeerLiveness(this.#pc, {
       timeoutMs: options.peerTimeoutMs,
+      ...(options.clock ? { clock: options.clock } : {}),
       onDead: (why) => {
         this.#logger.warn({ why }, 'relay link is dead');
         void this.close('peer-timeout');

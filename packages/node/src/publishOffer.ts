@@ -1,0 +1,145 @@
+/**
+ * Checks a client's publish offer before werift sees it: the shape the node's one-transport
+ * publisher PeerConnection can take, each break a coded `INVALID_SDP` that leaves the
+ * session as it was.
+ *
+ * Why: werift 0.25 gives each BUNDLE group of a remote offer its own transport, and when a
+ * group finds its members' transport already claimed (a second `a=group:BUNDLE` line naming
+ * the same mids, another group, an m-line outside the group) it creates a new transport, with
+ * a new UDP socket, and moves the members onto it. The transport they had, connected and
+ * holding its socket, is then referenced by nothing, so `pc.close()` never stops it: one UDP
+ * socket leaked per such offer (issue 20, finding 1). The node answers with `max-bundle`
+ * anyway, so it accepts exactly that: one BUNDLE group holding every live m-line, and the
+ * same ICE credentials as before (werift would restart ICE on the node's side only, which no
+ * client expects; a client that wants a new PeerConnection joins again). A renegotiation also
+ * keeps the m-lines it had, in order (RFC 8829 section 5.2.2: m-sections are never removed;
+ * only one rejected with port 0 may be recycled for a new mid); werift answered an offer that
+ * dropped one and left the dropped m-line's publication without a transceiver.
+ */
+import { SfuError } from '@geosfu/common';
+
+export interface OfferSection {
+  kind: string;
+  mid: string | undefined;
+  direction: string;
+  /** 0 for a rejected or stopped m-line (RFC 8843 section 7.3.3). */
+  port: number;
+}
+
+export interface IceCredentials {
+  ufrag: string;
+  pwd: string;
+}
+
+export interface PublishOffer {
+  sections: OfferSection[];
+  ice: IceCredentials;
+}
+
+const DIRECTION_RE = /^a=(sendrecv|sendonly|recvonly|inactive)$/;
+
+/**
+ * Parses and checks an offer. `previous` is the last offer the publisher PeerConnection
+ * accepted, if any.
+ */
+export function checkPublishOffer(sdp: string, previous?: PublishOffer): PublishOffer {
+  if (!sdp.startsWith('v=0')) throw new SfuError('INVALID_SDP', 'an SDP must start with "v=0"');
+  const sections: (OfferSection & { ufrag?: string; pwd?: string })[] = [];
+  const groups: string[][] = [];
+  const session: { ufrag?: string; pwd?: string } = {};
+  for (const raw of sdp.split(/\r?\n/)) {
+    const line = raw.trim();
+    if (line.startsWith('m=')) {
+      const [kind = '', port = ''] = line.slice(2).split(' ');
+      sections.push({ kind, mid: undefined, direction: 'sendrecv', port: Number(port) });
+      continue;
+    }
+    const current = sections[sections.length - 1];
+    if (line.startsWith('a=group:BUNDLE')) {
+      groups.push(line.slice('a=group:BUNDLE'.length).trim().split(/\s+/).filter(Boolean));
+      continue;
+    }
+    const target = current ?? session;
+    if (line.startsWith('a=ice-ufrag:')) target.ufrag = line.slice('a=ice-ufrag:'.length);
+    else if (line.startsWith('a=ice-pwd:')) target.pwd = line.slice('a=ice-pwd:'.length);
+    if (!current) continue;
+    if (line.startsWith('a=mid:')) current.mid = line.slice('a=mid:'.length);
+    else if (DIRECTION_RE.test(line)) current.direction = line.slice(2);
+  }
+  if (sections.length === 0) throw new SfuError('INVALID_SDP', 'the offer has no media section');
+
+  const mids = new Set<string>();
+  for (const [index, section] of sections.entries()) {
+    if (section.mid === undefined || section.mid === '')
+      throw new SfuError('INVALID_SDP', `m-line ${index} has no a=mid`);
+    if (mids.has(section.mid))
+      throw new SfuError('INVALID_SDP', `two m-lines have the mid "${section.mid}"`);
+    mids.add(section.mid);
+  }
+  const [group, ...extra] = groups;
+  if (!group || extra.length > 0) {
+    throw new SfuError(
+      'INVALID_SDP',
+      `the offer must have exactly one a=group:BUNDLE line (it has ${groups.length}); the node bundles everything on one transport (bundlePolicy max-bundle)`,
+    );
+  }
+  for (const mid of group) {
+    if (!mids.has(mid))
+      throw new SfuError('INVALID_SDP', `the BUNDLE group names "${mid}", which no m-line has`);
+  }
+  const live = sections.filter((s) => s.port !== 0);
+  for (const section of live) {
+    if (!group.includes(section.mid ?? '')) {
+      throw new SfuError(
+        'INVALID_SDP',
+        `m-line "${section.mid}" is not in the BUNDLE group; put every m-line in it (max-bundle)`,
+      );
+    }
+  }
+
+  let ice: IceCredentials | undefined;
+  for (const section of live) {
+    const ufrag = section.ufrag ?? session.ufrag;
+    const pwd = section.pwd ?? session.pwd;
+    if (!ufrag || !pwd)
+      throw new SfuError('INVALID_SDP', `m-line "${section.mid}" has no a=ice-ufrag / a=ice-pwd`);
+    if (ice && (ice.ufrag !== ufrag || ice.pwd !== pwd)) {
+      throw new SfuError(
+        'INVALID_SDP',
+        'the bundled m-lines have different ICE credentials; one transport has one ufrag',
+      );
+    }
+    ice = { ufrag, pwd };
+  }
+  if (!ice) throw new SfuError('INVALID_SDP', 'every m-line of the offer is rejected (port 0)');
+  if (previous) checkKeepsMLines(sections, previous.sections);
+  if (previous && (previous.ice.ufrag !== ice.ufrag || previous.ice.pwd !== ice.pwd)) {
+    throw new SfuError(
+      'INVALID_SDP',
+      'the offer changes the ICE credentials (an ICE restart), which the node does not support; join again for a new PeerConnection',
+    );
+  }
+  return {
+    sections: sections.map(({ kind, mid, direction, port }) => ({ kind, mid, direction, port })),
+    ice,
+  };
+}
+
+function checkKeepsMLines(sections: readonly OfferSection[], before: readonly OfferSection[]) {
+  if (sections.length < before.length) {
+    throw new SfuError(
+      'INVALID_SDP',
+      `the offer has ${sections.length} m-lines, the last one had ${before.length}: m-lines are never removed, reject one with port 0 instead`,
+    );
+  }
+  for (const [index, old] of before.entries()) {
+    const now = sections[index];
+    if (!now || old.port === 0) continue; // a rejected m-line may be recycled
+    if (now.mid !== old.mid || now.kind !== old.kind) {
+      throw new SfuError(
+        'INVALID_SDP',
+        `m-line ${index} was ${old.kind} "${old.mid}" and is now ${now.kind} "${now.mid}"; keep the m-lines in their order`,
+      );
+    }
+  }
+}

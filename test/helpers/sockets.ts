@@ -1,0 +1,38 @@
+/** What a process holds, read from /proc: for leak tests that count a node's sockets. */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+/** Socket inodes of one /proc/<pid>/net table (udp, udp6, tcp, ...). */
+function inodes(pid: number, table: string): Set<string> {
+  const out = new Set<string>();
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+  } catch {
+    return out; // no IPv6 in this kernel: no udp6 table
+  }
+  for (const line of text.split('\n').slice(1)) {
+    const inode = line.trim().split(/\s+/)[9];
+    if (inode && inode !== '0') out.add(inode);
+  }
+  return out;
+}
+
+/**
+ * How many UDP sockets (IPv4 and IPv6) the process `pid` has open: its descriptors that are
+ * sockets, matched by inode against the UDP tables of its network namespace.
+ */
+export function udpSocketCount(pid: number): number {
+  const udp = new Set([...inodes(pid, 'udp'), ...inodes(pid, 'udp6')]);
+  let count = 0;
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed between readdir and readlink
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode && udp.has(inode)) count++;
+  }
+  return count;
+}
