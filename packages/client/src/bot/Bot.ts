@@ -148,6 +148,7 @@ export class Bot extends TypedEmitter<BotEvents> {
   readonly #waiters = new Set<Waiter>();
   readonly #packetWaiters = new Set<() => void>();
   #closing: Promise<void> | undefined;
+  #publishing: Promise<void> | undefined;
   #closedReason: string | undefined;
   readonly #timings: BotTimings = {
     startedAtMs: nowMs(),
@@ -414,13 +415,19 @@ export class Bot extends TypedEmitter<BotEvents> {
     if (options.subscribe !== false && !joined.grants.canSubscribe) {
       this.#log.warn('the token does not grant subscribing');
     }
-    if (options.publish && ((options.publish.video ?? true) || (options.publish.audio ?? true))) {
-      if (!joined.grants.canPublish) {
-        throw new SignalError('PERMISSION_DENIED', 'the token does not grant publishing');
-      }
-      await this.#publish(options.publish, timeoutMs);
-      this.#timings.publishedAtMs = nowMs();
+    // Started by the `joined` event, before the offers that waited for the join.
+    await this.#publishing;
+  }
+
+  /** Publishes what `options.publish` asks for; called once joined. */
+  async #publishOnJoin(joined: ServerMessageOf<'joined'>): Promise<void> {
+    const publish = this.#options.publish;
+    if (!publish || !((publish.video ?? true) || (publish.audio ?? true))) return;
+    if (!joined.grants.canPublish) {
+      throw new SignalError('PERMISSION_DENIED', 'the token does not grant publishing');
     }
+    await this.#publish(publish, this.#options.connectTimeoutMs ?? 10_000);
+    this.#timings.publishedAtMs = nowMs();
   }
 
   async #publish(publish: PublishOptions, timeoutMs: number): Promise<void> {
@@ -451,6 +458,9 @@ export class Bot extends TypedEmitter<BotEvents> {
       this.#timings.joinedAtMs = nowMs();
       const { sessionId, room, nodeId } = joined;
       this.#log.info({ sessionId, room, nodeId }, 'joined');
+      this.#publishing = this.#publishOnJoin(joined);
+      // `#start` awaits it right after the join; until then a failure is not unhandled.
+      this.#publishing.catch(() => undefined);
     });
     s.on('subscribed', (tracks) => {
       this.#log.debug({ tracks: tracks.length }, 'answered subscriber offer');

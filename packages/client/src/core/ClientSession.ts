@@ -208,8 +208,11 @@ export class ClientSession<D extends PeerDriver = PeerDriver> extends TypedEmitt
       joined,
       localCandidate: (target, candidate) => this.#trickle.local(target, candidate),
     });
-    this.#releaseQueue();
+    // Before the subscriber offers that waited for the join: a layer that publishes on
+    // `joined` creates its publisher first, the order the bot has always had (its relay tests
+    // lost a publisher's connection now and then with the subscriber first).
     this.safeEmit('joined', joined);
+    this.#releaseQueue();
     return joined;
   }
 
