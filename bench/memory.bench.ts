@@ -14,7 +14,7 @@ import { readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
-import { fetchDevToken } from '../packages/client/src/bot/devToken.js';
+import { fetchDevToken } from '../packages/client/src/core/devToken.js';
 import { sampleSum } from '../test/helpers/metrics.js';
 import { type NodeProcess, startNode } from '../test/helpers/node-process.js';
 import { type RawClient, rawClient } from '../test/helpers/ws.js';

@@ -6,25 +6,23 @@
  */
 import { type Logger, silentLogger, TypedEmitter } from '@geosfu/common';
 import type {
-  ErrorCode,
-  LeaveReason,
   ParticipantInfo,
   ServerMessageOf,
   SubscribedTrack,
-  TrackInfo,
   TrackKind,
 } from '@geosfu/common/protocol';
 import type { RTCPeerConnection } from 'werift';
 import WebSocket from 'ws';
-import { type RouteAnswer, route } from '../route.js';
-import { SignalClient, SignalError, signalUrlFor, type WebSocketLike } from '../SignalClient.js';
+import { type ChatMessage, type ClientEvents, ClientSession } from '../core/ClientSession.js';
+import type { RouteAnswer } from '../core/route.js';
+import { type SignalClient, SignalError, type WebSocketLike } from '../core/SignalClient.js';
 import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
-import { fetchDevToken } from './devToken.js';
 import type { PeerOptions } from './peer.js';
-import { BotPublisher, type PublishOptions } from './publisher.js';
+import type { PublishOptions } from './publisher.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
 import { nowMs, type SentStreamStats } from './source.js';
-import { BotSubscriber, type ReceivedIntervalStats } from './subscriber.js';
+import type { ReceivedIntervalStats } from './subscriber.js';
+import { WeriftDriver } from './WeriftDriver.js';
 import { fixWeriftDtls } from './weriftDtls.js';
 
 // Every bot is a DTLS client towards its node (nodes answer a=setup:passive).
@@ -74,27 +72,24 @@ export interface BotStats {
   sent: SentStreamStats[];
 }
 
-export interface ChatMessage {
-  from: { sessionId: string; identity: string; name: string };
-  text: string;
-  ts: number;
-}
+export type { ChatMessage };
 
-export type BotEvents = {
+/** The session's events a bot passes on (see ClientEvents), and its own. */
+export type BotEvents = Pick<
+  ClientEvents,
+  | 'subscribed'
+  | 'participantJoined'
+  | 'trackPublished'
+  | 'trackUnpublished'
+  | 'chat'
+  | 'serverError'
+> & {
   firstPacket: [identity: string, kind: TrackKind, atMs: number];
   firstKeyframe: [identity: string, kind: TrackKind, atMs: number];
   keyframe: [identity: string, kind: TrackKind, atMs: number];
   /** The publisher's sender received a PLI. */
   pli: [kind: TrackKind];
-  /** A subscriber offer was answered; the tracks are the m-lines it carries. */
-  subscribed: [tracks: SubscribedTrack[]];
-  participantJoined: [participant: ParticipantInfo];
-  participantLeft: [left: { sessionId: string; identity: string; reason: LeaveReason }];
-  trackPublished: [participantSid: string, track: TrackInfo];
-  trackUnpublished: [participantSid: string, trackId: string];
-  chat: [message: ChatMessage];
-  /** An error the server sent that answers no request of ours. */
-  serverError: [error: { code: ErrorCode; message: string }];
+  participantLeft: [left: ClientEvents['participantLeft'][0]];
   closed: [reason: string];
 };
 
@@ -145,25 +140,16 @@ function adaptWebSocket(ws: WebSocket): WebSocketLike {
 }
 
 export class Bot extends TypedEmitter<BotEvents> {
-  readonly signal: SignalClient;
   readonly #log: Logger;
   readonly #options: BotOptions;
   readonly #peer: PeerOptions;
+  readonly #session: ClientSession<WeriftDriver>;
   #ws: WebSocket | undefined;
-  #wsError: Error | undefined;
-  #joined: ServerMessageOf<'joined'> | undefined;
-  #publisher: BotPublisher | undefined;
-  #subscriber: BotSubscriber | undefined;
-  /** Subscriber negotiations and trickles run one at a time, after the join completed. */
-  #subscriberQueue: Promise<void>;
-  #releaseQueue!: () => void;
-  readonly #participants = new Map<string, ParticipantInfo>();
   readonly #waiters = new Set<Waiter>();
   readonly #packetWaiters = new Set<() => void>();
   #closing: Promise<void> | undefined;
+  #publishing: Promise<void> | undefined;
   #closedReason: string | undefined;
-  #route: RouteAnswer | undefined;
-  #reconnectUrl: string | undefined;
   readonly #timings: BotTimings = {
     startedAtMs: nowMs(),
     wsOpenAtMs: null,
@@ -173,7 +159,9 @@ export class Bot extends TypedEmitter<BotEvents> {
 
   private constructor(options: BotOptions) {
     const log = options.logger ?? silentLogger();
-    super((event, error) => log.error({ err: error, event }, 'bot event listener threw'));
+    const onListenerError = (event: string, error: unknown) =>
+      log.error({ err: error, event }, 'bot event listener threw');
+    super(onListenerError);
     this.#log = log;
     this.#options = options;
     this.#peer = {
@@ -181,17 +169,25 @@ export class Bot extends TypedEmitter<BotEvents> {
       outboundLossPercent: options.lossPercent,
       inboundLossPercent: options.receiveLossPercent,
     };
-    this.#subscriberQueue = new Promise((resolve) => {
-      this.#releaseQueue = resolve;
-    });
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
-    this.signal = new SignalClient((url) => {
-      const ws = new WebSocket(url, { handshakeTimeout: timeoutMs });
-      ws.on('error', (error) => {
-        this.#wsError = error;
-      });
-      this.#ws = ws;
-      return adaptWebSocket(ws);
+    this.#session = new ClientSession({
+      webSocket: (url) => {
+        const ws = new WebSocket(url, { handshakeTimeout: timeoutMs });
+        this.#ws = ws;
+        return adaptWebSocket(ws);
+      },
+      driver: ({ joined }) =>
+        new WeriftDriver({ ...this.#peer, iceServers: joined.iceServers }, log, {
+          firstPacket: (identity, kind, atMs) => this.safeEmit('firstPacket', identity, kind, atMs),
+          keyframe: (identity, kind, atMs, first) => {
+            if (first) this.safeEmit('firstKeyframe', identity, kind, atMs);
+            this.safeEmit('keyframe', identity, kind, atMs);
+          },
+          packet: () => {
+            for (const check of [...this.#packetWaiters]) check();
+          },
+        }),
+      onListenerError,
     });
     this.#listen();
   }
@@ -206,6 +202,11 @@ export class Bot extends TypedEmitter<BotEvents> {
       await bot.close('connect failed');
       throw error;
     }
+  }
+
+  /** The signalling client (for requests the bot has no method for). */
+  get signal(): SignalClient {
+    return this.#session.signal;
   }
 
   get sessionId(): string {
@@ -230,7 +231,7 @@ export class Bot extends TypedEmitter<BotEvents> {
 
   /** Where `/v1/route` sent the bot; undefined with `route: false` (or before routing). */
   get route(): RouteAnswer | undefined {
-    return this.#route;
+    return this.#session.route;
   }
 
   /**
@@ -238,7 +239,7 @@ export class Bot extends TypedEmitter<BotEvents> {
    * route through it to continue. The bot does not reconnect by itself.
    */
   get reconnectUrl(): string | undefined {
-    return this.#reconnectUrl;
+    return this.#session.reconnectUrl;
   }
 
   /** Why the bot closed (`undefined` while open). */
@@ -248,17 +249,18 @@ export class Bot extends TypedEmitter<BotEvents> {
 
   /** The other participants as last announced by the server. */
   participants(): ParticipantInfo[] {
-    return [...this.#participants.values()];
+    return this.#session.participants();
   }
 
   /** The werift PeerConnections (for getStats() and the like); absent until created. */
   get peerConnections(): { publisher?: RTCPeerConnection; subscriber?: RTCPeerConnection } {
-    return { publisher: this.#publisher?.pc, subscriber: this.#subscriber?.pc };
+    const driver = this.#session.driver;
+    return { publisher: driver?.publisher?.pc, subscriber: driver?.subscriber?.pc };
   }
 
   /** The m-lines of the last subscriber offer. */
   subscribedTracks(): SubscribedTrack[] {
-    return this.#subscriber?.tracks ?? [];
+    return this.#session.subscribedTracks();
   }
 
   /** When the steps of `connect` completed (a copy). */
@@ -271,7 +273,7 @@ export class Bot extends TypedEmitter<BotEvents> {
    * first packet), and starts the next interval at `atMs`. Cumulative `stats()` are unchanged.
    */
   intervalStats(atMs: number = nowMs()): ReceivedIntervalStats[] {
-    return this.#subscriber?.intervalStats(atMs) ?? [];
+    return this.#session.driver?.subscriber?.intervalStats(atMs) ?? [];
   }
 
   /**
@@ -286,19 +288,20 @@ export class Bot extends TypedEmitter<BotEvents> {
       throw new RangeError(`samples must be a positive integer, got ${samples}`);
     }
     this.#joinedOrThrow();
+    const signal = this.signal;
     const taken: ClockSample[] = [];
     for (let i = 0; i < samples; i++) {
-      if (!this.signal.connected) {
+      if (!signal.connected) {
         throw new SignalError('CLOSED', 'the signalling websocket is not open');
       }
       const t0 = clockPingTs(nowMs());
       const pong = this.#wait<number>(CLOCK_PING_TIMEOUT_MS, 'a pong to a clock ping', (resolve) =>
-        this.signal.on('pong', (m) => {
+        signal.on('pong', (m) => {
           if (m.ts === t0) resolve(m.serverTs);
         }),
       );
       // Listening before sending; the socket is open, so send does not throw.
-      this.signal.send({ type: 'ping', ts: t0 });
+      signal.send({ type: 'ping', ts: t0 });
       const serverTs = await pong;
       taken.push({ t0, serverTs, t3: nowMs() });
     }
@@ -308,9 +311,10 @@ export class Bot extends TypedEmitter<BotEvents> {
   }
 
   stats(): BotStats {
+    const driver = this.#session.driver;
     return {
-      received: this.#subscriber?.stats() ?? [],
-      sent: this.#publisher?.stats() ?? [],
+      received: driver?.subscriber?.stats() ?? [],
+      sent: driver?.publisher?.stats() ?? [],
     };
   }
 
@@ -320,17 +324,18 @@ export class Bot extends TypedEmitter<BotEvents> {
 
   /** Stops sending the track of this kind and tells the server it is unpublished. */
   async unpublish(kind: TrackKind): Promise<void> {
-    const trackId = this.#publisher?.trackId(kind);
-    if (!this.#publisher || trackId === undefined) {
+    const publisher = this.#session.driver?.publisher;
+    const trackId = publisher?.trackId(kind);
+    if (!publisher || trackId === undefined) {
       throw new Error(`this bot publishes no ${kind} track`);
     }
-    this.#publisher.stopSource(kind);
+    publisher.stopSource(kind);
     await this.signal.request({ type: 'unpublish', trackId }, 'ok');
   }
 
   /** Sends a PLI upstream for a subscribed stream; false when no such stream is subscribed. */
   async requestKeyframe(identity: string, kind: TrackKind = 'video'): Promise<boolean> {
-    return (await this.#subscriber?.requestKeyframe(identity, kind)) ?? false;
+    return (await this.#session.driver?.subscriber?.requestKeyframe(identity, kind)) ?? false;
   }
 
   /**
@@ -343,14 +348,9 @@ export class Bot extends TypedEmitter<BotEvents> {
     kind: TrackKind = 'video',
     timeoutMs = 10_000,
   ): Promise<number> {
-    const at = this.#subscriber?.stream(identity, kind)?.firstKeyframeAtMs;
+    const at = this.#session.driver?.subscriber?.stream(identity, kind)?.firstKeyframeAtMs;
     if (at !== null && at !== undefined) return Promise.resolve(at);
-    return this.#waitForEvent(
-      'keyframe',
-      (id, k) => id === identity && k === kind,
-      timeoutMs,
-      `a ${kind} key frame from ${identity}`,
-    ).then(([, , atMs]) => atMs);
+    return this.#keyframe(identity, kind, timeoutMs, `a ${kind} key frame from ${identity}`);
   }
 
   /** Resolves with the time of the next key frame from this participant. */
@@ -359,12 +359,12 @@ export class Bot extends TypedEmitter<BotEvents> {
     kind: TrackKind = 'video',
     timeoutMs = 10_000,
   ): Promise<number> {
-    return this.#waitForEvent(
-      'keyframe',
-      (id, k) => id === identity && k === kind,
-      timeoutMs,
-      `another ${kind} key frame from ${identity}`,
-    ).then(([, , atMs]) => atMs);
+    return this.#keyframe(identity, kind, timeoutMs, `another ${kind} key frame from ${identity}`);
+  }
+
+  #keyframe(identity: string, kind: TrackKind, timeoutMs: number, what: string): Promise<number> {
+    const matches = (id: string, k: TrackKind) => id === identity && k === kind;
+    return this.#waitForEvent('keyframe', matches, timeoutMs, what).then(([, , atMs]) => atMs);
   }
 
   /** Resolves once `count` unique packets of this stream have arrived. */
@@ -374,7 +374,8 @@ export class Bot extends TypedEmitter<BotEvents> {
     count: number,
     timeoutMs = 10_000,
   ): Promise<void> {
-    const reached = () => (this.#subscriber?.stream(identity, kind)?.packets ?? 0) >= count;
+    const reached = () =>
+      (this.#session.driver?.subscriber?.stream(identity, kind)?.packets ?? 0) >= count;
     if (reached()) return Promise.resolve();
     return this.#wait(timeoutMs, `${count} ${kind} packets from ${identity}`, (resolve) => {
       const check = () => {
@@ -399,214 +400,109 @@ export class Bot extends TypedEmitter<BotEvents> {
   async #start(): Promise<void> {
     const options = this.#options;
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
-    if (options.region && options.node) {
-      throw new SignalError('INVALID_ARGUMENT', 'pin a region or a node, not both');
-    }
-    if (options.route === false && (options.region || options.node)) {
-      throw new SignalError('INVALID_ARGUMENT', 'pinning a region or node needs route: true');
-    }
-    // Before the socket opens: the node gives an idle socket only so long to join.
-    const token = await this.#token();
-    let url: string;
-    if (options.route === false) {
-      url = signalUrlFor(options.url);
-    } else {
-      const answer = await route(options.url, token, {
-        room: options.room,
-        region: options.region,
-        node: options.node,
-        timeoutMs,
-      });
-      if (this.closed) throw new SignalError('CLOSED', 'the bot closed while routing');
-      this.#route = answer;
-      this.#log.info(
-        {
-          nodeId: answer.nodeId,
-          region: answer.region,
-          reason: answer.reason,
-          distanceKm: answer.distanceKm,
-          signalUrl: answer.signalUrl,
-        },
-        'routed',
-      );
-      url = answer.signalUrl;
-    }
-    try {
-      await this.signal.connect(url);
-    } catch (error) {
-      const cause = this.#wsError?.message ?? (error as Error).message;
-      throw new SignalError('CLOSED', `cannot connect to ${url}: ${cause}`);
-    }
-    this.#timings.wsOpenAtMs = nowMs();
-    const joined = await this.signal.join(token, {
+    const joined = await this.#session.connect({
+      url: options.url,
+      route: options.route ?? true,
+      region: options.region,
+      node: options.node,
+      token: options.token,
+      room: options.room,
+      identity: options.identity,
+      name: options.name,
       autoSubscribe: options.subscribe ?? true,
+      timeoutMs,
     });
-    this.#timings.joinedAtMs = nowMs();
-    this.#joined = joined;
-    this.#peer.iceServers = joined.iceServers;
-    for (const p of joined.participants) {
-      if (p.sessionId !== joined.sessionId) this.#participants.set(p.sessionId, p);
-    }
-    this.#log.info(
-      { sessionId: joined.sessionId, room: joined.room, nodeId: joined.nodeId },
-      'joined',
-    );
-    this.#releaseQueue();
     if (options.subscribe !== false && !joined.grants.canSubscribe) {
       this.#log.warn('the token does not grant subscribing');
     }
-    if (options.publish && ((options.publish.video ?? true) || (options.publish.audio ?? true))) {
-      if (!joined.grants.canPublish) {
-        throw new SignalError('PERMISSION_DENIED', 'the token does not grant publishing');
-      }
-      await this.#publish(options.publish, timeoutMs);
-      this.#timings.publishedAtMs = nowMs();
-    }
+    // Started by the `joined` event, before the offers that waited for the join.
+    await this.#publishing;
   }
 
-  async #token(): Promise<string> {
-    const { token, room, identity, name, url, region, node } = this.#options;
-    if (token) return token;
-    if (!room || !identity) {
-      throw new SignalError(
-        'TOKEN_MISSING',
-        'give a token, or a room and an identity for a dev token',
-      );
+  /** Publishes what `options.publish` asks for; called once joined. */
+  async #publishOnJoin(joined: ServerMessageOf<'joined'>): Promise<void> {
+    const publish = this.#options.publish;
+    if (!publish || !((publish.video ?? true) || (publish.audio ?? true))) return;
+    if (!joined.grants.canPublish) {
+      throw new SignalError('PERMISSION_DENIED', 'the token does not grant publishing');
     }
-    return fetchDevToken(url, {
-      room,
-      identity,
-      ...(name ? { name } : {}),
-      // Pinning is refused (PERMISSION_DENIED) without this grant.
-      ...(region || node ? { canPinRegion: true } : {}),
-    });
+    await this.#publish(publish, this.#options.connectTimeoutMs ?? 10_000);
+    this.#timings.publishedAtMs = nowMs();
   }
 
   async #publish(publish: PublishOptions, timeoutMs: number): Promise<void> {
-    if (this.closed) throw new SignalError('CLOSED', 'the bot closed while publishing');
-    const publisher = new BotPublisher(
-      publish,
-      this.#peer,
-      this.#log.child({ pc: 'publisher' }),
-      (kind) => this.safeEmit('pli', kind),
-    );
-    this.#publisher = publisher;
+    const driver = this.#session.driver;
+    if (this.closed || !driver) throw new SignalError('CLOSED', 'the bot closed while publishing');
+    const publisher = driver.createPublisher(publish, (kind) => this.safeEmit('pli', kind));
     await publisher.negotiate(async (sdp, tracks) => {
-      const answer = await this.signal.request(
-        { type: 'publish', sdp, tracks },
-        'publish.answer',
-        timeoutMs,
-      );
+      const answer = await this.#session.publish(sdp, tracks, timeoutMs);
       return { sdp: answer.sdp, tracks: answer.tracks };
     });
+    await this.#session.publisherAnswered();
     await publisher.start(timeoutMs);
     this.#log.info({ kinds: publisher.kinds }, 'publishing');
   }
 
+  /** Logs the session's steps and passes its events on as the bot's. */
   #listen(): void {
-    const s = this.signal;
-    s.on('subscriber.offer', (m) => {
-      this.#enqueue(async () => {
-        const subscriber = this.#ensureSubscriber();
-        const sdp = await subscriber.handleOffer(m.sdp, m.tracks);
-        if (this.closed) return;
-        this.signal.send({ type: 'subscriber.answer', sdp });
-        this.#log.debug({ tracks: m.tracks.length }, 'answered subscriber offer');
-        this.safeEmit('subscribed', m.tracks);
-      }, 'subscriber offer');
+    const s = this.#session;
+    s.on('routed', (answer) => {
+      if (!answer) return;
+      const { nodeId, region, reason, distanceKm, signalUrl } = answer;
+      this.#log.info({ nodeId, region, reason, distanceKm, signalUrl }, 'routed');
     });
-    s.on('trickle', (m) => {
-      if (m.target === 'publisher') {
-        this.#publisher?.addRemoteCandidate(m.candidate).catch((error: unknown) => {
-          this.#log.warn({ err: error }, 'publisher candidate rejected');
-        });
-      } else {
-        this.#enqueue(async () => {
-          await this.#ensureSubscriber().addRemoteCandidate(m.candidate);
-        }, 'subscriber candidate');
-      }
+    s.on('opened', () => {
+      this.#timings.wsOpenAtMs = nowMs();
     });
-    s.on('participant.joined', (m) => {
-      this.#participants.set(m.participant.sessionId, m.participant);
-      this.safeEmit('participantJoined', m.participant);
+    s.on('joined', (joined) => {
+      this.#timings.joinedAtMs = nowMs();
+      const { sessionId, room, nodeId } = joined;
+      this.#log.info({ sessionId, room, nodeId }, 'joined');
+      this.#publishing = this.#publishOnJoin(joined);
+      // `#start` awaits it right after the join; until then a failure is not unhandled.
+      this.#publishing.catch(() => undefined);
     });
-    s.on('participant.left', (m) => {
-      this.#participants.delete(m.sessionId);
-      this.safeEmit('participantLeft', {
-        sessionId: m.sessionId,
-        identity: m.identity,
-        reason: m.reason,
-      });
+    s.on('subscribed', (tracks) => {
+      this.#log.debug({ tracks: tracks.length }, 'answered subscriber offer');
+      this.safeEmit('subscribed', tracks);
     });
-    s.on('track.published', (m) => {
-      const p = this.#participants.get(m.participantSid);
-      if (p) p.tracks = [...p.tracks.filter((t) => t.trackId !== m.track.trackId), m.track];
-      this.safeEmit('trackPublished', m.participantSid, m.track);
+    s.on('subscribeFailed', (error) => this.#log.error({ err: error }, 'subscriber offer failed'));
+    s.on('candidateRejected', (target, error) => {
+      this.#log.warn({ err: error, target }, 'remote candidate rejected');
     });
-    s.on('track.unpublished', (m) => {
-      const p = this.#participants.get(m.participantSid);
-      if (p) p.tracks = p.tracks.filter((t) => t.trackId !== m.trackId);
-      this.safeEmit('trackUnpublished', m.participantSid, m.trackId);
+    s.on('participantJoined', (p) => this.safeEmit('participantJoined', p));
+    s.on('participantLeft', (left) => this.safeEmit('participantLeft', left));
+    s.on('trackPublished', (sid, track) => this.safeEmit('trackPublished', sid, track));
+    s.on('trackUnpublished', (sid, trackId) => this.safeEmit('trackUnpublished', sid, trackId));
+    s.on('chat', (message) => this.safeEmit('chat', message));
+    s.on('serverError', (error) => {
+      this.#log.warn(error, 'server error');
+      this.safeEmit('serverError', error);
     });
-    s.on('chat', (m) => {
-      this.safeEmit('chat', { from: m.from, text: m.text, ts: m.ts });
-    });
-    s.on('error', (m) => {
-      if (this.closed) return;
-      this.#log.warn({ code: m.code, message: m.message }, 'server error');
-      this.safeEmit('serverError', { code: m.code, message: m.message });
-    });
-    s.on('leave', (m) => {
-      if (m.reason === 'draining') {
+    s.on('leave', (reason, reconnectUrl) => {
+      if (reason === 'draining') {
         // Automatic reconnection is not implemented (yet): the bot closes like for any other
         // leave, and whoever drives it may route again through `reconnectUrl`.
-        this.#reconnectUrl = m.reconnect?.url;
         this.#log.info(
-          { reason: m.reason, reconnectUrl: m.reconnect?.url ?? null },
-          m.reconnect
+          { reason, reconnectUrl: reconnectUrl ?? null },
+          reconnectUrl
             ? 'the node is draining; route again through the reconnect URL to continue'
             : 'the node is draining and named no other node to continue on',
         );
       } else {
-        this.#log.info({ reason: m.reason }, 'the server ended the session');
+        this.#log.info({ reason }, 'the server ended the session');
       }
-      void this.close(`server: ${m.reason}`);
+      void this.close(`server: ${reason}`);
     });
-    s.on('close', ({ code, reason }) => {
+    s.on('disconnected', ({ code, reason }) => {
       void this.close(`websocket closed (${code}${reason ? ` ${reason}` : ''})`);
     });
   }
 
-  #enqueue(task: () => Promise<void>, what: string): void {
-    this.#subscriberQueue = this.#subscriberQueue.then(async () => {
-      if (this.closed) return;
-      try {
-        await task();
-      } catch (error) {
-        if (!this.closed) this.#log.error({ err: error }, `${what} failed`);
-      }
-    });
-  }
-
-  #ensureSubscriber(): BotSubscriber {
-    if (!this.#subscriber) {
-      this.#subscriber = new BotSubscriber(this.#peer, this.#log.child({ pc: 'subscriber' }), {
-        firstPacket: (identity, kind, atMs) => this.safeEmit('firstPacket', identity, kind, atMs),
-        keyframe: (identity, kind, atMs, first) => {
-          if (first) this.safeEmit('firstKeyframe', identity, kind, atMs);
-          this.safeEmit('keyframe', identity, kind, atMs);
-        },
-        packet: () => {
-          for (const check of [...this.#packetWaiters]) check();
-        },
-      });
-    }
-    return this.#subscriber;
-  }
-
   #joinedOrThrow(): ServerMessageOf<'joined'> {
-    if (!this.#joined) throw new Error('the bot has not joined');
-    return this.#joined;
+    const joined = this.#session.joined;
+    if (!joined) throw new Error('the bot has not joined');
+    return joined;
   }
 
   /** A promise that rejects on timeout or close; `arm` registers and returns its disarm. */
@@ -660,21 +556,8 @@ export class Bot extends TypedEmitter<BotEvents> {
       w.reject(new Error(`bot closed (${reason})`));
     }
     this.#packetWaiters.clear();
-    // Let queued subscriber work see `closed` and stop; a join that never finished never
-    // releases the queue, so release it here.
-    this.#releaseQueue();
-    if (this.#joined) {
-      this.signal.close();
-    } else {
-      // Not joined: SignalClient.close() would send a `leave` the server answers with
-      // NOT_JOINED. Closing the socket itself still rejects whatever is pending.
-      this.#ws?.close(1000, 'client closed');
-    }
-    const results = await Promise.allSettled([this.#publisher?.close(), this.#subscriber?.close()]);
-    for (const r of results) {
-      if (r.status === 'rejected')
-        this.#log.warn({ err: r.reason }, 'closing a PeerConnection failed');
-    }
+    // Sends `leave` when joined, stops queued subscriber work, closes both PeerConnections.
+    await this.#session.close();
     await this.#closeWebSocket();
     this.safeEmit('closed', reason);
   }

@@ -6,7 +6,7 @@
  */
 import type { TrackKind } from '@geosfu/common/protocol';
 import { pino } from 'pino';
-import { SignalError } from '../SignalClient.js';
+import { SignalError } from '../core/SignalClient.js';
 import { Bot, type BotStats } from './Bot.js';
 import { type CliOptions, parseCli, USAGE, UsageError } from './cliOptions.js';
 

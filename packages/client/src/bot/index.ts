@@ -1,5 +1,5 @@
+export { DevTokenError, fetchDevToken, httpBaseUrl } from '../core/devToken.js';
 export { Bot, type BotEvents, type BotOptions, type BotStats, type ChatMessage } from './Bot.js';
-export { DevTokenError, fetchDevToken, httpBaseUrl } from './devToken.js';
 export {
   isH264KeyframePacket,
   isVp8KeyframeStart,

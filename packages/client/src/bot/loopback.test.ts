@@ -71,7 +71,8 @@ function subscribeWith(subscriber: BotSubscriber, identity: string): PublishExch
       identity,
       kind: t.kind,
     }));
-    return { sdp: await subscriber.handleOffer(sdp, subscribed), tracks: subscribed };
+    await subscriber.applyOffer(sdp, subscribed);
+    return { sdp: await subscriber.createAnswer(), tracks: subscribed };
   };
 }
 

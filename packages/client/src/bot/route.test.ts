@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { SignalError } from '../SignalClient.js';
+import { SignalError } from '../core/SignalClient.js';
 import { Bot } from './Bot.js';
 
 async function body(req: IncomingMessage): Promise<unknown> {

@@ -66,8 +66,8 @@ export class BotSubscriber {
     });
   }
 
-  /** Applies a server offer and returns the answer SDP. */
-  async handleOffer(sdp: string, tracks: readonly SubscribedTrack[]): Promise<string> {
+  /** Applies a server offer (the remote description); `createAnswer` answers it. */
+  async applyOffer(sdp: string, tracks: readonly SubscribedTrack[]): Promise<void> {
     this.#generation++;
     this.#midInfo.clear();
     for (const t of tracks) this.#midInfo.set(t.mid, t);
@@ -77,6 +77,10 @@ export class BotSubscriber {
     for (const t of this.pc.getTransceivers()) {
       for (const track of t.receiver.tracks) this.#attachTrack(track, t);
     }
+  }
+
+  /** Creates and applies the answer to the offer just applied; returns the answer SDP. */
+  async createAnswer(): Promise<string> {
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);
     return localSdp(this.pc);

@@ -1,21 +1,22 @@
 /**
- * One visit to a room: the signalling client, the publisher PeerConnection (we offer) and the
- * subscriber PeerConnection (the server offers), and the state of everyone else in the room.
- * The UI listens to its events and reads its state; it knows nothing about the DOM.
+ * One visit to a room as the page shows it: local media, the other participants with the
+ * media we receive from them, chat lines and notices. The protocol (token, route, join,
+ * roster, subscriber offers, candidates) is a ClientSession's, one per node connection; the
+ * PeerConnections are a BrowserDriver's. The UI listens to its events and reads its state;
+ * it knows nothing about the DOM.
  */
+import { TypedEmitter } from '@geosfu/common/events';
 import type {
-  IceCandidate,
-  IceServer,
   LeaveReason,
-  ParticipantInfo,
-  PeerTarget,
   ServerMessageOf,
   StreamStats,
   SubscribedTrack,
   TrackInfo,
 } from '@geosfu/common/protocol';
-import { type RouteAnswer, route } from '../route.js';
-import { SignalClient, SignalError, signalUrlFor, type WebSocketLike } from '../SignalClient.js';
+import { ClientSession, type ConnectOptions } from '../core/ClientSession.js';
+import type { RouteAnswer } from '../core/route.js';
+import { SignalError, type WebSocketLike } from '../core/SignalClient.js';
+import { BrowserDriver } from './BrowserDriver.js';
 
 export type SessionState = 'idle' | 'joining' | 'joined' | 'left' | 'error';
 
@@ -87,52 +88,6 @@ const LEAVE_TEXT: Record<LeaveReason, string> = {
   'server-shutdown': 'The server shut down.',
 };
 
-/** The server's token endpoint answers `{token}` or an error object; read both defensively. */
-async function fetchDevToken(baseUrl: string, options: JoinOptions): Promise<string> {
-  const response = await fetch(new URL('/v1/dev/token', baseUrl), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      room: options.room,
-      identity: options.identity,
-      name: options.name,
-      // Pinning is refused (PERMISSION_DENIED) without this grant.
-      ...(options.region || options.node ? { canPinRegion: true } : {}),
-    }),
-  });
-  const text = await response.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  const record = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  if (response.ok && typeof record.token === 'string') return record.token;
-  const error =
-    typeof record.error === 'object' && record.error !== null
-      ? (record.error as Record<string, unknown>)
-      : record;
-  const message = typeof error.message === 'string' ? error.message : text.slice(0, 200);
-  if (response.status === 404) {
-    throw new Error(
-      'This server does not hand out demo tokens (POST /v1/dev/token answered 404). Start it with --dev.',
-    );
-  }
-  throw new Error(
-    `Could not get a token (HTTP ${response.status}): ${message || response.statusText}`,
-  );
-}
-
-function toCandidateInit(candidate: IceCandidate): RTCIceCandidateInit {
-  return {
-    candidate: candidate.candidate,
-    sdpMid: candidate.sdpMid ?? null,
-    sdpMLineIndex: candidate.sdpMLineIndex ?? null,
-    usernameFragment: candidate.usernameFragment ?? null,
-  };
-}
-
 function errorText(error: unknown): string {
   if (error instanceof SignalError) return `${error.message} (${error.code})`;
   if (error instanceof DOMException && error.name === 'NotAllowedError') {
@@ -141,16 +96,7 @@ function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** A PeerConnection with its pending remote candidates (they wait for the remote description). */
-interface Peer {
-  readonly target: PeerTarget;
-  readonly pc: RTCPeerConnection;
-  pendingRemote: RTCIceCandidateInit[];
-  /** Local candidates wait until the server knows this PeerConnection (publisher only). */
-  pendingLocal: RTCIceCandidateInit[] | null;
-}
-
-export class Session {
+export class Session extends TypedEmitter<SessionEvents> {
   state: SessionState = 'idle';
   /** Why the session ended or failed, for the UI. */
   detail: string | null = null;
@@ -165,21 +111,17 @@ export class Session {
   route: RouteAnswer | null = null;
   /** While moving off a draining node: the region of the node we move to. */
   movingTo: string | null = null;
+  /** The others, rebuilt from the connection's roster and subscriber on every change. */
   readonly peers = new Map<string, RemotePeer>();
   readonly local: LocalMedia = Session.#emptyLocal();
 
-  #signal: SignalClient | null = null;
-  #publisher: Peer | null = null;
-  #subscriber: Peer | null = null;
-  /** Which remote track each m-line of the last subscriber offer carries. */
-  #subscribedByMid = new Map<string, SubscribedTrack>();
-  /** Subscriber negotiations run one after another. */
-  #subscriberChain: Promise<void> = Promise.resolve();
-  #iceServers: RTCIceServer[] = [];
+  /** The connection to the current node; a new one for every join and every move. */
+  #core: ClientSession<BrowserDriver> | null = null;
+  /** Tracks unpublished since the last subscriber offer: their m-lines show nothing. */
+  #unpublished = new Set<string>();
   /** Chat texts we sent that the server has not echoed yet (we show them at once). */
   #unconfirmedChat: string[] = [];
   #watchedTracks = new WeakSet<MediaStreamTrack>();
-  #listeners = new Map<keyof SessionEvents, Set<(...args: never[]) => void>>();
   /** Bumped on every join/leave so that stale async work can tell it is stale. */
   #epoch = 0;
   /** What the current visit joined with, for moving to another node when this one drains. */
@@ -199,11 +141,11 @@ export class Session {
   }
 
   get publisherPc(): RTCPeerConnection | null {
-    return this.#publisher?.pc ?? null;
+    return this.#core?.driver?.publisher ?? null;
   }
 
   get subscriberPc(): RTCPeerConnection | null {
-    return this.#subscriber?.pc ?? null;
+    return this.#core?.driver?.subscriber ?? null;
   }
 
   /**
@@ -211,7 +153,7 @@ export class Session {
    * from us (inbound) and sends to us (outbound). Null when not joined.
    */
   async nodeStats(): Promise<StreamStats[] | null> {
-    const signal = this.#signal;
+    const signal = this.#core?.signal;
     if (this.state !== 'joined' || !signal?.connected) return null;
     const reply = await signal.request({ type: 'stats' }, 'stats', NODE_STATS_TIMEOUT_MS);
     return reply.streams;
@@ -219,37 +161,22 @@ export class Session {
 
   /** The server's mid -> track mapping of the current subscriber offer. */
   get subscribedTracks(): SubscribedTrack[] {
-    return [...this.#subscribedByMid.values()];
-  }
-
-  on<K extends keyof SessionEvents>(event: K, listener: (...args: SessionEvents[K]) => void): void {
-    let set = this.#listeners.get(event);
-    if (!set) {
-      set = new Set();
-      this.#listeners.set(event, set);
-    }
-    set.add(listener as (...args: never[]) => void);
-  }
-
-  #emit<K extends keyof SessionEvents>(event: K, ...args: SessionEvents[K]): void {
-    for (const listener of this.#listeners.get(event) ?? []) {
-      (listener as (...a: SessionEvents[K]) => void)(...args);
-    }
+    return this.#core?.subscribedTracks() ?? [];
   }
 
   #setState(state: SessionState, detail: string | null = null): void {
     this.state = state;
     this.detail = detail;
-    this.#emit('state', state, detail);
-    this.#emit('change');
+    this.safeEmit('state', state, detail);
+    this.safeEmit('change');
   }
 
   #notice(level: Notice['level'], text: string): void {
-    this.#emit('notice', { level, text });
+    this.safeEmit('notice', { level, text });
   }
 
   #system(text: string): void {
-    this.#emit('chat', { kind: 'system', text, ts: Date.now() });
+    this.safeEmit('chat', { kind: 'system', text, ts: Date.now() });
   }
 
   // ---------------------------------------------------------------------------------------
@@ -259,7 +186,6 @@ export class Session {
   async join(options: JoinOptions): Promise<void> {
     if (this.state === 'joining' || this.state === 'joined') return;
     const epoch = ++this.#epoch;
-    const baseUrl = options.baseUrl ?? location.origin;
     this.room = options.room;
     this.identity = options.identity;
     this.name = options.name;
@@ -272,18 +198,10 @@ export class Session {
         return;
       }
       this.#setLocalStream(media);
-
-      const token = await fetchDevToken(baseUrl, options);
-      if (epoch !== this.#epoch) return;
-      this.#token = token;
       // Any node (or the directory) tells us which node to use: the nearest, or the pinned one.
-      const answer = await route(baseUrl, token, {
-        room: options.room,
-        region: options.region,
-        node: options.node,
-      });
-      if (epoch !== this.#epoch) return;
-      await this.#connect({ signalUrl: answer.signalUrl, answer }, token, media, epoch);
+      const { room, identity, name, region, node } = options;
+      const url = options.baseUrl ?? location.origin;
+      await this.#connect({ url, room, identity, name, region, node }, media, epoch, false);
     } catch (error) {
       if (epoch !== this.#epoch) return;
       this.#teardown();
@@ -291,28 +209,53 @@ export class Session {
     }
   }
 
-  /** Opens the websocket to the (routed) node, joins, and publishes `media`. */
+  /** Connects to the (routed) node through a new ClientSession, joins, publishes `media`. */
   async #connect(
-    target: { signalUrl: string; answer: RouteAnswer | null },
-    token: string,
+    options: ConnectOptions,
     media: MediaStream | null,
     epoch: number,
+    moving: boolean,
   ): Promise<void> {
-    const { answer } = target;
-    this.route = answer;
-    this.nodeId = answer?.nodeId ?? null;
-    this.region = answer?.region ?? null;
-    this.#emit('change');
-    const signal = new SignalClient((url) => new WebSocket(url) as unknown as WebSocketLike);
-    this.#signal = signal;
-    this.#listen(signal, epoch);
-    await signal.connect(target.signalUrl);
-    const joined = await signal.join(token);
+    const core = new ClientSession({
+      webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,
+      driver: (context) =>
+        new BrowserDriver(context, {
+          track: () => {
+            if (this.#core === core) this.#syncPeers();
+          },
+          connectionState: (target, state) => {
+            if (this.#core !== core) return;
+            if (state === 'failed' && this.state === 'joined') {
+              this.#notice(
+                'error',
+                `The ${target} media connection failed (ICE could not connect).`,
+              );
+            }
+            this.safeEmit('change');
+          },
+        }),
+    });
+    this.#core = core;
+    core.on('routed', (answer) => {
+      this.route = answer;
+      this.nodeId = answer?.nodeId ?? null;
+      this.region = answer?.region ?? null;
+      if (moving) {
+        const where = answer?.region ?? new URL(options.url).host;
+        this.movingTo = where;
+        this.#notice('info', `Node is draining: moving you to ${where}...`);
+        this.#system(`This server is being drained: moving you to ${where}.`);
+      }
+      this.safeEmit('change');
+    });
+    this.#listen(core);
+    const joined = await core.connect(options);
     if (epoch !== this.#epoch) return;
+    this.#token = core.token ?? null;
     this.#onJoined(joined);
     if (media && joined.grants.canPublish) {
       // A failed publish leaves the session up: the others can still be seen and heard.
-      await this.#publish(media, epoch).catch((error: unknown) => {
+      await this.#publish(core, media, epoch).catch((error: unknown) => {
         if (epoch !== this.#epoch) return;
         this.#notice('error', `Could not send your camera and microphone: ${errorText(error)}`);
       });
@@ -323,9 +266,9 @@ export class Session {
 
   /**
    * The node is draining and named another one: join the room again through `/v1/route` on
-   * `reconnectUrl`, keeping the camera and microphone. One attempt: if it fails, the session
-   * ends with the reason. A node pin is dropped (that node is the one going away); a region
-   * pin is kept.
+   * `reconnectUrl` (or `reconnectUrl` itself when its route cannot be read), keeping the
+   * camera and microphone. One attempt: if it fails, the session ends with the reason. A node
+   * pin is dropped (that node is the one going away); a region pin is kept.
    */
   async #moveAfterDrain(reconnectUrl: string): Promise<void> {
     const options = this.#joinOptions;
@@ -336,24 +279,9 @@ export class Session {
     this.#teardown({ keepMedia: true });
     this.#setState('joining');
     try {
-      let answer: RouteAnswer | null = null;
-      let signalUrl: string;
-      try {
-        answer = await route(reconnectUrl, token, { room: options.room, region: options.region });
-        signalUrl = answer.signalUrl;
-      } catch (error) {
-        // A page may read another origin's answer only when that node allows it (CORS), and
-        // the draining node is about to go. Websockets have no such rule, and the draining node
-        // chose this node itself: join it directly (its region shows once joined).
-        if (!(error instanceof SignalError && error.code === 'SERVICE_UNAVAILABLE')) throw error;
-        signalUrl = signalUrlFor(reconnectUrl);
-      }
-      if (epoch !== this.#epoch) return;
-      const where = answer?.region ?? new URL(reconnectUrl).host;
-      this.movingTo = where;
-      this.#notice('info', `Node is draining: moving you to ${where}...`);
-      this.#system(`This server is being drained: moving you to ${where}.`);
-      await this.#connect({ signalUrl, answer }, token, media, epoch);
+      const { room, region } = options;
+      const target = { url: reconnectUrl, token, room, region, directIfUnreachable: true };
+      await this.#connect(target, media, epoch, true);
     } catch (error) {
       if (epoch !== this.#epoch) return;
       this.#teardown();
@@ -364,7 +292,7 @@ export class Session {
     } finally {
       if (epoch === this.#epoch) {
         this.movingTo = null;
-        this.#emit('change');
+        this.safeEmit('change');
       }
     }
   }
@@ -377,14 +305,17 @@ export class Session {
     this.#setState('left', LEAVE_TEXT.left);
   }
 
+  /** The session ended (the server said so, or the connection is gone). */
+  #end(state: 'left' | 'error', text: string): void {
+    this.#epoch++;
+    this.#teardown();
+    this.#setState(state, text);
+  }
+
   #teardown({ keepMedia = false }: { keepMedia?: boolean } = {}): void {
-    this.#signal?.close(1000, 'leave');
-    this.#signal = null;
-    for (const peer of [this.#publisher, this.#subscriber]) peer?.pc.close();
-    this.#publisher = null;
-    this.#subscriber = null;
-    this.#subscribedByMid.clear();
-    this.#subscriberChain = Promise.resolve();
+    void this.#core?.close(1000, 'leave');
+    this.#core = null;
+    this.#unpublished.clear();
     this.#unconfirmedChat = [];
     if (keepMedia) {
       // The tracks go on to the next node's publisher; the server ids were this node's.
@@ -435,7 +366,7 @@ export class Session {
     this.local.video = stream?.getVideoTracks()[0] ?? null;
     if (this.local.audio) this.local.audio.enabled = !this.local.micMuted;
     if (this.local.video) this.local.video.enabled = !this.local.camMuted;
-    this.#emit('change');
+    this.safeEmit('change');
   }
 
   #onJoined(joined: ServerMessageOf<'joined'>): void {
@@ -443,71 +374,44 @@ export class Session {
     // The node itself has the last word on who it is.
     this.nodeId = joined.nodeId;
     this.region = joined.region;
-    this.#iceServers = joined.iceServers.map((s: IceServer) => ({ ...s }));
-    for (const info of joined.participants) this.#addPeer(info);
-    this.#ensureSubscriber();
+    this.#syncPeers();
     this.#setState('joined');
     this.#system(`You joined room “${joined.room}” on ${joined.region} · ${joined.nodeId}.`);
   }
 
   // ---------------------------------------------------------------------------------------
-  // Signalling events
+  // Events of the connection
   // ---------------------------------------------------------------------------------------
 
-  #listen(signal: SignalClient, epoch: number): void {
-    const live = () => epoch === this.#epoch;
-    signal.on('subscriber.offer', (m) => {
-      if (!live()) return;
-      this.#subscriberChain = this.#subscriberChain
-        .then(() => this.#answerSubscriber(m, epoch))
-        .catch((error: unknown) => {
-          if (live()) this.#notice('error', `Could not receive media: ${errorText(error)}`);
-        });
+  #listen(core: ClientSession<BrowserDriver>): void {
+    const sync = () => this.#syncPeers();
+    core.on('subscribed', () => {
+      this.#unpublished.clear();
+      sync();
     });
-    signal.on('trickle', (m) => {
-      if (!live()) return;
-      const peer = m.target === 'publisher' ? this.#publisher : this.#subscriber;
-      if (!peer) return;
-      if (m.candidate === null) return; // end of candidates: nothing to do
-      this.#addRemoteCandidate(peer, toCandidateInit(m.candidate));
+    core.on('subscribeFailed', (error) => {
+      this.#notice('error', `Could not receive media: ${errorText(error)}`);
     });
-    signal.on('participant.joined', (m) => {
-      if (!live() || m.participant.sessionId === this.sessionId) return;
-      this.#addPeer(m.participant);
-      this.#system(`${m.participant.name || m.participant.identity} joined.`);
-      this.#emit('change');
+    core.on('candidateRejected', (_target, error) => {
+      this.#notice('warn', `Ignored a bad ICE candidate from the server: ${errorText(error)}`);
     });
-    signal.on('participant.left', (m) => {
-      if (!live()) return;
-      const peer = this.peers.get(m.sessionId);
-      if (!peer) return;
-      this.peers.delete(m.sessionId);
-      const why = m.reason === 'left' ? '' : ` (${m.reason})`;
-      this.#system(`${peer.name || peer.identity} left${why}.`);
-      this.#emit('change');
+    core.on('participantJoined', (p) => {
+      this.#system(`${p.name || p.identity} joined.`);
+      sync();
     });
-    signal.on('track.published', (m) => {
-      if (!live()) return;
-      this.peers.get(m.participantSid)?.tracks.set(m.track.trackId, m.track);
-      this.#emit('change');
+    core.on('participantLeft', (left, known) => {
+      if (!known) return;
+      const why = left.reason === 'left' ? '' : ` (${left.reason})`;
+      this.#system(`${known.name || known.identity} left${why}.`);
+      sync();
     });
-    signal.on('track.unpublished', (m) => {
-      if (!live()) return;
-      const peer = this.peers.get(m.participantSid);
-      if (!peer) return;
-      peer.tracks.delete(m.trackId);
-      if (peer.video?.trackId === m.trackId) peer.video = null;
-      if (peer.audio?.trackId === m.trackId) peer.audio = null;
-      this.#emit('change');
+    core.on('trackPublished', sync);
+    core.on('trackUnpublished', (_sid, trackId) => {
+      this.#unpublished.add(trackId);
+      sync();
     });
-    signal.on('track.muted', (m) => {
-      if (!live()) return;
-      const track = this.peers.get(m.participantSid)?.tracks.get(m.trackId);
-      if (track) track.muted = m.muted;
-      this.#emit('change');
-    });
-    signal.on('chat', (m) => {
-      if (!live()) return;
+    core.on('trackMuted', sync);
+    core.on('chat', (m) => {
       const self = m.from.sessionId === this.sessionId;
       if (self) {
         const i = this.#unconfirmedChat.indexOf(m.text);
@@ -517,176 +421,62 @@ export class Session {
         }
       }
       const name = m.from.name || m.from.identity;
-      this.#emit('chat', {
-        kind: 'chat',
-        self,
-        name,
-        identity: m.from.identity,
-        text: m.text,
-        ts: m.ts,
-      });
+      const { identity } = m.from;
+      this.safeEmit('chat', { kind: 'chat', self, name, identity, text: m.text, ts: m.ts });
     });
-    signal.on('leave', (m) => {
-      if (!live()) return;
-      if (m.reason === 'draining' && m.reconnect?.url && this.state === 'joined') {
-        void this.#moveAfterDrain(m.reconnect.url);
+    core.on('leave', (reason, reconnectUrl) => {
+      if (reason === 'draining' && reconnectUrl && this.state === 'joined') {
+        void this.#moveAfterDrain(reconnectUrl);
         return;
       }
-      this.#epoch++;
-      this.#teardown();
-      const text = LEAVE_TEXT[m.reason] ?? `The server ended the session (${m.reason}).`;
-      this.#setState('left', text);
+      this.#end('left', LEAVE_TEXT[reason] ?? `The server ended the session (${reason}).`);
     });
-    signal.on('error', (m) => {
-      if (!live()) return;
-      this.#notice('error', `${m.message} (${m.code})`);
-    });
-    signal.on('close', (info) => {
-      if (!live()) return;
+    core.on('serverError', (m) => this.#notice('error', `${m.message} (${m.code})`));
+    core.on('disconnected', (info) => {
       // A close we did not ask for, and no `leave` came first: the connection is gone.
       if (this.state !== 'joined') return;
-      this.#epoch++;
-      this.#teardown();
       const reason = info.reason ? `: ${info.reason}` : '';
-      this.#setState('error', `Lost the connection to the server (${info.code}${reason}).`);
+      this.#end('error', `Lost the connection to the server (${info.code}${reason}).`);
     });
   }
 
-  #addPeer(info: ParticipantInfo): void {
-    if (info.sessionId === this.sessionId) return;
-    const existing = this.peers.get(info.sessionId);
-    if (existing) {
-      existing.name = info.name;
-      for (const track of info.tracks) existing.tracks.set(track.trackId, track);
-      return;
-    }
-    this.peers.set(info.sessionId, {
-      sessionId: info.sessionId,
-      identity: info.identity,
-      name: info.name,
-      tracks: new Map(info.tracks.map((t) => [t.trackId, { ...t }])),
-      video: null,
-      audio: null,
-    });
-  }
-
-  // ---------------------------------------------------------------------------------------
-  // PeerConnections
-  // ---------------------------------------------------------------------------------------
-
-  #createPeer(target: PeerTarget): Peer {
-    const pc = new RTCPeerConnection({ iceServers: this.#iceServers, bundlePolicy: 'max-bundle' });
-    const peer: Peer = {
-      target,
-      pc,
-      pendingRemote: [],
-      pendingLocal: target === 'publisher' ? [] : null,
-    };
-    pc.onicecandidate = (event) => {
-      const candidate = event.candidate?.toJSON() ?? null;
-      if (candidate === null) return;
-      if (peer.pendingLocal) peer.pendingLocal.push(candidate);
-      else this.#sendCandidate(target, candidate);
-    };
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'failed' && this.state === 'joined') {
-        this.#notice('error', `The ${target} media connection failed (ICE could not connect).`);
-      }
-      this.#emit('change');
-    };
-    return peer;
-  }
-
-  #sendCandidate(target: PeerTarget, candidate: RTCIceCandidateInit): void {
-    if (!candidate.candidate) return;
-    try {
-      this.#signal?.send({
-        type: 'trickle',
-        target,
-        candidate: {
-          candidate: candidate.candidate,
-          sdpMid: candidate.sdpMid ?? null,
-          sdpMLineIndex: candidate.sdpMLineIndex ?? null,
-          usernameFragment: candidate.usernameFragment ?? null,
-        },
+  /**
+   * Rebuilds `peers` from the roster, and places every receiving transceiver's track on the
+   * participant its m-line belongs to.
+   */
+  #syncPeers(): void {
+    const core = this.#core;
+    this.peers.clear();
+    for (const p of core?.participants() ?? []) {
+      this.peers.set(p.sessionId, {
+        sessionId: p.sessionId,
+        identity: p.identity,
+        name: p.name,
+        tracks: new Map(p.tracks.map((t) => [t.trackId, t])),
+        video: null,
+        audio: null,
       });
-    } catch {
-      // The socket is closing: the session is ending anyway.
     }
-  }
-
-  #addRemoteCandidate(peer: Peer, candidate: RTCIceCandidateInit): void {
-    if (!peer.pc.remoteDescription) {
-      peer.pendingRemote.push(candidate);
-      return;
-    }
-    peer.pc.addIceCandidate(candidate).catch((error: unknown) => {
-      this.#notice('warn', `Ignored a bad ICE candidate from the server: ${errorText(error)}`);
-    });
-  }
-
-  async #flushRemoteCandidates(peer: Peer): Promise<void> {
-    const pending = peer.pendingRemote;
-    peer.pendingRemote = [];
-    for (const candidate of pending) {
-      await peer.pc.addIceCandidate(candidate).catch(() => undefined);
-    }
-  }
-
-  #ensureSubscriber(): Peer {
-    if (this.#subscriber) return this.#subscriber;
-    const peer = this.#createPeer('subscriber');
-    peer.pc.ontrack = () => this.#syncRemoteMedia();
-    this.#subscriber = peer;
-    return peer;
-  }
-
-  async #answerSubscriber(
-    offer: ServerMessageOf<'subscriber.offer'>,
-    epoch: number,
-  ): Promise<void> {
-    const peer = this.#ensureSubscriber();
-    this.#subscribedByMid = new Map(offer.tracks.map((t) => [t.mid, t]));
-    await peer.pc.setRemoteDescription({ type: 'offer', sdp: offer.sdp });
-    await this.#flushRemoteCandidates(peer);
-    const answer = await peer.pc.createAnswer();
-    await peer.pc.setLocalDescription(answer);
-    if (epoch !== this.#epoch) return;
-    const sdp = peer.pc.localDescription?.sdp ?? answer.sdp;
-    if (!sdp) throw new Error('the browser produced an empty answer');
-    this.#signal?.send({ type: 'subscriber.answer', sdp });
-    this.#syncRemoteMedia();
-  }
-
-  /** Places every receiving transceiver's track on the participant its m-line belongs to. */
-  #syncRemoteMedia(): void {
-    const pc = this.#subscriber?.pc;
-    for (const peer of this.peers.values()) {
-      peer.video = null;
-      peer.audio = null;
-    }
-    if (!pc) return;
-    for (const transceiver of pc.getTransceivers()) {
+    const pc = core?.driver?.subscriber;
+    const byMid = new Map((core?.subscribedTracks() ?? []).map((t) => [t.mid, t]));
+    for (const transceiver of pc?.getTransceivers() ?? []) {
       const mid = transceiver.mid;
-      if (mid === null) continue;
-      const info = this.#subscribedByMid.get(mid);
-      if (!info) continue;
+      const info = mid === null ? undefined : byMid.get(mid);
+      if (mid === null || !info || this.#unpublished.has(info.trackId)) continue;
       const direction = transceiver.currentDirection ?? transceiver.direction;
       if (direction !== 'recvonly' && direction !== 'sendrecv') continue;
       let peer = this.peers.get(info.participantSid);
       if (!peer) {
         // The offer can come before the participant.joined event: show them already.
-        this.#addPeer({
+        peer = {
           sessionId: info.participantSid,
           identity: info.identity,
           name: info.identity,
-          joinedAt: Date.now(),
-          nodeId: '',
-          region: '',
-          tracks: [],
-        });
-        peer = this.peers.get(info.participantSid);
-        if (!peer) continue;
+          tracks: new Map(),
+          video: null,
+          audio: null,
+        };
+        this.peers.set(peer.sessionId, peer);
       }
       const track = transceiver.receiver.track;
       this.#watch(track);
@@ -694,61 +484,35 @@ export class Session {
       if (info.kind === 'video') peer.video = slot;
       else peer.audio = slot;
     }
-    this.#emit('change');
+    this.safeEmit('change');
   }
 
   /** Re-render when a remote track starts or stops flowing (its `muted` flag). */
   #watch(track: MediaStreamTrack): void {
     if (this.#watchedTracks.has(track)) return;
     this.#watchedTracks.add(track);
-    track.addEventListener('mute', () => this.#emit('change'));
-    track.addEventListener('unmute', () => this.#emit('change'));
+    track.addEventListener('mute', () => this.safeEmit('change'));
+    track.addEventListener('unmute', () => this.safeEmit('change'));
   }
 
-  async #publish(stream: MediaStream, epoch: number): Promise<void> {
-    const signal = this.#signal;
-    if (!signal) return;
-    const peer = this.#createPeer('publisher');
-    this.#publisher = peer;
-    const sent: { transceiver: RTCRtpTransceiver; kind: 'audio' | 'video' }[] = [];
-    for (const track of [...stream.getAudioTracks(), ...stream.getVideoTracks()]) {
-      const transceiver = peer.pc.addTransceiver(track, {
-        direction: 'sendonly',
-        streams: [stream],
-      });
-      sent.push({ transceiver, kind: track.kind === 'audio' ? 'audio' : 'video' });
-    }
-    await peer.pc.setLocalDescription(await peer.pc.createOffer());
-    const sdp = peer.pc.localDescription?.sdp;
-    if (!sdp || epoch !== this.#epoch) return;
-    const tracks = sent.map(({ transceiver, kind }) => ({
-      mid: transceiver.mid ?? '',
-      kind,
-      source: kind === 'audio' ? ('microphone' as const) : ('camera' as const),
-    }));
-    const answered = signal.request(
-      { type: 'publish', sdp, tracks },
-      'publish.answer',
-      PUBLISH_TIMEOUT_MS,
+  async #publish(
+    core: ClientSession<BrowserDriver>,
+    stream: MediaStream,
+    epoch: number,
+  ): Promise<void> {
+    const driver = core.driver;
+    if (!driver) return;
+    const ids = await driver.publish(stream, (sdp, tracks) =>
+      core.publish(sdp, tracks, PUBLISH_TIMEOUT_MS),
     );
-    // The server knows the publisher now: send the candidates gathered meanwhile, then trickle.
-    const early = peer.pendingLocal ?? [];
-    peer.pendingLocal = null;
-    for (const candidate of early) this.#sendCandidate('publisher', candidate);
-
-    const answer = await answered;
-    if (epoch !== this.#epoch) return;
-    await peer.pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
-    await this.#flushRemoteCandidates(peer);
-    for (const { mid, trackId } of answer.tracks) {
-      const kind = tracks.find((t) => t.mid === mid)?.kind;
-      if (kind === 'audio') this.local.audioTrackId = trackId;
-      if (kind === 'video') this.local.videoTrackId = trackId;
-    }
+    if (!ids || epoch !== this.#epoch) return;
+    await core.publisherAnswered();
+    if (ids.audio) this.local.audioTrackId = ids.audio;
+    if (ids.video) this.local.videoTrackId = ids.video;
     // Mute toggles made while publishing was under way: tell the server now.
     if (this.local.micMuted) this.#sendMute(this.local.audioTrackId, true);
     if (this.local.camMuted) this.#sendMute(this.local.videoTrackId, true);
-    this.#emit('change');
+    this.safeEmit('change');
   }
 
   // ---------------------------------------------------------------------------------------
@@ -759,32 +523,34 @@ export class Session {
     this.local.micMuted = muted;
     if (this.local.audio) this.local.audio.enabled = !muted;
     this.#sendMute(this.local.audioTrackId, muted);
-    this.#emit('change');
+    this.safeEmit('change');
   }
 
   setCamMuted(muted: boolean): void {
     this.local.camMuted = muted;
     if (this.local.video) this.local.video.enabled = !muted;
     this.#sendMute(this.local.videoTrackId, muted);
-    this.#emit('change');
+    this.safeEmit('change');
   }
 
   #sendMute(trackId: string | null, muted: boolean): void {
-    if (trackId === null || !this.#signal?.connected) return;
-    this.#signal.send({ type: 'mute', trackId, muted });
+    const signal = this.#core?.signal;
+    if (trackId === null || !signal?.connected) return;
+    signal.send({ type: 'mute', trackId, muted });
   }
 
   /** Sends a chat message; returns false when it could not be sent. */
   sendChat(text: string): boolean {
     const trimmed = text.trim();
-    if (!trimmed || !this.#signal?.connected) return false;
+    const signal = this.#core?.signal;
+    if (!trimmed || !signal?.connected) return false;
     try {
-      this.#signal.send({ type: 'chat', text: trimmed });
+      signal.send({ type: 'chat', text: trimmed });
     } catch {
       return false;
     }
     this.#unconfirmedChat.push(trimmed);
-    this.#emit('chat', {
+    this.safeEmit('chat', {
       kind: 'chat',
       self: true,
       name: this.name ?? 'You',
@@ -797,6 +563,6 @@ export class Session {
 
   /** The participant a subscriber m-line belongs to (for per-tile stats). */
   participantOfMid(mid: string): string | null {
-    return this.#subscribedByMid.get(mid)?.participantSid ?? null;
+    return this.subscribedTracks.find((t) => t.mid === mid)?.participantSid ?? null;
   }
 }

@@ -1,4 +1,7 @@
-/** Access tokens from a dev node's `POST /v1/dev/token` (only nodes started with --dev have it). */
+/**
+ * Access tokens from a dev node's `POST /v1/dev/token` (only nodes started with --dev have it).
+ * Browser-safe (global `fetch`): the demo page and the bot both get their tokens here.
+ */
 
 export class DevTokenError extends Error {
   override readonly name = 'DevTokenError';
@@ -18,6 +21,19 @@ export function httpBaseUrl(url: string): URL {
   return u;
 }
 
+/** The message of a REST error body (`{error: {message}}`), else the start of the text. */
+function errorMessage(text: string): string {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not JSON (a proxy's HTML page, say): show the text itself.
+    return text.slice(0, 300);
+  }
+  const error = (body as { error?: { message?: unknown } } | null)?.error;
+  return typeof error?.message === 'string' ? error.message : text.slice(0, 300);
+}
+
 export async function fetchDevToken(
   url: string,
   body: { room: string; identity: string; name?: string; canPinRegion?: boolean },
@@ -25,6 +41,7 @@ export async function fetchDevToken(
 ): Promise<string> {
   const endpoint = new URL('/v1/dev/token', httpBaseUrl(url));
   let response: Response;
+  let text: string;
   try {
     response = await fetch(endpoint, {
       method: 'POST',
@@ -32,18 +49,18 @@ export async function fetchDevToken(
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
     });
+    text = await response.text();
   } catch (error) {
     const cause = (error as { cause?: { message?: string } }).cause?.message;
     throw new DevTokenError(`cannot reach ${endpoint}: ${cause ?? (error as Error).message}`);
   }
-  const text = await response.text();
   if (response.status === 404) {
     throw new DevTokenError(
-      `${endpoint} does not exist: the node is not in dev mode (start it with --dev) or pass --token`,
+      `${endpoint} does not hand out tokens (404): the node is not in dev mode (start it with --dev), or give a token`,
     );
   }
   if (!response.ok) {
-    throw new DevTokenError(`${endpoint} answered ${response.status}: ${text.slice(0, 300)}`);
+    throw new DevTokenError(`${endpoint} answered ${response.status}: ${errorMessage(text)}`);
   }
   let token: unknown;
   try {

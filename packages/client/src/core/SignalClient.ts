@@ -85,13 +85,17 @@ export class SignalClient {
     const ws = this.factory(url);
     this.#ws = ws;
     return new Promise((resolve, reject) => {
+      let failure: string | undefined;
       ws.onopen = () => resolve();
-      ws.onerror = () => {
-        // The close event follows with the code; nothing more to learn here.
+      ws.onerror = (ev) => {
+        // The close event follows with the code; Node's `ws` also says why (ECONNREFUSED, ...).
+        if (ev instanceof Error) failure = ev.message;
       };
       ws.onclose = (ev) => {
         const info = { code: ev.code, reason: String(ev.reason) };
-        reject(new SignalError('CLOSED', `websocket closed (${info.code}) ${info.reason}`));
+        reject(
+          new SignalError('CLOSED', failure ?? `websocket closed (${info.code}) ${info.reason}`),
+        );
         this.#teardown(`websocket closed (${info.code}) ${info.reason}`);
         this.#emit('close', info);
       };
@@ -177,10 +181,10 @@ export class SignalClient {
     });
   }
 
-  /** Sends `leave` (when joined) and closes the socket. Idempotent. */
-  close(code = 1000, reason = 'client closed'): void {
+  /** Sends `leave` (unless `leave` is false) and closes the socket. Idempotent. */
+  close(code = 1000, reason = 'client closed', leave = true): void {
     if (this.#closed) return;
-    if (this.connected) {
+    if (leave && this.connected) {
       try {
         this.send({ type: 'leave' });
       } catch {
