@@ -212,6 +212,12 @@ export const Joined = z.object({
   /** How often the client should send `ping`, and when the server gives up on silence. */
   pingIntervalMs: z.number(),
   pingTimeoutMs: z.number(),
+  /**
+   * How long the node may hold a `publish` (and a subscriber offer) while earlier connections
+   * are being set up (SFU_ADMISSION_TIMEOUT_MS); a client waits at least this long for the
+   * answer. Absent from older nodes.
+   */
+  admissionTimeoutMs: z.number().optional(),
 });
 
 export const PublishAnswer = z.object({

@@ -31,6 +31,7 @@ import {
 import { type RelayBus, type RelayedTrack, RelayManager } from '@geosfu/relay';
 import { type RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { WebSocketServer } from 'ws';
+import { HandshakeGate } from './HandshakeGate.js';
 import { createHttpApp, type HttpHost } from './httpApp.js';
 import { relayReceiverPeerConfig, relaySenderPeerConfig } from './media.js';
 import { NodeMetrics, type Path } from './metrics.js';
@@ -95,6 +96,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
 
   #bus: RelayBus | undefined;
   #relays: RelayManager | undefined;
+  /** Admission control: PeerConnection set-ups in progress at once, the rest queue. */
+  readonly #handshakes: HandshakeGate;
 
   /**
    * @param bus the relay signalling bus (cluster mode); without one, the node relays nothing
@@ -115,11 +118,18 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       this.metrics.stalls.inc();
       this.#logger.warn({ stalledMs: Math.round(ms) }, 'node stalled; liveness skips it');
     });
+    this.#handshakes = new HandshakeGate({
+      maxConcurrent: config.maxConcurrentHandshakes,
+      timeoutMs: config.admissionTimeoutMs,
+      holdMs: config.peerTimeoutMs,
+      onWait: (seconds, result) => this.metrics.admissionWait.observe({ result }, seconds),
+    });
     this.metrics = new NodeMetrics(
       { nodeId: config.nodeId, region: config.region, version: VERSION },
       {
         rooms: () => this.#rooms.size,
         participants: () => this.#bySession.size,
+        handshakes: () => ({ active: this.#handshakes.active, waiting: this.#handshakes.waiting }),
         publishedTracks: (kind) =>
           this.#count((p) => [...p.publications.values()].filter((x) => x.kind === kind).length),
         subscriptions: (kind) =>
@@ -396,6 +406,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       metrics: this.metrics,
       logger: this.#logger.child({ component: 'participant', sessionId, identity: token.identity }),
       send: (m) => connection.send(m),
+      handshakes: this.#handshakes,
     });
     participant.once('firstMediaOut', () =>
       this.metrics.joinDuration.observe((performance.now() - startedAt) / 1000),
@@ -422,6 +433,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       grants: { canPublish: token.grants.canPublish, canSubscribe: token.grants.canSubscribe },
       pingIntervalMs: this.config.pingIntervalMs,
       pingTimeoutMs: this.config.pingTimeoutMs,
+      admissionTimeoutMs: this.config.admissionTimeoutMs,
     };
     return { room, participant, reply };
   }
@@ -798,6 +810,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
     clearInterval(this.#loadTimer);
     clearInterval(this.#statsTimer);
     this.stalls.close();
+    this.#handshakes.close();
     await this.#relays?.close();
     await this.#bus?.close();
     await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));
