@@ -199,7 +199,6 @@ describe('fuzzed signalling and HTTP while a call runs', { timeout: 120_000 }, (
   };
 
   test('fuzzed signalling frames get coded errors or a documented close', async () => {
-    const r = seededRandom(SEED);
     const before = received();
     const replies: ServerMessage[] = [];
     const closes: number[] = [];
@@ -209,6 +208,8 @@ describe('fuzzed signalling and HTTP while a call runs', { timeout: 120_000 }, (
       // Each socket gets its own valid token for a room of its own, so a mutated join may
       // join: the fuzz then goes on inside a session.
       const token = await tokens.mint({ room: `fuzz-${n % 7}`, identity: `fuzzer-${n}` });
+      // One generator per socket: the frames do not depend on how the sockets interleave.
+      const r = seededRandom(SEED + n);
       const c = await rawClient(node.url);
       for (let i = 0; i < FRAMES_PER_SOCKET && c.ws.readyState === c.ws.OPEN; i++) {
         c.send(frame(r, token));
@@ -239,11 +240,15 @@ describe('fuzzed signalling and HTTP while a call runs', { timeout: 120_000 }, (
       (m) => m.type === 'error' && (m.code === 'INTERNAL' || !isErrorCode(m.code)),
     );
     assert.deepEqual(internal, [], 'no INTERNAL and no unknown code');
+    // 1008 for abuse, 1009 for a frame over 1 MiB; 1000/4004 when a fuzzed `leave` got through.
+    const documented: number[] = [
+      CLOSE_CODES.policyViolation,
+      CLOSE_CODES.tooBig,
+      CLOSE_CODES.normal,
+      CLOSE_CODES.left,
+    ];
     for (const code of closes)
-      assert.ok(
-        code === CLOSE_CODES.policyViolation || code === CLOSE_CODES.tooBig,
-        `close code ${code} is documented`,
-      );
+      assert.ok(documented.includes(code), `close code ${code} is documented`);
     assert.ok(errors.length > frames / 4, `${errors.length} errors for ${frames} frames`);
     const byCode = new Map<string, number>();
     for (const e of errors)
