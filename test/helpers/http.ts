@@ -63,3 +63,23 @@ export function rawRequest(base: string, options: RawRequest): Promise<RawRespon
     req.end(options.body);
   });
 }
+
+let marks = 0;
+
+/**
+ * Resolves once every line a node logged before this call has reached `logs`: it asks for a
+ * path that does not exist and waits for the warn line of that 404, which the node writes
+ * after everything before it (one ordered stdout). Use before asserting that a line is absent.
+ */
+export async function logsFlushed(
+  node: { url: string; logs: Record<string, unknown>[] },
+  timeoutMs = 10_000,
+): Promise<void> {
+  const path = `/log-flush-mark-${process.pid}-${++marks}`;
+  await rawRequest(node.url, { path });
+  const deadline = Date.now() + timeoutMs;
+  while (!node.logs.some((l) => l.path === path)) {
+    if (Date.now() > deadline) throw new Error(`the node's log did not show ${path} in time`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

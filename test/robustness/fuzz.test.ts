@@ -23,7 +23,7 @@ import {
   seededRandom,
   TokenService,
 } from '@geosfu/common';
-import { rawRequest } from '../helpers/http.js';
+import { logsFlushed, rawRequest } from '../helpers/http.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { waitUntil } from '../helpers/wait.js';
 import { rawClient } from '../helpers/ws.js';
@@ -260,6 +260,7 @@ describe('fuzzed signalling and HTTP while a call runs', { timeout: 120_000 }, (
     await callFlows(before);
     assert.deepEqual(left, [], 'nobody left the call');
     assert.equal((await rawRequest(node.url, { path: '/healthz' })).status, 200);
+    await logsFlushed(node);
     assert.deepEqual(
       node.logs.filter((l) => Number(l.level) >= 50),
       [],
@@ -359,6 +360,7 @@ describe('fuzzed signalling and HTTP while a call runs', { timeout: 120_000 }, (
     assert.ok(refused > HTTP_REQUESTS / 3);
     await callFlows(before);
     assert.deepEqual(left, [], 'nobody left the call');
+    await logsFlushed(node);
     assert.equal(node.logs.filter((l) => Number(l.level) >= 50).length, 0, 'no error-level line');
     await waitUntil('the node still healthy', async () =>
       (await rawRequest(node.url, { path: '/readyz' })).status === 200 ? true : undefined,

@@ -10,9 +10,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { LIMITS } from '@geosfu/common';
-import { rawRequest } from '../helpers/http.js';
+import { logsFlushed, rawRequest } from '../helpers/http.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const API = { SFU_API_KEY: 'prodkey', SFU_API_SECRET: 'a-production-secret-of-32-chars-or-more' };
 
@@ -124,9 +125,12 @@ describe('HTTP client errors are 4xx with a code, logged at warn', () => {
           }
         }
       }
+      // The node logs before it answers, but its stdout reaches us on its own schedule.
+      const warns = await waitUntil(`a warn line per refused request (${sent})`, () => {
+        const lines = target.logs.filter((l) => l.level === 40).slice(warnsBefore);
+        return lines.length >= sent ? lines : undefined;
+      });
       assert.deepEqual(errorLines(target), [], 'no error-level line for a client error');
-      const warns = target.logs.filter((l) => l.level === 40).slice(warnsBefore);
-      assert.ok(warns.length >= sent, `a warn line per refused request (${warns.length}/${sent})`);
       for (const w of warns) assert.equal(w.err, undefined, 'a warn line carries no error stack');
     }
   });
@@ -144,6 +148,7 @@ describe('HTTP client errors are 4xx with a code, logged at warn', () => {
         assert.ok(res.status === 400 || res.status === 404, `${path}: ${res.status}`);
         assert.ok(res.error?.code === 'BAD_REQUEST' || res.error?.code === 'NOT_FOUND', path);
       }
+      await logsFlushed(target);
       assert.deepEqual(errorLines(target), []);
     }
   });

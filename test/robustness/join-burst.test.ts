@@ -16,6 +16,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { logsFlushed } from '../helpers/http.js';
 import { sampleSum } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { waitUntil } from '../helpers/wait.js';
@@ -154,6 +155,7 @@ describe('a burst of 40 joins on one node', { timeout: BURST_DEADLINE_MS + 60_00
       `join burst: ${TOTAL} joined, connect ms median ${joinMs[TOTAL >> 1]} max ${joinMs[TOTAL - 1]}; ` +
         `${scrapes.length} scrapes, slowest ${Math.round(slowestScrape)} ms; admitted ${admitted}`,
     );
+    await logsFlushed(node);
     const dead = node.logs.filter((l) => l.msg === 'PeerConnection is dead');
     assert.deepEqual(dead, [], 'the node ended no PeerConnection');
   });
