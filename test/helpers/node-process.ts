@@ -35,6 +35,9 @@ export interface NodeProcess {
 export interface StartNodeOptions {
   /** Which process: an SFU node (default) or `sfu-directory`. */
   role?: 'node' | 'directory';
+  /** Run with `--dev` (dev credentials, dev token endpoint); default true. Without it, set
+   * SFU_API_KEY and SFU_API_SECRET in `env`. */
+  dev?: boolean;
   nodeId?: string;
   region?: string;
   env?: Record<string, string>;
@@ -50,7 +53,7 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     '--import',
     'tsx',
     CLIS[options.role ?? 'node'],
-    '--dev',
+    ...(options.dev === false ? [] : ['--dev']),
     '--host',
     '127.0.0.1',
     '--port',

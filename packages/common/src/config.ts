@@ -269,6 +269,20 @@ export const CONFIG_FIELDS = {
     default: '10000',
     doc: 'A PeerConnection that is failed, never connects, or sends no RTP or RTCP for this long ends its session (`peer-connection-failed`); a relay receiver is closed (and its tracks end).',
   },
+  maxConcurrentHandshakes: {
+    env: 'SFU_MAX_CONCURRENT_HANDSHAKES',
+    flag: 'max-concurrent-handshakes',
+    schema: z.coerce.number().int().min(1).max(1_000),
+    default: '4',
+    doc: 'PeerConnection set-ups (ICE and DTLS, about 40 ms of CPU each on both ends) in progress at once; more wait their turn, so a burst of joins queues instead of starving every handshake and the event loop.',
+  },
+  admissionTimeoutMs: {
+    env: 'SFU_ADMISSION_TIMEOUT_MS',
+    flag: 'admission-timeout-ms',
+    schema: z.coerce.number().int().min(1_000).max(300_000),
+    default: '30000',
+    doc: 'How long a PeerConnection set-up may wait for its turn; past it, the `publish` gets `SERVICE_BUSY` (a subscriber offer waits again).',
+  },
   logLevel: {
     env: 'SFU_LOG_LEVEL',
     flag: 'log-level',
@@ -313,6 +327,8 @@ export interface NodeConfig {
   readonly heartbeatMs: number;
   readonly drainTimeoutMs: number;
   readonly peerTimeoutMs: number;
+  readonly maxConcurrentHandshakes: number;
+  readonly admissionTimeoutMs: number;
 }
 
 export type ConfigKey = keyof Fields;

@@ -27,6 +27,11 @@ export const LIMITS = Object.freeze({
   /** Errors a socket may cause within `abuseWindowMs` before it is closed with 1008. */
   maxErrorsPerWindow: 10,
   abuseWindowMs: 10_000,
+  /**
+   * Largest HTTP request body (JSON, after Content-Encoding is undone) the HTTP API reads;
+   * larger ones get PAYLOAD_TOO_LARGE. Every body the API takes is a few hundred bytes.
+   */
+  maxHttpBodyBytes: 16 * 1024,
 });
 
 /** Websocket close codes the server uses (RFC 6455 section 7.4 and the 4000-4999 range). */
@@ -207,6 +212,12 @@ export const Joined = z.object({
   /** How often the client should send `ping`, and when the server gives up on silence. */
   pingIntervalMs: z.number(),
   pingTimeoutMs: z.number(),
+  /**
+   * How long the node may hold a `publish` (and a subscriber offer) while earlier connections
+   * are being set up (SFU_ADMISSION_TIMEOUT_MS); a client waits at least this long for the
+   * answer. Absent from older nodes.
+   */
+  admissionTimeoutMs: z.number().optional(),
 });
 
 export const PublishAnswer = z.object({

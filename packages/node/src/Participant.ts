@@ -16,8 +16,10 @@ import {
 } from '@geosfu/common';
 import { fixNackWraparound, PeerLiveness, preferPassiveDtls } from '@geosfu/relay';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
+import type { HandshakeGate } from './HandshakeGate.js';
 import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
+import { PeerAdmission } from './PeerAdmission.js';
 import { Publication } from './Publication.js';
 import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
 import { Subscription } from './Subscription.js';
@@ -71,6 +73,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #liveness: PeerLiveness[] = [];
   #rembTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  #admission: PeerAdmission;
   /** No subscriber offer goes out before the client has its `joined` reply. */
   #started = false;
 
@@ -86,6 +89,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     metrics: NodeMetrics;
     logger: Logger;
     send: (message: ServerMessage) => void;
+    handshakes: HandshakeGate;
   }) {
     super((event, error) =>
       options.logger.error({ err: error, event }, 'participant listener threw'),
@@ -100,6 +104,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#send = options.send;
+    this.#admission = new PeerAdmission(options.handshakes);
   }
 
   get closed(): boolean {
@@ -178,6 +183,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       );
     }
 
+    if (!this.#publisher) await this.#admission.admit('publisher'); // its turn, or SERVICE_BUSY
+    this.#assertOpen();
     const pc = this.#publisher ?? this.#createPublisher();
     try {
       await pc.setRemoteDescription({ type: 'offer', sdp: request.sdp });
@@ -380,9 +387,10 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#sweepers.set(pc, new TransportSweeper(pc, this.#logger));
     this.#watchConnection(pc, 'subscriber');
     pc.connectionStateChange.subscribe((state) => {
+      if (state !== 'connected') return;
       // A subscriber that just connected needs a keyframe of everything it receives.
-      if (state === 'connected')
-        for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+      for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+      if (this.#renegotiate) this.#negotiateSubscriber(); // changes held while it connected
     });
     return pc;
   }
@@ -390,16 +398,24 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   /** Offers the current set of subscriptions; one offer at a time, changes meanwhile coalesce. */
   #negotiateSubscriber(): void {
     if (this.#closed) return;
-    if (this.#negotiating || !this.#started) {
+    const pc = this.#subscriber;
+    // werift fails a PC renegotiated before its first ICE+DTLS set-up is done: hold changes.
+    const settingUp = pc?.remoteDescription && /^(new|connecting)$/.test(pc.connectionState);
+    if (this.#negotiating || !this.#started || settingUp) {
       this.#renegotiate = true;
       return;
     }
-    const pc = this.#subscriber;
     if (!pc) return;
     this.#negotiating = true;
     this.#renegotiate = false;
     void (async () => {
       try {
+        await this.#admission.admit('subscriber', (busy) => this.#send({ type: 'error', ...busy }));
+      } catch {
+        return; // the participant closed while the offer waited its turn
+      }
+      try {
+        if (this.#closed) return;
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         this.#sweepers.get(pc)?.sweep();
@@ -494,8 +510,20 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    * not enough for an ICE-lite node).
    */
   #watchConnection(pc: RTCPeerConnection, target: PeerTarget): void {
+    pc.connectionStateChange.subscribe((state) => {
+      if (state === 'connected' || state === 'failed' || state === 'closed')
+        this.#admission.settled(target); // its set-up is over: the next one may start
+    });
+    // Waiting for its turn to be set up (HandshakeGate) is not failing to connect; and a
+    // subscriber's RTCP is about what it got, so once connected it is silent till its first
+    // packet (its publishers may still be waiting their turn).
+    const subscribed = () =>
+      pc.connectionState === 'connected'
+        ? [...this.#subscriptions.values()].some((s) => s.bytesOut > 0)
+        : this.#subscriptions.size > 0;
     const carriesStreams = () =>
-      target === 'publisher' ? this.#publications.size > 0 : this.#subscriptions.size > 0;
+      this.#admission.admittedAt(target) > 0 &&
+      (target === 'publisher' ? this.#publications.size > 0 : subscribed());
     const watch = new PeerLiveness(pc, {
       timeoutMs: this.#config.peerTimeoutMs,
       // The stall-proof clock: when the node resumes from a stop, the check runs before the
@@ -519,6 +547,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#admission.close();
     clearTimeout(this.#answerTimer);
     clearInterval(this.#rembTimer);
     for (const watch of this.#liveness.splice(0)) watch.close();

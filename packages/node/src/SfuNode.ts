@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -22,21 +22,17 @@ import {
   TypedEmitter,
 } from '@geosfu/common';
 import {
-  bearerToken,
   type ControlPlane,
-  devTokenRouter,
-  errorHandlers,
   listenMetrics,
   type MetricsServer,
   type RoomEvent,
-  routeRouter,
-  routeService,
   type SessionRecord,
 } from '@geosfu/registry';
 import { type RelayBus, type RelayedTrack, RelayManager } from '@geosfu/relay';
-import express from 'express';
 import { type RTCPeerConnection, RTCRtpCodecParameters } from 'werift';
 import { WebSocketServer } from 'ws';
+import { HandshakeGate } from './HandshakeGate.js';
+import { createHttpApp, type HttpHost } from './httpApp.js';
 import { relayReceiverPeerConfig, relaySenderPeerConfig } from './media.js';
 import { NodeMetrics, type Path } from './metrics.js';
 import { observeControlPlane } from './observePlane.js';
@@ -51,9 +47,6 @@ export const VERSION: string = (
     version: string;
   }
 ).version;
-
-/** The built demo page (packages/client/dist/web), the same relative path from src/ and dist/. */
-const WEB_ROOT = fileURLToPath(new URL('../../client/dist/web/', import.meta.url));
 
 // A node is the DTLS server towards clients and relay senders, and a DTLS client on its own
 // relay links: werift's handshakes on both sides fail for good after some losses (weriftDtls.ts).
@@ -75,7 +68,7 @@ export type SfuNodeEvents = {
  * One SFU node: the HTTP API, the signalling websocket, the local rooms and their media.
  * `start()` listens; `close()` ends every session (telling clients why) and frees every port.
  */
-export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
+export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, HttpHost {
   readonly config: NodeConfig;
   readonly metrics: NodeMetrics;
   readonly tokens: TokenService;
@@ -103,6 +96,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
 
   #bus: RelayBus | undefined;
   #relays: RelayManager | undefined;
+  /** Admission control: PeerConnection set-ups in progress at once, the rest queue. */
+  readonly #handshakes: HandshakeGate;
 
   /**
    * @param bus the relay signalling bus (cluster mode); without one, the node relays nothing
@@ -123,11 +118,18 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       this.metrics.stalls.inc();
       this.#logger.warn({ stalledMs: Math.round(ms) }, 'node stalled; liveness skips it');
     });
+    this.#handshakes = new HandshakeGate({
+      maxConcurrent: config.maxConcurrentHandshakes,
+      timeoutMs: config.admissionTimeoutMs,
+      holdMs: config.peerTimeoutMs,
+      onWait: (seconds, result) => this.metrics.admissionWait.observe({ result }, seconds),
+    });
     this.metrics = new NodeMetrics(
       { nodeId: config.nodeId, region: config.region, version: VERSION },
       {
         rooms: () => this.#rooms.size,
         participants: () => this.#bySession.size,
+        handshakes: () => ({ active: this.#handshakes.active, waiting: this.#handshakes.waiting }),
         publishedTracks: (kind) =>
           this.#count((p) => [...p.publications.values()].filter((x) => x.kind === kind).length),
         subscriptions: (kind) =>
@@ -163,6 +165,19 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     return this.#state;
   }
 
+  get version(): string {
+    return VERSION;
+  }
+
+  get sessionCount(): number {
+    return this.#bySession.size;
+  }
+
+  requestDrain(by: string): void {
+    this.#logger.info({ by }, 'drain requested');
+    void this.drain().then(() => this.safeEmit('drained'));
+  }
+
   /** The base URL clients use: SFU_PUBLIC_URL, else the address the node listens on. */
   get url(): string {
     if (!this.#url) throw new SfuError('CLOSED', 'the node is not listening; call start() first');
@@ -189,7 +204,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
         this.config.httpHost,
       );
     }
-    const app = this.#createApp();
+    const app = createHttpApp(this, this.#logger);
     const http = createServer(app);
     const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
     http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -391,6 +406,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       metrics: this.metrics,
       logger: this.#logger.child({ component: 'participant', sessionId, identity: token.identity }),
       send: (m) => connection.send(m),
+      handshakes: this.#handshakes,
     });
     participant.once('firstMediaOut', () =>
       this.metrics.joinDuration.observe((performance.now() - startedAt) / 1000),
@@ -417,6 +433,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
       grants: { canPublish: token.grants.canPublish, canSubscribe: token.grants.canSubscribe },
       pingIntervalMs: this.config.pingIntervalMs,
       pingTimeoutMs: this.config.pingTimeoutMs,
+      admissionTimeoutMs: this.config.admissionTimeoutMs,
     };
     return { room, participant, reply };
   }
@@ -598,74 +615,6 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
   }
 
   // -------------------------------------------------------------------------------------
-  // HTTP
-  // -------------------------------------------------------------------------------------
-
-  #createApp(): express.Express {
-    const app = express();
-    app.disable('x-powered-by');
-    app.use(express.json({ limit: '16kb' }));
-    app.get('/healthz', (_req, res) => {
-      res.json({ status: 'ok', nodeId: this.nodeId, region: this.region, version: VERSION });
-    });
-    app.get('/readyz', (_req, res) => {
-      const ready = this.#state === 'active';
-      res.status(ready ? 200 : 503).json({ ready, state: this.#state });
-    });
-    // With SFU_METRICS_PORT, /metrics is served there only: that port can be closed to the
-    // internet while this one is public (metrics tell load, regions and topology).
-    if (this.config.metricsPort === undefined) {
-      app.get('/metrics', async (_req, res, next) => {
-        try {
-          res.set('Content-Type', this.metrics.registry.contentType);
-          res.send(await this.metrics.registry.metrics());
-        } catch (error) {
-          next(error);
-        }
-      });
-    }
-    app.use(
-      routeRouter(
-        routeService(this.plane, this.config, this.#logger, (result) =>
-          this.metrics.routeDecisions.inc({ result }),
-        ),
-      ),
-    );
-    app.get('/v1/admin/rooms/:room', async (req, res, next) => {
-      try {
-        await this.#admin(req);
-        const room = this.#rooms.get(req.params.room);
-        res.json({ room: req.params.room, nodeId: this.nodeId, participants: room?.infos() ?? [] });
-      } catch (error) {
-        next(error);
-      }
-    });
-    app.post('/v1/admin/drain', async (req, res, next) => {
-      try {
-        const token = await this.#admin(req);
-        this.#logger.info({ by: token.identity }, 'drain requested');
-        void this.drain().then(() => this.safeEmit('drained'));
-        res.status(202).json({ state: this.#state, sessions: this.#bySession.size });
-      } catch (error) {
-        next(error);
-      }
-    });
-    if (this.config.dev) app.use(devTokenRouter(this.tokens, () => this.url));
-    if (existsSync(WEB_ROOT)) {
-      app.use(express.static(WEB_ROOT, { index: 'index.html', maxAge: 0 }));
-    } else {
-      app.get('/', (_req, res) => {
-        res
-          .status(503)
-          .type('text/plain')
-          .send('The demo page is not built: run `npm run build` and restart.\n');
-      });
-    }
-    app.use(...errorHandlers(this.#logger));
-    return app;
-  }
-
-  // -------------------------------------------------------------------------------------
   // Relays between nodes
   // -------------------------------------------------------------------------------------
 
@@ -817,18 +766,6 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     room.addRelayed(publication);
   }
 
-  /** Verifies an admin API call's bearer token. */
-  async #admin(req: express.Request): Promise<AccessToken> {
-    const token = await this.tokens.verify(bearerToken(req));
-    if (!token.grants.admin) {
-      throw new SfuError(
-        'PERMISSION_DENIED',
-        'the admin API needs a token with the admin grant (sfu-node token --admin)',
-      );
-    }
-    return token;
-  }
-
   /**
    * Takes the node out of service without dropping anyone silently: it is marked draining in
    * the registry (routing skips it at once), every client is told to reconnect with a fresh
@@ -873,6 +810,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost {
     clearInterval(this.#loadTimer);
     clearInterval(this.#statsTimer);
     this.stalls.close();
+    this.#handshakes.close();
     await this.#relays?.close();
     await this.#bus?.close();
     await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));

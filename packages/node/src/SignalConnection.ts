@@ -151,6 +151,12 @@ export class SignalConnection {
       this.sendError(parsed.code, parsed.message, parsed.ref);
       return;
     }
+    if (parsed.message.type === 'ping') {
+      // Out of the queue: a publish may be waiting for its turn to be set up (HandshakeGate)
+      // for many seconds, and a client that hears no pong meanwhile takes the node for dead.
+      this.send({ type: 'pong', ts: parsed.message.ts, serverTs: Date.now() });
+      return;
+    }
     if (this.#queued >= MAX_QUEUED_MESSAGES) {
       this.sendError(
         'RATE_LIMITED',
@@ -175,11 +181,7 @@ export class SignalConnection {
   }
 
   async #handle(message: ClientMessage): Promise<void> {
-    if (this.#state === 'closed') return;
-    if (message.type === 'ping') {
-      this.send({ type: 'pong', ts: message.ts, serverTs: Date.now() });
-      return;
-    }
+    if (this.#state === 'closed' || message.type === 'ping') return; // pings: #onFrame
     if (message.type === 'join') {
       if (this.#state !== 'open')
         throw new SfuError(

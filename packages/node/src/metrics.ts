@@ -13,6 +13,8 @@ export type Direction = 'in' | 'out';
 export interface NodeGaugeSource {
   rooms(): number;
   participants(): number;
+  /** PeerConnection set-ups in progress and waiting for their turn (HandshakeGate). */
+  handshakes(): { active: number; waiting: number };
   publishedTracks(kind: TrackKind): number;
   subscriptions(kind: TrackKind): number;
   /** One entry per relay link: the far node's region and whether we send or receive on it. */
@@ -29,6 +31,7 @@ export class NodeMetrics {
   readonly keyframes: Counter;
   readonly signalErrors: Counter<'code'>;
   readonly joinDuration: Histogram;
+  readonly admissionWait: Histogram<'result'>;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
   readonly relayRejected: Counter<'reason'>;
@@ -169,6 +172,30 @@ export class NodeMetrics {
       help: 'Sessions removed from rooms because their node had no registry record for longer than the grace (two registry TTLs)',
       registers,
     });
+    new Gauge({
+      name: 'sfu_admission_queue_length',
+      help: 'PeerConnection set-ups waiting for their turn (SFU_MAX_CONCURRENT_HANDSHAKES are in progress at most)',
+      registers,
+      collect() {
+        this.set(source.handshakes().waiting);
+      },
+    });
+    new Gauge({
+      name: 'sfu_handshakes_in_progress',
+      help: 'PeerConnection set-ups (ICE and DTLS) in progress',
+      registers,
+      collect() {
+        this.set(source.handshakes().active);
+      },
+    });
+    this.admissionWait = new Histogram({
+      name: 'sfu_admission_wait_seconds',
+      help: 'How long a PeerConnection set-up waited for its turn: admitted, or refused with SERVICE_BUSY',
+      labelNames: ['result'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60],
+      registers,
+    });
+    for (const result of ['admitted', 'busy']) this.admissionWait.zero({ result });
     this.relaySetupDuration = new Histogram({
       name: 'sfu_relay_setup_duration_seconds',
       help: 'From opening a relay link to its PeerConnection connecting',

@@ -3,10 +3,11 @@ import type { AddressInfo } from 'node:net';
 import { type Logger, SfuError, type TokenService } from '@geosfu/common';
 import express from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { errorHandlers, jsonBody } from './httpErrors.js';
 import { listenMetrics, type MetricsServer } from './metricsServer.js';
 import type { NodeRegistry } from './NodeRegistry.js';
 import type { RouteService } from './RouteService.js';
-import { devTokenRouter, errorHandlers, routeRouter } from './routeApi.js';
+import { devTokenRouter, routeRouter } from './routeApi.js';
 
 /**
  * `sfu-directory`: one global entry point that answers `/v1/route` for the whole cluster and
@@ -64,7 +65,7 @@ export class Directory {
     });
     const app = express();
     app.disable('x-powered-by');
-    app.use(express.json({ limit: '16kb' }));
+    app.use(jsonBody());
     app.get('/healthz', (_req, res) => {
       res.json({ status: 'ok', role: 'directory' });
     });

@@ -7,6 +7,7 @@ export {
   type GeoIpLocatorOptions,
   type GeoLookup,
 } from './GeoIpLocator.js';
+export { clientError, errorHandlers, jsonBody } from './httpErrors.js';
 export {
   clientAddress,
   isPrivateAddress,
@@ -82,4 +83,4 @@ export {
   type RouteResult,
   RouteService,
 } from './RouteService.js';
-export { bearerToken, devTokenRouter, errorHandlers, routeRouter } from './routeApi.js';
+export { bearerToken, devTokenRouter, routeRouter } from './routeApi.js';

@@ -1,4 +1,4 @@
-import { type Logger, SfuError, type TokenService } from '@geosfu/common';
+import { SfuError, type TokenService } from '@geosfu/common';
 import { type NextFunction, type Request, type Response, Router } from 'express';
 import { z } from 'zod';
 import type { RouteService } from './RouteService.js';
@@ -83,27 +83,4 @@ export function devTokenRouter(tokens: TokenService, baseUrl: () => string): Rou
     }
   });
   return router;
-}
-
-/** The last handlers of an app: 404 for unknown paths, `{error: {code, message}}` for errors. */
-export function errorHandlers(
-  logger: Logger,
-): [
-  (req: Request, res: Response, next: NextFunction) => void,
-  (error: unknown, req: Request, res: Response, next: NextFunction) => void,
-] {
-  return [
-    (_req, _res, next) =>
-      next(new SfuError('NOT_FOUND', 'no such endpoint; see the README for the API')),
-    (error, _req, res, _next) => {
-      const e =
-        error instanceof SfuError
-          ? error
-          : error instanceof SyntaxError
-            ? new SfuError('BAD_MESSAGE', `request body is not valid JSON: ${error.message}`)
-            : new SfuError('INTERNAL', 'internal error');
-      if (e.code === 'INTERNAL') logger.error({ err: error }, 'HTTP handler failed');
-      res.status(e.status).json({ error: e.toJSON() });
-    },
-  ];
 }

@@ -1,5 +1,5 @@
 /**
- * Two werift DTLS fixes; both showed up as PeerConnections that never connect on lossy paths
+ * Three werift DTLS fixes; the first two showed up as PeerConnections that never connect on lossy paths
  * in the WAN lab.
  *
  * The client: werift's client answers the server's flight 4 (ServerHello,
@@ -20,12 +20,20 @@
  * the secret is wrong for good and the client's Finished never decrypts. The fix hides the
  * cached messages that come after the ClientKeyExchange while its handler runs.
  *
+ * The client, again: a second HelloVerifyRequest makes werift's flight 3 throw ("if
+ * (this.dtls.flight === 3) throw new Error()") and the handshake fails for good. A server
+ * sends one per ClientHello, so a client that retransmitted its ClientHello because the
+ * answer was slow (a starved process: forty joins at once on two cores) gets two. The fix
+ * drops a HelloVerifyRequest once flight 3 is out: that flight is retransmitted on its own
+ * timer until the server answers it.
+ *
  * Process-wide (prototype patches), idempotent: bots and `sfu-node` (DTLS server towards
  * clients and relay senders, DTLS client on its own relay links) apply them at start.
  */
 import { DtlsClient, DtlsServer, RTCDtlsTransport } from 'werift';
 
 const SERVER_HELLO = 2;
+const HELLO_VERIFY_REQUEST = 3;
 const SERVER_HELLO_DONE = 14;
 const CLIENT_KEY_EXCHANGE = 16;
 /** ...and the server caches the client's flight 5 under 5. */
@@ -40,7 +48,7 @@ interface Handshake {
 
 interface DtlsSocketInternals {
   onHandleHandshakes: (assembled: Handshake[]) => Promise<void>;
-  dtls: { handshakeCache: Record<number, { data: Handshake[] } | undefined> };
+  dtls: { flight: number; handshakeCache: Record<number, { data: Handshake[] } | undefined> };
 }
 
 interface DtlsClientInternals extends DtlsSocketInternals {
@@ -96,6 +104,14 @@ export function withFlight5UpTo<T>(
   }
 }
 
+/**
+ * The messages of a record the client may act on: without a HelloVerifyRequest once the
+ * client is past flight 2 (`flight` is the last flight it sent or is sending).
+ */
+export function withoutLateHelloVerify<T extends Handshake>(flight: number, assembled: T[]): T[] {
+  return flight >= 3 ? assembled.filter((h) => h.msg_type !== HELLO_VERIFY_REQUEST) : assembled;
+}
+
 /** The server fix on one DtlsServer (RTCDtlsTransport's are patched by fixWeriftDtls). */
 export function fixWeriftDtlsServer(dtlsServer: DtlsServer): void {
   const server = dtlsServer as unknown as DtlsSocketInternals;
@@ -109,7 +125,7 @@ export function fixWeriftDtlsServer(dtlsServer: DtlsServer): void {
   };
 }
 
-/** Applies both fixes (see the top of this file). */
+/** Applies the fixes (see the top of this file). */
 export function fixWeriftDtls(): void {
   if (applied) return;
   applied = true;
@@ -125,7 +141,9 @@ export function fixWeriftDtls(): void {
   const connect = proto.connect;
   proto.connect = function (this: DtlsClientInternals) {
     const handle = this.onHandleHandshakes;
-    this.onHandleHandshakes = (assembled) => {
+    this.onHandleHandshakes = (all) => {
+      const assembled = withoutLateHelloVerify(this.dtls.flight, all);
+      if (assembled.length === 0) return Promise.resolve();
       const done = assembled.find((h) => h.msg_type === SERVER_HELLO_DONE);
       if (done) {
         const received = this.dtls.handshakeCache[FLIGHT_4]?.data ?? [];

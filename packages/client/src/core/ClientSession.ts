@@ -20,7 +20,13 @@ import { fetchDevToken } from './devToken.js';
 import type { DriverFactory, PeerDriver } from './PeerDriver.js';
 import { Roster } from './Roster.js';
 import { type RouteAnswer, route } from './route.js';
-import { SignalClient, SignalError, signalUrlFor, type WebSocketFactory } from './SignalClient.js';
+import {
+  REQUEST_TIMEOUT_MS,
+  SignalClient,
+  SignalError,
+  signalUrlFor,
+  type WebSocketFactory,
+} from './SignalClient.js';
 import { TrickleRouter } from './TrickleRouter.js';
 
 export interface ConnectOptions {
@@ -219,17 +225,19 @@ export class ClientSession<D extends PeerDriver = PeerDriver> extends TypedEmitt
   /**
    * Sends the publisher's offer; resolves with the server's answer. The server knows the
    * publisher from here on, so the candidates gathered meanwhile go out now. Call
-   * `publisherAnswered` once the answer is applied.
+   * `publisherAnswered` once the answer is applied. A busy node holds the first answer while
+   * earlier connections are set up, for at most the `admissionTimeoutMs` of `joined`: the
+   * wait for the answer is `timeoutMs` plus that.
    */
   publish(
     sdp: string,
     tracks: PublishTracks,
-    timeoutMs?: number,
+    timeoutMs = REQUEST_TIMEOUT_MS,
   ): Promise<ServerMessageOf<'publish.answer'>> {
     const answered = this.signal.request(
       { type: 'publish', sdp, tracks },
       'publish.answer',
-      timeoutMs,
+      timeoutMs + (this.#joined?.admissionTimeoutMs ?? 0),
     );
     this.#trickle.publisherKnown();
     return answered;

@@ -44,7 +44,7 @@ type ServerEvents = {
 
 type Listener = (arg: never) => void;
 
-const REQUEST_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 10_000;
 const OPEN = 1;
 
 /** Turns an http(s) URL of a node into its signalling websocket URL. */
