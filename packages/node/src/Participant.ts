@@ -73,6 +73,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #liveness: PeerLiveness[] = [];
   #rembTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Unsubscribers of every werift event this participant listens to, called on close. */
+  #werift: (() => void)[] = [];
   #admission: PeerAdmission;
   /** No subscriber offer goes out before the client has its `joined` reply. */
   #started = false;
@@ -245,11 +247,14 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       const attach = (remote: MediaStreamTrack) => {
         if (attached.has(remote)) return;
         attached.add(remote);
-        remote.onReceiveRtp.subscribe((rtp) => publication.forward(rtp));
+        const off = remote.onReceiveRtp.subscribe((rtp) => publication.forward(rtp)).unSubscribe;
+        publication.once('close', off);
       };
-      transceiver.onTrack.subscribe(attach);
-      transceiver.receiver.onPacketLost.subscribe(() =>
-        this.#metrics.nack.inc({ direction: 'out' }),
+      this.#werift.push(
+        transceiver.onTrack.subscribe(attach).unSubscribe,
+        transceiver.receiver.onPacketLost.subscribe(() =>
+          this.#metrics.nack.inc({ direction: 'out' }),
+        ).unSubscribe,
       );
       if (track.kind === 'video' && !fixNackWraparound(transceiver.receiver)) {
         this.#logger.warn('werift internals changed: NACK wraparound fix not applied');
@@ -298,12 +303,14 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#publisher = pc;
     this.#sweepers.set(pc, new TransportSweeper(pc, this.#logger));
     this.#watchConnection(pc, 'publisher');
-    pc.connectionStateChange.subscribe((state) => {
-      if (state === 'connected') {
-        this.#sendRemb();
-        for (const p of this.#publications.values()) p.requestKeyframe();
-      }
-    });
+    this.#werift.push(
+      pc.connectionStateChange.subscribe((state) => {
+        if (state === 'connected') {
+          this.#sendRemb();
+          for (const p of this.#publications.values()) p.requestKeyframe();
+        }
+      }).unSubscribe,
+    );
     this.#rembTimer = setInterval(() => this.#sendRemb(), REMB_INTERVAL_MS);
     return pc;
   }
@@ -386,12 +393,14 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#subscriber = pc;
     this.#sweepers.set(pc, new TransportSweeper(pc, this.#logger));
     this.#watchConnection(pc, 'subscriber');
-    pc.connectionStateChange.subscribe((state) => {
-      if (state !== 'connected') return;
-      // A subscriber that just connected needs a keyframe of everything it receives.
-      for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
-      if (this.#renegotiate) this.#negotiateSubscriber(); // changes held while it connected
-    });
+    this.#werift.push(
+      pc.connectionStateChange.subscribe((state) => {
+        if (state !== 'connected') return;
+        // A subscriber that just connected needs a keyframe of everything it receives.
+        for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+        if (this.#renegotiate) this.#negotiateSubscriber(); // changes held while it connected
+      }).unSubscribe,
+    );
     return pc;
   }
 
@@ -510,10 +519,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    * not enough for an ICE-lite node).
    */
   #watchConnection(pc: RTCPeerConnection, target: PeerTarget): void {
-    pc.connectionStateChange.subscribe((state) => {
-      if (state === 'connected' || state === 'failed' || state === 'closed')
-        this.#admission.settled(target); // its set-up is over: the next one may start
-    });
+    this.#werift.push(
+      pc.connectionStateChange.subscribe((state) => {
+        if (state === 'connected' || state === 'failed' || state === 'closed')
+          this.#admission.settled(target); // its set-up is over: the next one may start
+      }).unSubscribe,
+    );
     // Waiting for its turn to be set up (HandshakeGate) is not failing to connect; and a
     // subscriber's RTCP is about what it got, so once connected it is silent till its first
     // packet (its publishers may still be waiting their turn).
@@ -551,6 +562,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     clearTimeout(this.#answerTimer);
     clearInterval(this.#rembTimer);
     for (const watch of this.#liveness.splice(0)) watch.close();
+    for (const off of this.#werift.splice(0)) off();
     for (const s of [...this.#subscriptions.values()]) s.close();
     for (const p of [...this.#publications.values()]) {
       p.close();

@@ -129,10 +129,13 @@ export class Room extends TypedEmitter<RoomEvents> {
     }
   }
 
-  /** A track relayed from another node: local participants subscribe as to any other. */
+  /**
+   * A track relayed from another node: local participants subscribe as to any other. The
+   * relay bridge created the publication and closes it; the room forgets it on its close.
+   */
   addRelayed(publication: Publication): void {
-    this.#relayed.get(publication.trackId)?.close();
     this.#relayed.set(publication.trackId, publication);
+    publication.once('close', () => this.#relayedEnded(publication));
     if (this.#withdrawn.delete(publication.trackId)) {
       const track = this.#remoteTrack(publication.participantSid, publication.trackId);
       if (track)
@@ -147,11 +150,11 @@ export class Room extends TypedEmitter<RoomEvents> {
     }
   }
 
-  removeRelayed(trackId: string): void {
-    const publication = this.#relayed.get(trackId);
-    if (!publication) return;
+  #relayedEnded(publication: Publication): void {
+    const trackId = publication.trackId;
+    // Replaced by a newer publication of the same track (a rebuilt link): nothing ended.
+    if (this.#closed || this.#relayed.get(trackId) !== publication) return;
     this.#relayed.delete(trackId);
-    publication.close();
     // No room event says so when the source node died or its link went silent (the reaper's
     // `left` comes a while later, or never if the node is alive): the media is gone now.
     if (this.#remoteTrack(publication.participantSid, trackId)) {
@@ -292,7 +295,6 @@ export class Room extends TypedEmitter<RoomEvents> {
 
   close(): void {
     this.#closed = true;
-    for (const publication of this.#relayed.values()) publication.close();
     this.#relayed.clear();
     this.#withdrawn.clear();
     this.#remote.clear();

@@ -74,7 +74,21 @@ async function serve(argv: string[]): Promise<void> {
       })
     : undefined;
   const node = new SfuNode(config, logger, plane, bus);
-  const { url, port, metricsPort } = await node.start();
+  // This function created the control plane and the bus, so it closes them, after the node.
+  const closeAll = async () => {
+    await node.close();
+    await bus?.close();
+    await plane.close();
+  };
+  let started: Awaited<ReturnType<SfuNode['start']>>;
+  try {
+    await bus?.start();
+    started = await node.start();
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  const { url, port, metricsPort } = started;
   logger.info(
     { url, port, metricsPort, nodeId: config.nodeId, region: config.region, dev: config.dev },
     'node listening',
@@ -87,7 +101,7 @@ async function serve(argv: string[]): Promise<void> {
     logger.info({ signal }, 'draining, then shutting down');
     node
       .drain()
-      .then(() => node.close())
+      .then(closeAll)
       .then(
         () => process.exit(0),
         (error: unknown) => {
