@@ -1,3 +1,9 @@
+export {
+  BandwidthEstimator,
+  type BandwidthEstimatorOptions,
+  type PacketFeedback,
+  type RateState,
+} from './BandwidthEstimator.js';
 export { REORDER_WINDOW, RtpMunger, seqDiff } from './RtpMunger.js';
 export { Vp8Munger } from './Vp8Munger.js';
 export {

@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BandwidthEstimator, type PacketFeedback } from './BandwidthEstimator.js';
+
+/**
+ * A bottleneck link in simulated time: packets queue behind each other at `capacityBps`, a
+ * packet that would wait longer than `queueMs` is dropped (a token bucket with that much
+ * burst), then `propagationMs` of path delay. The sender sends what the estimator allows
+ * (a flow that always has data), and every second, while no overuse is seen, a probe cluster
+ * of 10 packets at twice the estimate (padding, as a forwarder that wants a higher layer
+ * does); the receiver reports every packet's fate every 100 ms, as Chrome's transport-cc
+ * feedback does.
+ */
+function simulate(
+  estimator: BandwidthEstimator,
+  phases: { untilMs: number; capacityBps: number; queueMs: number }[],
+  propagationMs = 20,
+) {
+  const PACKET = 1_200;
+  let seq = 0;
+  let linkFreeAt = 0;
+  let credit = 0;
+  let reported = 0;
+  let cluster = 0;
+  let probe = { left: 0, rateBps: 0, credit: 0 };
+  const fate: { received: boolean; at: number }[] = [];
+  const samples: { t: number; estimate: number }[] = [];
+  const end = phases[phases.length - 1]?.untilMs ?? 0;
+  for (let t = 0; t <= end; t += 5) {
+    const phase = phases.find((p) => t < p.untilMs) ?? phases[phases.length - 1];
+    assert.ok(phase);
+    credit += (estimator.estimate * 5) / 1000 / 8;
+    if (t % 1000 === 500 && estimator.signal === 'normal' && probe.left === 0) {
+      cluster++;
+      probe = { left: 10, rateBps: 2 * estimator.estimate, credit: PACKET };
+    }
+    if (probe.left > 0) probe.credit += (probe.rateBps * 5) / 1000 / 8;
+    while (credit >= PACKET || (probe.left > 0 && probe.credit >= PACKET)) {
+      const probing = probe.left > 0 && probe.credit >= PACKET;
+      if (probing) {
+        probe.credit -= PACKET;
+        probe.left--;
+      } else credit -= PACKET;
+      estimator.onPacketSent(seq & 0xffff, PACKET, t, probing ? cluster : 0);
+      const start = Math.max(t, linkFreeAt);
+      if (start - t > phase.queueMs) {
+        fate[seq] = { received: false, at: t + propagationMs };
+      } else {
+        linkFreeAt = start + (PACKET * 8 * 1000) / phase.capacityBps;
+        fate[seq] = { received: true, at: linkFreeAt + propagationMs };
+      }
+      seq++;
+    }
+    if (t % 100 === 0) {
+      // Report in order up to the first packet still in flight.
+      const results: PacketFeedback[] = [];
+      while (reported < seq && (fate[reported]?.at ?? Number.POSITIVE_INFINITY) <= t) {
+        const f = fate[reported];
+        assert.ok(f);
+        results.push({
+          sequenceNumber: reported & 0xffff,
+          received: f.received,
+          receivedAtMs: f.at,
+        });
+        reported++;
+      }
+      if (results.length > 0) estimator.onFeedback(results, t + propagationMs);
+      samples.push({ t, estimate: estimator.estimate });
+    }
+  }
+  return samples;
+}
+
+const average = (samples: { t: number; estimate: number }[], from: number, to: number) => {
+  const window = samples.filter((s) => s.t >= from && s.t < to);
+  return window.reduce((n, s) => n + s.estimate, 0) / window.length;
+};
+
+test('settles near a 600 kbit/s bottleneck with a queue, and climbs again when it is lifted', () => {
+  const e = new BandwidthEstimator({ initialBps: 1_500_000 });
+  const samples = simulate(e, [
+    { untilMs: 30_000, capacityBps: 600_000, queueMs: 400 },
+    { untilMs: 50_000, capacityBps: 4_000_000, queueMs: 400 },
+  ]);
+  const settled = average(samples, 20_000, 30_000);
+  assert.ok(settled > 400_000 && settled < 800_000, `settled at ${Math.round(settled)} bit/s`);
+  const lifted = samples.find((s) => s.t >= 30_000 && s.estimate > 2_500_000);
+  assert.ok(lifted, `reached ${Math.round(samples[samples.length - 1]?.estimate ?? 0)} bit/s`);
+  console.log(
+    `600 kbit/s bottleneck: estimate ${Math.round(settled / 1000)} kbit/s; lifted: 2.5 Mbit/s after ${lifted.t - 30_000} ms`,
+  );
+  assert.ok(lifted.t - 30_000 < 15_000, `2.5 Mbit/s ${lifted.t - 30_000} ms after the lift`);
+});
+
+test('a shaper that drops after a short queue (tbf latency 50 ms) is found by the loss-based estimate', () => {
+  const e = new BandwidthEstimator({ initialBps: 2_000_000 });
+  const samples = simulate(e, [{ untilMs: 30_000, capacityBps: 600_000, queueMs: 50 }]);
+  const settled = average(samples, 15_000, 30_000);
+  console.log(`600 kbit/s shaper, 50 ms queue: estimate ${Math.round(settled / 1000)} kbit/s`);
+  assert.ok(settled > 300_000 && settled < 900_000, `settled at ${Math.round(settled)} bit/s`);
+});
+
+test('an unconstrained path lets the estimate grow to what the sender can send', () => {
+  const e = new BandwidthEstimator({ initialBps: 300_000, maxBps: 5_000_000 });
+  const samples = simulate(e, [{ untilMs: 30_000, capacityBps: 50_000_000, queueMs: 400 }]);
+  assert.ok((samples[samples.length - 1]?.estimate ?? 0) >= 4_000_000);
+});
+
+test('feedback for packets it never saw changes nothing', () => {
+  const e = new BandwidthEstimator({ initialBps: 1_000_000 });
+  e.onFeedback([{ sequenceNumber: 5, received: false, receivedAtMs: 0 }], 0);
+  assert.equal(e.estimate, 1_000_000);
+});
