@@ -1,4 +1,10 @@
 export {
+  allocateLayers,
+  type LayerOption,
+  UPGRADE_MARGIN,
+  type VideoDemand,
+} from './allocateLayers.js';
+export {
   BandwidthEstimator,
   type BandwidthEstimatorOptions,
   type PacketFeedback,

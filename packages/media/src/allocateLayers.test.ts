@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { allocateLayers, type LayerOption } from './allocateLayers.js';
+
+/** Chrome's three layers of a 960x540 camera, roughly: 240, 480 and 960 px wide. */
+const camera = (active: [boolean, boolean, boolean] = [true, true, true]): LayerOption[] => [
+  { width: 240, bitrateBps: 150_000, active: active[0] },
+  { width: 480, bitrateBps: 500_000, active: active[1] },
+  { width: 960, bitrateBps: 1_500_000, active: active[2] },
+];
+
+test('one video: the highest layer that fits the budget, capped by the rendered size', () => {
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 960 }], 5_000_000), [2]);
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 960 }], 1_000_000), [1]);
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 320 }], 5_000_000), [1]);
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 200 }], 5_000_000), [0]);
+});
+
+test('a hidden video gets nothing; an over-budget one still gets its lowest layer', () => {
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 0 }], 5_000_000), [-1]);
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 960 }], 50_000), [0]);
+});
+
+test('two videos on 600 kbit/s: both get a picture before either gets a sharp one', () => {
+  const videos = [
+    { layers: camera(), renderWidth: 960 },
+    { layers: camera(), renderWidth: 960 },
+  ];
+  assert.deepEqual(allocateLayers(videos, 600_000), [0, 0]);
+  assert.deepEqual(allocateLayers(videos, 1_000_000), [1, 0]);
+  assert.deepEqual(allocateLayers(videos, 1_300_000), [1, 1]);
+});
+
+test('inactive layers are skipped (paused at the publisher, or not arriving)', () => {
+  assert.deepEqual(
+    allocateLayers([{ layers: camera([true, false, true]), renderWidth: 960 }], 5_000_000),
+    [2],
+  );
+  assert.deepEqual(
+    allocateLayers([{ layers: camera([false, false, false]), renderWidth: 960 }], 5_000_000),
+    [-1],
+  );
+});
+
+test('pins: low whatever the budget, high whatever the size (budget still rules)', () => {
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 960, pin: 'low' }], 9e6), [0]);
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 100, pin: 'high' }], 9e6), [2]);
+  assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 100, pin: 'high' }], 7e5), [1]);
+});
+
+test('hysteresis: moving up needs a margin, staying does not', () => {
+  // 1.55 Mbit/s fits layer 2 (1.5 Mbit/s) but not with the 15 % margin of an upgrade.
+  assert.deepEqual(
+    allocateLayers([{ layers: camera(), renderWidth: 960, current: 1 }], 1_550_000),
+    [1],
+  );
+  assert.deepEqual(
+    allocateLayers([{ layers: camera(), renderWidth: 960, current: 2 }], 1_550_000),
+    [2],
+  );
+  assert.deepEqual(
+    allocateLayers([{ layers: camera(), renderWidth: 960, current: 2 }], 1_400_000),
+    [1],
+  );
+});

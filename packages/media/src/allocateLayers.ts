@@ -1,0 +1,85 @@
+/**
+ * Which simulcast layer of each video a subscriber gets, from its bandwidth estimate and what
+ * it renders (LiveKit's StreamAllocator does the same job): the estimate is shared by every
+ * video the subscriber receives, each video is capped at the layer its rendered size needs,
+ * and the budget goes round-robin from the lowest layer up, so that a tight link gives every
+ * video a picture before any gets a sharp one.
+ */
+
+/** One layer of a simulcast video, lowest first. */
+export interface LayerOption {
+  /** Width it is encoded at, px. */
+  readonly width: number;
+  /** What it costs now, bits/s (measured; a layer paused at the publisher costs 0 but is off). */
+  readonly bitrateBps: number;
+  /** Media of this layer arrived recently: it can be switched to. */
+  readonly active: boolean;
+}
+
+export interface VideoDemand {
+  /** The video's layers, lowest first. */
+  readonly layers: readonly LayerOption[];
+  /** The width the subscriber renders it at, px; 0: hidden (paused, gets nothing). */
+  readonly renderWidth: number;
+  /** A user's choice: the lowest layer, the highest one whatever the size, or automatic. */
+  readonly pin?: 'low' | 'high';
+  /** The layer it gets now, if any: upgrades need a margin over it, downgrades do not. */
+  readonly current?: number;
+}
+
+/** How much more than a layer costs the budget must have before a video is moved up to it. */
+export const UPGRADE_MARGIN = 1.15;
+
+/**
+ * The layer index each video gets, or -1 for none (hidden, or no active layer). Every visible
+ * video with an active layer gets at least its lowest active one, even over budget: a frozen
+ * tile is worse than a soft one, and the estimate itself drops when the link is overused.
+ */
+export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number): number[] {
+  const caps = videos.map(capOf);
+  const targets = videos.map((v, i) => (caps[i] === -1 ? -1 : lowestActive(v.layers)));
+  let spent = 0;
+  for (const [i, v] of videos.entries()) {
+    const t = targets[i] ?? -1;
+    if (t >= 0) spent += v.layers[t]?.bitrateBps ?? 0;
+  }
+  // Round-robin upgrades: each pass lifts every video that can go one layer up and still fit.
+  for (let moved = true; moved; ) {
+    moved = false;
+    for (const [i, v] of videos.entries()) {
+      const t = targets[i] ?? -1;
+      const cap = caps[i] ?? -1;
+      if (t < 0 || t >= cap) continue;
+      const next = nextActive(v.layers, t, cap);
+      if (next < 0) continue;
+      const extra = (v.layers[next]?.bitrateBps ?? 0) - (v.layers[t]?.bitrateBps ?? 0);
+      // Staying on (or returning to) the current layer needs no margin: no flapping around it.
+      const margin = v.current !== undefined && next <= v.current ? 1 : UPGRADE_MARGIN;
+      if (spent + extra * margin > budgetBps) continue;
+      targets[i] = next;
+      spent += extra;
+      moved = true;
+    }
+  }
+  return targets;
+}
+
+/** The highest layer a video may get: by its rendered size, or its pin. */
+function capOf(v: VideoDemand): number {
+  if (v.renderWidth <= 0 || lowestActive(v.layers) < 0) return -1;
+  if (v.pin === 'low') return lowestActive(v.layers);
+  const top = v.layers.length - 1;
+  if (v.pin === 'high') return top;
+  // The smallest layer at least about as wide as the tile (10 % softer is not visible).
+  const fits = v.layers.findIndex((l) => l.width >= v.renderWidth * 0.9);
+  return fits < 0 ? top : fits;
+}
+
+function lowestActive(layers: readonly LayerOption[]): number {
+  return layers.findIndex((l) => l.active);
+}
+
+function nextActive(layers: readonly LayerOption[], from: number, cap: number): number {
+  for (let i = from + 1; i <= cap; i++) if (layers[i]?.active) return i;
+  return -1;
+}
