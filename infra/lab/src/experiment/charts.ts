@@ -11,6 +11,11 @@ import { logger, parse, View, Warn } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import type { ExperimentResult, Peer, ScenarioId, StreamSample } from './types.js';
 
+/**
+ * Where the SVGs go, relative to the output directory: ./report.ts writes them there and
+ * ./markdown.ts links them there.
+ */
+export const CHARTS_DIR = 'charts';
 export const CHART_WIDTH = 720;
 const CHART_HEIGHT = 300;
 /** Draw a dot per sample when no line has more samples than this. */

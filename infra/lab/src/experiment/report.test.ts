@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { planCharts } from './charts.js';
-import { csvField, parseResult, renderReport, toCsv, writeResults } from './report.js';
+import { csvField, toCsv } from './csv.js';
+import { renderReport, writeResults } from './report.js';
+import { parseResult } from './resultFile.js';
 import type {
   CpuSample,
   ExperimentResult,
