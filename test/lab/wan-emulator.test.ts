@@ -91,11 +91,15 @@ describe('WAN link emulator', {
   test('jitter varies the delay without reordering, and loss drops its share', async () => {
     const m = await measureLink(lab, 'ams', 'eu-client', { rate: 1_000, count: 5_000 });
     process.stdout.write(
-      `# 30 ms +- 5 ms, 2% loss: mean ${m.delayMs.mean.toFixed(2)} ms, sd ${m.delayMs.sd.toFixed(2)} ms, loss ${m.lossPercent.toFixed(2)}%\n`,
+      `# 30 ms +- 5 ms, 2% loss: mean ${m.delayMs.mean.toFixed(2)} ms, median ${m.delayMs.p50.toFixed(2)} ms, sd ${m.delayMs.sd.toFixed(2)} ms (from the IQR ${m.delayMs.robustSd.toFixed(2)} ms), loss ${m.lossPercent.toFixed(2)}%\n`,
     );
     assert.equal(m.reordered, 0, 'FIFO: jitter never reorders');
-    assert.ok(m.delayMs.sd > 3 && m.delayMs.sd < 8, `delay sd ${m.delayMs.sd}`);
-    assert.ok(Math.abs(m.delayMs.mean - 30.5) < 3, `mean ${m.delayMs.mean}`);
+    // The spread and centre are read from the quartiles and the median: a VM stall holds a
+    // few packets back by hundreds of ms, which moved the plain sd to 9.4 ms with both cores
+    // busy (the emulator applied 5 ms), while the quartiles stay where the jitter put them.
+    const sd = m.delayMs.robustSd;
+    assert.ok(sd > 3 && sd < 8, `delay sd from the IQR ${sd}`);
+    assert.ok(Math.abs(m.delayMs.p50 - 30.5) < 3, `median ${m.delayMs.p50}`);
     // 100 expected of 5000; binomial sd ~10.
     assert.ok(m.lossPercent > 1.2 && m.lossPercent < 2.8, `loss ${m.lossPercent}%`);
   });

@@ -140,10 +140,17 @@ export class WanLab {
     options: SpawnOptions = {},
   ): LabProcess {
     if (this.#destroyed) throw new Error('the lab is destroyed');
-    const child = spawn('ip', ['netns', 'exec', this.ns(host), file, ...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      ...options,
-    });
+    // Every lab process runs at nice -15 (the lab needs root anyway): its timing is then the
+    // emulated network's, not that of whatever else keeps this machine's cores busy. With
+    // both cores held by busy loops, a clean 30 ms link measured a 34.8 ms median at nice 0.
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', this.ns(host), 'nice', '-n', '-15', file, ...args],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        ...options,
+      },
+    );
     const exited = new Promise<number | null>((resolve) => {
       child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null)));
       child.once('error', () => resolve(null));

@@ -12,7 +12,20 @@ export interface LinkMeasurement {
   /** Received packets per second over the arrival span. */
   packetsPerSecond: number;
   throughputKbps: number;
-  delayMs: { p50: number; p99: number; mean: number; sd: number; max: number };
+  delayMs: {
+    p25: number;
+    p50: number;
+    p75: number;
+    p99: number;
+    mean: number;
+    sd: number;
+    /**
+     * The standard deviation read from the interquartile range (IQR / 1.349 for a normal
+     * spread): unlike `sd`, a few packets held up by a VM stall do not move it.
+     */
+    robustSd: number;
+    max: number;
+  };
   /** Share of the received packets whose delay was within `toleranceMs` of `targetMs`. */
   withinMs(targetMs: number, toleranceMs: number): number;
 }
@@ -77,7 +90,16 @@ export async function measureLink(
     reordered: r.reordered,
     packetsPerSecond: spanS > 0 ? r.received / spanS : 0,
     throughputKbps: spanS > 0 ? (r.bytes * 8) / 1000 / spanS : 0,
-    delayMs: { p50: pick(50), p99: pick(99), mean, sd, max: sorted.at(-1) ?? Number.NaN },
+    delayMs: {
+      p25: pick(25),
+      p50: pick(50),
+      p75: pick(75),
+      p99: pick(99),
+      mean,
+      sd,
+      robustSd: (pick(75) - pick(25)) / 1.349,
+      max: sorted.at(-1) ?? Number.NaN,
+    },
     withinMs: (targetMs, toleranceMs) =>
       sorted.filter((d) => Math.abs(d - targetMs) <= toleranceMs).length /
       Math.max(1, sorted.length),
