@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { RedisConnection, type SfuError } from '@geosfu/common';
 import type { Redis } from 'ioredis';
 import { adminClient, type RedisServer, startRedis, stopSuiteRedis } from '../helpers/redis.js';
-import { waitUntil } from '../helpers/wait.js';
+import { assertStays, waitUntil } from '../helpers/wait.js';
 
 let counter = 0;
 const newName = () => `rc${process.pid}x${++counter}`;
@@ -244,8 +244,9 @@ describe('RedisConnection against a real Redis', () => {
     await c.unsubscribe('ch:close', () => {}); // a no-op once closed
     await assert.rejects(c.start(), (e: Error) => e.name === 'InvalidStateError');
 
-    // One that is down, probing: close stops the probe and the reconnection.
-    const d = await open();
+    // One that is down, probing: close stops the probe and the reconnection for good.
+    const dName = newName();
+    const d = await open(dName);
     const down = d.waitFor('down', { timeoutMs: 5_000 });
     await redis.stop();
     try {
@@ -255,13 +256,23 @@ describe('RedisConnection against a real Redis', () => {
       await redis.restart();
     }
     assert.equal(d.state, 'closed');
+    await waitUntil('the admin client back', async () =>
+      (await admin.ping().catch(() => undefined)) ? true : undefined,
+    );
+    // Its reconnection back-off is at most 2 s: it would be back well within 5 s.
+    await assertStays(
+      'the closed connection stays away',
+      async () => !(await clientNames()).some((n) => n.startsWith(dName)),
+      5_000,
+      250,
+    );
     await waitUntil(
       'no timer and no socket of ours left',
       () => (timers() <= timersBefore && sockets() <= socketsBefore ? true : undefined),
       15_000,
       50,
       () =>
-        `timers ${timers()} (before ${timersBefore}), sockets ${sockets()} (before ${socketsBefore}): ${process.getActiveResourcesInfo().join(',')}`,
+        `timers ${timers()} (before ${timersBefore}), sockets ${sockets()} (before ${socketsBefore})`,
     );
   });
 });
