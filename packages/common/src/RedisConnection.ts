@@ -289,7 +289,7 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
    */
   async requireKeyspaceEvents(flags: string, consequence: string): Promise<boolean> {
     this.#keyspaceFlags = [...new Set(this.#keyspaceFlags + flags)].join('');
-    this.#keyspaceWhy.push(consequence);
+    if (!this.#keyspaceWhy.includes(consequence)) this.#keyspaceWhy.push(consequence);
     try {
       await this.#applyKeyspaceEvents();
       return true;
