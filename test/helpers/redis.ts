@@ -5,11 +5,13 @@
  *
  * Needs /usr/bin/redis-server (`apt-get install -y redis-server`; CI installs it).
  */
+import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? 'redis-server';
 
@@ -223,4 +225,30 @@ export function redisPids(): number[] {
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
+}
+
+/**
+ * A plain ioredis client for a suite's own reads and writes (not a node's), connected. It
+ * outlives the server's restarts: its errors then are expected, and the assertions that use
+ * it wait with deadlines.
+ */
+export async function adminClient(server: RedisServer): Promise<Redis> {
+  const client = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  client.on('error', () => {
+    // Expected while the server restarts (see above).
+  });
+  await client.connect();
+  return client;
+}
+
+/** A suite's last step: drops its admin client, stops the server and checks it is gone. */
+export async function stopSuiteRedis(
+  server: RedisServer | undefined,
+  admin: Redis | undefined,
+): Promise<void> {
+  admin?.disconnect();
+  if (!server) return;
+  const pid = server.pid;
+  await server.stop();
+  assert.ok(!redisPids().includes(pid), 'the suite leaves no redis-server behind');
 }

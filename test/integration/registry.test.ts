@@ -8,20 +8,26 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ClusterStateCodec, DEV_CLUSTER_SECRET } from '@geosfu/common';
+import { ClusterStateCodec, DEV_CLUSTER_SECRET, RedisConnection } from '@geosfu/common';
 import {
   type NodeRecordInput,
   type NodeRegistry,
   type NodeRegistryEvents,
   RedisNodeRegistry,
 } from '@geosfu/registry';
-import { Redis } from 'ioredis';
-import { type RedisServer, redisPids, startRedis } from '../helpers/redis.js';
+import type { Redis } from 'ioredis';
+import { adminClient, type RedisServer, startRedis, stopSuiteRedis } from '../helpers/redis.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TTL_MS = 2_000;
 const HEARTBEAT_MS = 500;
 const SECRET = DEV_CLUSTER_SECRET;
+/** Deadlines and reconnection back-off scaled to this suite's short heartbeat. */
+const REDIS_TIMING = {
+  commandTimeoutMs: HEARTBEAT_MS,
+  connectTimeoutMs: 1_000,
+  reconnectMaxMs: HEARTBEAT_MS,
+};
 
 let prefixCounter = 0;
 const newPrefix = () => `t${process.pid}-${++prefixCounter}:`;
@@ -69,14 +75,18 @@ async function childRegistry(
   input: NodeRecordInput,
 ): Promise<ChildProcess> {
   const code = `
+    const { RedisConnection } = await import('@geosfu/common');
     const { RedisNodeRegistry } = await import('@geosfu/registry');
+    const redis = new RedisConnection({ url: process.env.REDIS_URL, ...${JSON.stringify(REDIS_TIMING)} });
     const registry = new RedisNodeRegistry({
-      url: process.env.REDIS_URL, keyPrefix: process.env.PREFIX, secret: process.env.SECRET,
+      redis, keyPrefix: process.env.PREFIX, secret: process.env.SECRET,
       ttlMs: ${TTL_MS}, heartbeatMs: ${HEARTBEAT_MS},
     });
     await registry.register(JSON.parse(process.env.RECORD));
     process.stdout.write('registered\\n');
-    process.on('SIGTERM', () => registry.close().then(() => process.exit(0)));
+    process.on('SIGTERM', () =>
+      registry.close().then(() => redis.close()).then(() => process.exit(0)),
+    );
   `;
   const child = spawn(
     process.execPath,
@@ -120,9 +130,12 @@ describe('RedisNodeRegistry against a real Redis', () => {
   let redis: RedisServer;
   let admin: Redis;
   const registries: RedisNodeRegistry[] = [];
+  const connections: RedisConnection[] = [];
   const open = (prefix: string, options: { ttlMs?: number; heartbeatMs?: number } = {}) => {
+    const connection = new RedisConnection({ url: redis.url, ...REDIS_TIMING });
+    connections.push(connection);
     const r = new RedisNodeRegistry({
-      url: redis.url,
+      redis: connection,
       keyPrefix: prefix,
       secret: SECRET,
       ttlMs: options.ttlMs ?? TTL_MS,
@@ -134,19 +147,13 @@ describe('RedisNodeRegistry against a real Redis', () => {
 
   before(async () => {
     redis = await startRedis();
-    admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    admin.on('error', () => {
-      // Expected while the server restarts; the assertions retry on their own.
-    });
-    await admin.connect();
+    admin = await adminClient(redis);
   });
   after(async () => {
     await Promise.all(registries.map((r) => r.close()));
+    await Promise.all(connections.map((c) => c.close()));
     for (const child of children) await sigkill(child);
-    admin?.disconnect();
-    const pid = redis?.pid;
-    await redis?.stop();
-    assert.ok(!redisPids().includes(pid), 'the suite leaves no redis-server behind');
+    await stopSuiteRedis(redis, admin);
   });
 
   test('two registries see each other, updates and deregistration', async () => {
@@ -425,8 +432,9 @@ describe('RedisNodeRegistry on a Redis that refuses CONFIG (managed services)', 
 
   test('works without keyspace notifications, expiry found by the reconcile', async (t) => {
     const prefix = newPrefix();
+    const connection = new RedisConnection({ url: redis.url, ...REDIS_TIMING });
     const watcher = new RedisNodeRegistry({
-      url: redis.url,
+      redis: connection,
       keyPrefix: prefix,
       secret: SECRET,
       ttlMs: TTL_MS,
@@ -447,6 +455,7 @@ describe('RedisNodeRegistry on a Redis that refuses CONFIG (managed services)', 
       assert.ok(elapsed <= TTL_MS + HEARTBEAT_MS + 1_500, `gone only after ${elapsed} ms`);
     } finally {
       await watcher.close();
+      await connection.close();
     }
   });
 });

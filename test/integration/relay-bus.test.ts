@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { SfuError } from '@geosfu/common';
+import { RedisConnection, SfuError } from '@geosfu/common';
 import {
   EnvelopeCodec,
   MAX_RELAY_MESSAGE_BYTES,
@@ -16,7 +16,7 @@ import {
   relayChannel,
 } from '@geosfu/relay';
 import { Redis } from 'ioredis';
-import { type RedisServer, redisPids, startRedis } from '../helpers/redis.js';
+import { adminClient, type RedisServer, startRedis, stopSuiteRedis } from '../helpers/redis.js';
 
 const SECRET = 'integration-test-cluster-secret-0123456789';
 const WRONG_SECRET = 'some-other-secret-that-is-long-enough-0123';
@@ -78,8 +78,10 @@ describe('RedisRelayBus against a real Redis', () => {
   const opened: { close(): Promise<unknown> }[] = [];
 
   const open = async (nodeId: string, prefix: string, secret = SECRET) => {
-    const bus = new RedisRelayBus({ url: redis.url, nodeId, secret, keyPrefix: prefix });
-    opened.push(bus);
+    const connection = new RedisConnection({ url: redis.url });
+    const bus = new RedisRelayBus({ redis: connection, nodeId, secret, keyPrefix: prefix });
+    // The bus first, then the connection it uses (whoever creates it closes it).
+    opened.push({ close: () => bus.close().then(() => connection.close()) });
     await bus.start();
     return bus;
   };
@@ -123,21 +125,14 @@ describe('RedisRelayBus against a real Redis', () => {
 
   before(async () => {
     redis = await startRedis();
-    admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    admin.on('error', () => {
-      // Expected while the server restarts.
-    });
-    await admin.connect();
+    admin = await adminClient(redis);
   });
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((o) => o.close()));
   });
   after(async () => {
     await Promise.all(opened.splice(0).map((o) => o.close()));
-    admin?.disconnect();
-    const pid = redis?.pid;
-    await redis?.stop();
-    assert.ok(!redisPids().includes(pid), 'the suite leaves no redis-server behind');
+    await stopSuiteRedis(redis, admin);
   });
 
   test('two nodes exchange a 30 KB offer and its answer', async () => {

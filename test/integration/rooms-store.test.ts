@@ -6,15 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { DEV_CLUSTER_SECRET, type SfuError } from '@geosfu/common';
+import { DEV_CLUSTER_SECRET, RedisConnection, type SfuError } from '@geosfu/common';
 import {
   RedisRoomStore,
   type RoomEvent,
   type RoomStoreEvents,
   type SessionRecord,
 } from '@geosfu/registry';
-import { Redis } from 'ioredis';
-import { type RedisServer, redisPids, startRedis } from '../helpers/redis.js';
+import type { Redis } from 'ioredis';
+import { adminClient, type RedisServer, startRedis, stopSuiteRedis } from '../helpers/redis.js';
 
 let prefixCounter = 0;
 const newPrefix = () => `t${process.pid}-rooms-${++prefixCounter}:`;
@@ -103,31 +103,29 @@ describe('RedisRoomStore against a real Redis', () => {
   let redis: RedisServer;
   let admin: Redis;
   const stores: RedisRoomStore[] = [];
+  /** Each store plays a node: its own connection. */
+  const connections = new Map<RedisRoomStore, RedisConnection>();
   const open = async (prefix: string) => {
+    const connection = new RedisConnection({ url: redis.url });
     const store = new RedisRoomStore({
-      url: redis.url,
+      redis: connection,
       keyPrefix: prefix,
       secret: DEV_CLUSTER_SECRET,
     });
     stores.push(store);
+    connections.set(store, connection);
     await store.start();
     return store;
   };
 
   before(async () => {
     redis = await startRedis();
-    admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-    admin.on('error', () => {
-      // Expected while the server restarts; the assertions retry on their own.
-    });
-    await admin.connect();
+    admin = await adminClient(redis);
   });
   after(async () => {
     await Promise.all(stores.map((s) => s.close()));
-    admin?.disconnect();
-    const pid = redis?.pid;
-    await redis?.stop();
-    assert.ok(!redisPids().includes(pid), 'the suite leaves no redis-server behind');
+    await Promise.all([...connections.values()].map((c) => c.close()));
+    await stopSuiteRedis(redis, admin);
   });
 
   test('two nodes: joins, replacement, tracks, chat and leave are seen on both', async () => {
@@ -481,7 +479,8 @@ describe('RedisRoomStore against a real Redis', () => {
     await a.join('y', a3, { maxParticipants: 5 });
     await b.join('x', b1, { maxParticipants: 5 });
 
-    const down = next(a, 'redisError');
+    // Nothing runs on the store now: its connection is what notices.
+    const down = connections.get(a)?.waitFor('down', { timeoutMs: 5_000 });
     await redis.stop();
     await down;
     assert.equal(a.connected, false);
@@ -497,8 +496,9 @@ describe('RedisRoomStore against a real Redis', () => {
     await assert.rejects(a.watch('z'), unavailable);
     assert.ok(Date.now() - t0 < 200, `refused after ${Date.now() - t0} ms`);
     // A store that starts now cannot: it says what to check.
+    const lateConnection = new RedisConnection({ url: redis.url });
     const late = new RedisRoomStore({
-      url: redis.url,
+      redis: lateConnection,
       keyPrefix: prefix,
       secret: DEV_CLUSTER_SECRET,
     });
@@ -509,6 +509,7 @@ describe('RedisRoomStore against a real Redis', () => {
     });
     await assert.rejects(late.participants('x'), (e: Error) => e.name === 'InvalidStateError');
     await late.close();
+    await lateConnection.close();
 
     const backA = next(a, 'reconnected', () => true, 15_000);
     const backB = next(b, 'reconnected', () => true, 15_000);

@@ -24,17 +24,20 @@ export {
 export { InvalidStateError, SfuError, toSfuError } from './errors.js';
 export { type EventMap, TypedEmitter } from './events.js';
 export { EARTH_RADIUS_KM, type GeoPoint, greatCircleDistanceKm, isValidGeoPoint } from './geo.js';
+export { Lifecycle } from './Lifecycle.js';
 export { createRootLogger, type Logger, silentLogger } from './logger.js';
 export * from './protocol.js';
-export { seededRandom } from './random.js';
 export {
-  type QuittableRedis,
-  quitRedis,
-  REDIS_QUIT_TIMEOUT_MS,
-  type RedisTiming,
-  redactRedisUrl,
-  redisClientOptions,
-} from './redis.js';
+  type MessageHandler,
+  REDIS_PROBE_INTERVAL_MS,
+  RedisConnection,
+  type RedisConnectionEvents,
+  type RedisConnectionOptions,
+  type RedisConnectionState,
+  type ScriptRunner,
+} from './RedisConnection.js';
+export { seededRandom } from './random.js';
+export { isReplyError, REDIS_QUIT_TIMEOUT_MS, redactRedisUrl } from './redis.js';
 export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
 export { STALL_THRESHOLD_MS, StallDetector } from './StallDetector.js';
 export {
@@ -50,6 +53,7 @@ export {
   staleness,
   verifyEnvelope,
 } from './signing.js';
+export { TaskTimer } from './TaskTimer.js';
 export { ThrottledWarn } from './ThrottledWarn.js';
 export {
   type AccessToken,

@@ -1,8 +1,5 @@
 import type { RedisOptions } from 'ioredis';
-/**
- * Connection helpers shared by every Redis user of the project (node registry, room store,
- * relay bus). Typed structurally so that this package needs no ioredis dependency.
- */
+/** Helpers of `RedisConnection`, the one place that builds Redis clients. */
 
 /** The part of an ioredis client that `quitRedis` needs. */
 export interface QuittableRedis {
@@ -78,7 +75,7 @@ export function redisClientOptions(
     maxRetriesPerRequest: 1,
     // ioredis's own re-subscribe after a reconnect does not handle its promise: when the
     // connection drops again at once (offline queue off), it is an unhandled rejection,
-    // which ends a Node process. Every subscriber here re-subscribes itself, handling errors.
+    // which ends a Node process. RedisConnection re-subscribes itself, handling errors.
     autoResubscribe: false,
     commandTimeout: timing.commandTimeoutMs,
     connectTimeout: timing.connectTimeoutMs,
@@ -89,4 +86,9 @@ export function redisClientOptions(
         Math.round(Math.random() * Math.min(timing.reconnectMaxMs, RECONNECT_MIN_MS * 2 ** times)),
       ),
   };
+}
+
+/** A reply error means Redis answered (a bad key type, a script bug): not an outage. */
+export function isReplyError(error: unknown): boolean {
+  return error instanceof Error && error.name === 'ReplyError';
 }

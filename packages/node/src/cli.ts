@@ -65,9 +65,9 @@ async function serve(argv: string[]): Promise<void> {
   const logger = createRootLogger({ level: config.logLevel });
   const plane = await openControlPlane(config, logger);
   // Relays exist only in a cluster: a single node has every participant already.
-  const bus = config.redisUrl
+  const bus = plane.redis
     ? new RedisRelayBus({
-        url: config.redisUrl,
+        redis: plane.redis,
         nodeId: config.nodeId,
         secret: config.clusterSecret,
         logger,

@@ -14,6 +14,9 @@ export function observeControlPlane(
   logger: Logger,
 ): void {
   const { registry, rooms } = plane;
+  // The connection's own failures (connect, subscriber, probe, resubscribe); its users
+  // count the failures of their commands.
+  plane.redis?.on('redisError', (op) => metrics.redisErrors.inc({ op }));
   registry.on('redisError', (op) => metrics.redisErrors.inc({ op }));
   registry.on('redisRoundTrip', (ms) => metrics.redisRoundTrip.observe(ms / 1000));
   rooms.on('redisError', (op) => metrics.redisErrors.inc({ op }));

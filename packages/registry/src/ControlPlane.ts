@@ -1,4 +1,10 @@
-import { type Logger, type NodeConfig, SfuError, TokenService } from '@geosfu/common';
+import {
+  type Logger,
+  type NodeConfig,
+  RedisConnection,
+  SfuError,
+  TokenService,
+} from '@geosfu/common';
 import { GeoIpLocator } from './GeoIpLocator.js';
 import { trustedProxies } from './ip.js';
 import { MemoryNodeRegistry } from './MemoryNodeRegistry.js';
@@ -13,6 +19,11 @@ import { type RouteResult, RouteService } from './RouteService.js';
 
 /** What a node (or the directory) needs from the control plane. */
 export interface ControlPlane {
+  /**
+   * The process's one Redis connection (cluster mode), shared by the registry, the room
+   * store and the node's relay bus; the plane opened it and closes it last.
+   */
+  redis: RedisConnection | undefined;
   registry: NodeRegistry;
   /** Room membership shared across the cluster (in memory for a single node). */
   rooms: RoomStore;
@@ -40,25 +51,22 @@ export async function openControlPlane(
     );
   }
   const timing = { ttlMs: config.registryTtlMs, heartbeatMs: config.heartbeatMs };
-  const registry: NodeRegistry = config.redisUrl
-    ? new RedisNodeRegistry({
-        url: config.redisUrl,
-        secret: config.clusterSecret,
-        logger,
-        ...timing,
-      })
+  const redis = RedisConnection.fromConfig(config, logger);
+  const registry: NodeRegistry = redis
+    ? new RedisNodeRegistry({ redis, secret: config.clusterSecret, logger, ...timing })
     : new MemoryNodeRegistry({ logger, ...timing });
   const locator = config.geoipDb
     ? await GeoIpLocator.open({ paths: config.geoipDb, logger })
     : undefined;
-  const rooms: RoomStore = config.redisUrl
-    ? new RedisRoomStore({ url: config.redisUrl, secret: config.clusterSecret, logger })
+  const rooms: RoomStore = redis
+    ? new RedisRoomStore({ redis, secret: config.clusterSecret, logger })
     : new MemoryRoomStore({ logger });
   try {
     await registry.start();
     await rooms.start();
   } catch (error) {
     await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
+    await redis?.close();
     throw error;
   }
   // The directory watches no rooms: only nodes sweep them. One node alone has no orphans.
@@ -68,6 +76,7 @@ export async function openControlPlane(
       : undefined;
   orphans?.start();
   return {
+    redis,
     registry,
     rooms,
     locator,
@@ -81,6 +90,8 @@ export async function openControlPlane(
     async close() {
       await orphans?.close();
       await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
+      // Last: its users above leave it first (deregister, unsubscribe).
+      await redis?.close();
     },
   };
 }

@@ -1,15 +1,14 @@
 import {
   type ClusterRejectKind,
   InvalidStateError,
+  Lifecycle,
   type Logger,
-  quitRedis,
-  redactRedisUrl,
-  redisClientOptions,
+  type RedisConnection,
   SfuError,
   silentLogger,
+  TaskTimer,
   TypedEmitter,
 } from '@geosfu/common';
-import { Redis, type RedisOptions } from 'ioredis';
 import { DEFAULT_KEY_PREFIX, type RegistryKeys, registryKeys } from './keys.js';
 import type { NodeRecord, NodeRecordInput, NodeUpdate } from './NodeRecord.js';
 import {
@@ -26,10 +25,8 @@ import { RejectionLog } from './RejectionLog.js';
 import { type MembershipMessage, SignedNodeState } from './SignedNodeState.js';
 
 export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
-  /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
-  url: string;
-  /** Extra ioredis options (TLS, Sentinel ...); the registry's own settings below win. */
-  redisOptions?: RedisOptions;
+  /** The process's Redis connection (started by the registry if needed, closed by its owner). */
+  redis: RedisConnection;
   /** Prefix of every key and channel; default `sfu:`. Tests use one per suite. */
   keyPrefix?: string;
   /** SFU_CLUSTER_SECRET: signs node records and membership messages (SignedNodeState). */
@@ -39,7 +36,6 @@ export interface RedisNodeRegistryOptions extends RegistryTimingOptions {
 
 /** How many keys one SCAN step and one MGET ask for. */
 const SCAN_COUNT = 200;
-const RECONNECT_MAX_MS = 2_000;
 
 /** Remember at most this many keys with an invalid record (each is counted once). */
 const MAX_BAD_KEYS = 1_000;
@@ -56,7 +52,9 @@ const MAX_BAD_KEYS = 1_000;
  *   messages, refused keyspace notifications and reconnects. A SIGKILLed node therefore
  *   leaves every view within TTL + one heartbeat at worst.
  * - Redis errors never throw out of the background work: they are counted (`redisError`),
- *   logged, and the last known view is kept.
+ *   logged, and the last known view is kept. The connection (`RedisConnection`) subscribes
+ *   the channels again and sets the notification flags again after an outage; on its `up`
+ *   the registry writes its record and re-reads everything.
  */
 export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implements NodeRegistry {
   readonly kind = 'redis';
@@ -65,10 +63,11 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
   readonly keys: RegistryKeys;
   readonly #logger: Logger;
   readonly #view: MembershipView;
-  readonly #cmd: Redis;
-  readonly #sub: Redis;
+  readonly #redis: RedisConnection;
   readonly #db: number;
   readonly #redisLabel: string;
+  readonly #channels: string[];
+  readonly #unlisten: (() => void)[] = [];
 
   /** This node's record; load changes made by update() go out with the next heartbeat. */
   #self: NodeRecord | undefined;
@@ -78,10 +77,9 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
    */
   #ownId: string | undefined;
   #state: 'new' | 'starting' | 'running' | 'closed' = 'new';
-  #starting: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #tickRunning: Promise<void> | undefined;
+  readonly #life = new Lifecycle('the registry', () => this.#start());
+  /** The heartbeat: writes our record and reconciles the view. */
+  readonly #ticker = new TaskTimer(() => this.#tick());
   #tickAgain = false;
   #reconcileChain: Promise<void> = Promise.resolve();
   /** Bumped on every pub/sub event; see #reconcile for why. */
@@ -90,7 +88,6 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
   /** Until then, a node missing from SCAN is not removed (Redis just came back empty). */
   #graceUntil = 0;
   #degraded = false;
-  #keyspaceWarned = false;
   /**
    * Key -> the invalid value last counted there: a record that does not verify is counted
    * (and logged) once, not on every reconcile; a new forgery at the same key counts again.
@@ -106,35 +103,16 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.#logger = logger;
     this.#view = new MembershipView(this, logger);
-    this.#redisLabel = redactRedisUrl(options.url);
+    this.#redis = options.redis;
+    this.#redisLabel = options.redis.label;
+    this.#db = options.redis.db;
+    this.#channels = [this.keys.nodesChannel, this.keys.expiredChannel(this.#db)];
     this.#signed = new SignedNodeState(options.secret, this.keys, this.ttlMs);
     this.#rejections = new RejectionLog(logger, (kind, reason) =>
       this.safeEmit('rejected', kind, reason),
     );
 
-    const redisOptions = redisClientOptions(options.redisOptions, {
-      // Every command has a deadline; a heartbeat period is plenty for one round trip.
-      commandTimeoutMs: Math.min(this.heartbeatMs, 1_000),
-      connectTimeoutMs: Math.max(1_000, this.heartbeatMs),
-      // Capped so that a Redis restart is noticed within about a heartbeat.
-      reconnectMaxMs: Math.min(RECONNECT_MAX_MS, this.heartbeatMs),
-    });
-    this.#cmd = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-registry' });
-    this.#sub = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-registry-sub' });
-    this.#db = this.#cmd.options.db ?? 0;
-
-    for (const [client, name] of [
-      [this.#cmd, 'connect'],
-      [this.#sub, 'subscriber'],
-    ] as const) {
-      // Without an 'error' listener ioredis prints every failed reconnect to the console.
-      client.on('error', (error: Error) => this.#redisError(name, error));
-    }
-    this.#cmd.on('ready', () => this.#onReady('command'));
-    this.#sub.on('ready', () => this.#onReady('subscriber'));
-    this.#sub.on('message', (channel: string, message: string) =>
-      this.#onMessage(channel, message),
-    );
+    this.#unlisten.push(this.#redis.on('up', (info) => this.#onUp(info.reconnected)));
   }
 
   get self(): NodeRecord | undefined {
@@ -142,32 +120,29 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
   }
 
   get connected(): boolean {
-    return this.#cmd.status === 'ready' && this.#sub.status === 'ready';
+    return this.#redis.connected;
   }
 
   start(): Promise<void> {
-    if (this.#state === 'closed') {
-      return Promise.reject(new InvalidStateError('the registry is closed'));
-    }
-    this.#starting ??= this.#start().catch((error: unknown) => {
-      this.#starting = undefined; // a later start() may try again
-      throw error;
-    });
-    return this.#starting;
+    return this.#life.start();
   }
 
   async #start(): Promise<void> {
     this.#state = 'starting';
     try {
-      await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
-      await this.#ensureKeyspaceEvents();
-      await this.#sub.subscribe(this.keys.nodesChannel, this.keys.expiredChannel(this.#db));
+      await this.#redis.start();
+      // Expired-key events (`E` + `x`). Managed Redis services often refuse CONFIG: then
+      // the reconcile alone notices expiry.
+      await this.#redis.requireKeyspaceEvents(
+        'Ex',
+        `node expiry is noticed by the reconcile within TTL + ${this.heartbeatMs} ms`,
+      );
+      for (const channel of this.#channels) await this.#redis.subscribe(channel, this.#onMessage);
       await this.#reconcile(true);
     } catch (error) {
-      // ioredis goes on reconnecting after a failed first connect; stop it.
-      this.#cmd.disconnect();
-      this.#sub.disconnect();
+      await this.#unsubscribe();
       this.#state = 'new';
+      if (error instanceof SfuError) throw error;
       throw new SfuError(
         'SERVICE_UNAVAILABLE',
         `cannot use Redis at ${this.#redisLabel}: ${(error as Error).message}; check REDIS_URL (or leave it unset for single-node mode)`,
@@ -189,7 +164,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     if (this.#self) throw new InvalidStateError('already registered: use update()');
     const record = initialRecord(input, Date.now());
     try {
-      await this.#cmd.set(
+      await this.#redis.command.set(
         this.keys.node(record.id),
         this.#signed.sealRecord(record),
         'PX',
@@ -232,7 +207,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     this.#self = undefined;
     this.#view.remove(self.id, 'deregistered');
     try {
-      await this.#cmd.del(this.keys.node(self.id));
+      await this.#redis.command.del(this.keys.node(self.id));
     } catch (error) {
       // The record still expires within the TTL; nothing else to do.
       this.#redisError('deregister', error);
@@ -256,23 +231,18 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
   }
 
   close(options: { deregister?: boolean } = {}): Promise<void> {
-    this.#closing ??= this.#close(options.deregister ?? true);
-    return this.#closing;
+    const deregister = options.deregister ?? true;
+    return this.#life.close(() => this.#close(deregister));
   }
 
   async #close(deregister: boolean): Promise<void> {
-    // Let a start in progress settle first, so that it does not reconnect behind us.
-    await this.#starting?.catch(() => {
-      // start() failed: its error went to whoever called it; closing goes on.
-    });
     if (deregister) await this.deregister();
     this.#state = 'closed';
     this.#self = undefined;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#tickRunning;
+    await this.#ticker.stop();
     await this.#reconcileChain;
-    await Promise.all([quitRedis(this.#sub), quitRedis(this.#cmd)]);
+    for (const off of this.#unlisten.splice(0)) off();
+    await this.#unsubscribe();
     this.#view.clear();
     this.#touched.clear();
     this.#logger.debug('node registry closed');
@@ -282,18 +252,12 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
 
   #schedule(delayMs: number): void {
     if (this.#state !== 'running') return;
-    clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#tickRunning = this.#tick().finally(() => {
-        this.#tickRunning = undefined;
-      });
-    }, delayMs);
+    this.#ticker.schedule(delayMs);
   }
 
   /** Runs a heartbeat and reconcile now (after a reconnect, or on our own expiry). */
   #tickSoon(): void {
-    if (this.#tickRunning !== undefined) this.#tickAgain = true;
+    if (this.#ticker.running) this.#tickAgain = true;
     else this.#schedule(0);
   }
 
@@ -323,7 +287,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     try {
       // SET (not EXPIRE): a Redis that restarted empty gets the whole record back. GET
       // tells us whether it was gone, in which case the others hear of it now.
-      previous = await this.#cmd.set(
+      previous = await this.#redis.command.set(
         this.keys.node(record.id),
         this.#signed.sealRecord(record),
         'PX',
@@ -348,7 +312,8 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     const self = this.#self;
     if (!self) return;
     try {
-      await this.#cmd.set(this.keys.node(self.id), this.#signed.sealRecord(self), 'PX', this.ttlMs);
+      const value = this.#signed.sealRecord(self);
+      await this.#redis.command.set(this.keys.node(self.id), value, 'PX', this.ttlMs);
     } catch (error) {
       // The next heartbeat writes it.
       this.#redisError(op, error);
@@ -381,7 +346,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
       const keys = new Set<string>();
       let cursor = '0';
       do {
-        const [next, batch] = await this.#cmd.scan(
+        const [next, batch] = await this.#redis.command.scan(
           cursor,
           'MATCH',
           this.keys.nodePattern,
@@ -394,7 +359,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
       const list = [...keys];
       for (let i = 0; i < list.length; i += SCAN_COUNT) {
         const chunk = list.slice(i, i + SCAN_COUNT);
-        const values = await this.#cmd.mget(...chunk);
+        const values = await this.#redis.command.mget(...chunk);
         chunk.forEach((key, j) => {
           const value = values[j];
           if (value === null || value === undefined) return; // expired between SCAN and MGET
@@ -453,14 +418,14 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
 
   async #publish(message: MembershipMessage): Promise<void> {
     try {
-      await this.#cmd.publish(this.keys.nodesChannel, this.#signed.sealMessage(message));
+      await this.#redis.command.publish(this.keys.nodesChannel, this.#signed.sealMessage(message));
     } catch (error) {
       // Others still see the change on their next reconcile.
       this.#redisError('publish', error);
     }
   }
 
-  #onMessage(channel: string, message: string): void {
+  readonly #onMessage = (message: string, channel: string): void => {
     if (this.#state !== 'running' && this.#state !== 'starting') return;
     if (channel === this.keys.expiredChannel(this.#db)) {
       const id = this.keys.nodeIdOf(message);
@@ -490,7 +455,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     }
     this.#touch(id);
     this.#view.upsert(parsed.node);
-  }
+  };
 
   /**
    * An expiry notification (which anyone who can PUBLISH can forge) or a down message is
@@ -503,7 +468,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
     const since = this.#seq;
     let value: string | null;
     try {
-      value = await this.#cmd.get(key);
+      value = await this.#redis.command.get(key);
     } catch (error) {
       this.#redisError('confirm-down', error);
       return;
@@ -526,57 +491,35 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
 
   // ---- connection -------------------------------------------------------------------
 
-  #onReady(which: 'command' | 'subscriber'): void {
-    // The first 'ready' of each client happens inside start(), which does the set-up.
+  /** Redis answers again, with our channels subscribed and notifications set again. */
+  #onUp(reconnected: boolean): void {
+    // The first connect happens inside start(), which does the set-up.
     if (this.#state !== 'running') return;
-    if (this.#degraded && this.connected) {
+    if (this.#degraded) {
       this.#degraded = false;
       this.#logger.info({ redis: this.#redisLabel }, 'Redis connection restored');
     }
-    if (which === 'command') {
-      // Redis may have restarted empty: the others re-register on their next heartbeat, so
-      // do not drop nodes that are merely missing for one TTL. A restarted server has also
-      // forgotten the notify-keyspace-events setting.
-      this.#graceUntil = Date.now() + this.ttlMs;
-      void this.#ensureKeyspaceEvents();
-    }
-    if (which === 'subscriber') {
-      this.#sub
-        .subscribe(this.keys.nodesChannel, this.keys.expiredChannel(this.#db))
-        .catch((error: unknown) => this.#redisError('subscribe', error));
-    }
+    // Redis may have restarted empty: the others re-register on their next heartbeat, so
+    // do not drop nodes that are merely missing for one TTL. (Not after a hang: nothing was
+    // lost then.)
+    if (reconnected) this.#graceUntil = Date.now() + this.ttlMs;
     // Write our record now (it may be gone) and re-read everything: messages published
     // while we were away are lost (nothing replays them).
     this.#tickSoon();
   }
 
-  /**
-   * Turns on expired-key events (`E` + `x`), keeping flags someone else set. Managed Redis
-   * services often refuse CONFIG: then the reconcile alone notices expiry.
-   */
-  async #ensureKeyspaceEvents(): Promise<void> {
-    try {
-      const reply = (await this.#cmd.config('GET', 'notify-keyspace-events')) as string[];
-      const flags = reply[1] ?? '';
-      const hasExpired = flags.includes('x') || flags.includes('A');
-      if (flags.includes('E') && hasExpired) return;
-      const merged = [...new Set(`${flags}E${hasExpired ? '' : 'x'}`)].join('');
-      await this.#cmd.config('SET', 'notify-keyspace-events', merged);
-    } catch (error) {
-      if (!this.#keyspaceWarned) {
-        this.#keyspaceWarned = true;
-        this.#logger.warn(
-          { err: error },
-          `cannot enable keyspace notifications; expiry is noticed by the reconcile within TTL + ${this.heartbeatMs} ms`,
-        );
-      }
-    }
+  /** Best effort: the connection's owner may close it right after (or already did). */
+  async #unsubscribe(): Promise<void> {
+    await Promise.allSettled(
+      this.#channels.map((channel) => this.#redis.unsubscribe(channel, this.#onMessage)),
+    );
   }
 
   #redisError(op: string, error: unknown): void {
     const err = error instanceof Error ? error : new Error(String(error));
     if (this.#state === 'closed') return;
     this.safeEmit('redisError', op, err);
+    this.#redis.commandFailed(op, err);
     if (!this.#degraded) {
       this.#degraded = true;
       this.#logger.warn(
@@ -589,7 +532,7 @@ export class RedisNodeRegistry extends TypedEmitter<NodeRegistryEvents> implemen
   }
 
   #assertOpen(): void {
-    if (this.#state === 'closed' || this.#closing !== undefined) {
+    if (this.#state === 'closed' || this.#life.closing) {
       throw new InvalidStateError('the registry is closed');
     }
   }

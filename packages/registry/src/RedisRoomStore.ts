@@ -1,18 +1,17 @@
 import {
   InvalidStateError,
+  isReplyError,
   type LeaveReason,
   LeaveReason as LeaveReasonSchema,
   LIMITS,
+  Lifecycle,
   type Logger,
-  quitRedis,
-  redactRedisUrl,
-  redisClientOptions,
+  type RedisConnection,
   SfuError,
   silentLogger,
   TrackInfo,
   TypedEmitter,
 } from '@geosfu/common';
-import { Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import { eachRoom } from './eachRoom.js';
 import { DEFAULT_KEY_PREFIX, type RegistryKeys, registryKeys } from './keys.js';
@@ -29,14 +28,13 @@ import {
 } from './MemoryRoomStore.js';
 import { RejectionLog } from './RejectionLog.js';
 import {
-  APPLY,
-  isReplyError,
+  defineRoomScripts,
   LockAttemptError,
   REAP_LOCK_TTL_MS,
   ROOM_LOCK_ATTEMPTS,
   ROOM_LOCK_TTL_MS,
   RoomLock,
-  runScript,
+  type RoomScripts,
 } from './RoomLock.js';
 import type {
   JoinResult,
@@ -48,10 +46,8 @@ import type {
 import { type JunkEntry, SignedRoomState } from './SignedRoomState.js';
 
 export interface RedisRoomStoreOptions {
-  /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
-  url: string;
-  /** Extra ioredis options (TLS, Sentinel ...); the store's own settings below win. */
-  redisOptions?: RedisOptions;
+  /** The process's Redis connection (started by the store if needed, closed by its owner). */
+  redis: RedisConnection;
   /** Prefix of every key and channel; default `sfu:`. Tests use one per suite. */
   keyPrefix?: string;
   /** SFU_CLUSTER_SECRET: signs session records and room events (see SignedRoomState). */
@@ -66,12 +62,6 @@ export interface RedisRoomStoreOptions {
  * restores its sessions with `reassert()`.
  */
 export const ROOM_TTL_MS = 24 * 60 * 60 * 1000;
-/** Deadline of every command: a join must not hang on a Redis that does not answer. */
-const COMMAND_TIMEOUT_MS = 1_000;
-const CONNECT_TIMEOUT_MS = 2_000;
-const RECONNECT_MAX_MS = 2_000;
-/** How often a store that saw Redis fail checks whether it answers again. */
-const PROBE_INTERVAL_MS = 250;
 
 const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
 
@@ -94,13 +84,14 @@ const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
  * same code as MemoryRoomStore), and writes it and publishes its events in one script that
  * first checks the lock is still ours (APPLY_SCRIPT). Reads take no lock.
  *
- * Connections: one for commands, one subscribed to the channels of watched rooms. Nothing
- * is queued while Redis is away: operations fail at once with SERVICE_UNAVAILABLE and
- * `connected` is false. A command that fails (a timeout of a hung Redis, a dropped
- * connection) marks the store as down until a PING answers again; then it re-subscribes,
- * frees lock keys it may have left behind, and emits `reconnected` (never on the first
- * connect), so the node can `reassert()` its sessions: a timed-out write may have been done,
- * or not, and events published meanwhile were lost.
+ * Connection: the process's `RedisConnection`, which subscribes the watched rooms'
+ * channels again after an outage. Nothing is queued while Redis is away: operations fail at
+ * once with SERVICE_UNAVAILABLE and `connected` is false. A command that fails without a
+ * reply (a timeout of a hung Redis, a dropped connection) takes the connection down until a
+ * PING answers again; when it is `up`, the store frees lock keys it may have left behind
+ * and emits `reconnected` (never on the first connect), so the node can `reassert()` its
+ * sessions: a timed-out write may have been done, or not, and events published meanwhile
+ * were lost.
  *
  * `origin` of events: the joining node for `join` (also for the `left` of the session it
  * replaces), the session's own node for `leave` and `setTracks` (a node only leaves and
@@ -114,100 +105,65 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   readonly kind = 'redis';
   readonly keys: RegistryKeys;
   readonly #logger: Logger;
-  readonly #cmd: Redis;
-  readonly #sub: Redis;
-  readonly #redisLabel: string;
+  readonly #redis: RedisConnection;
+  readonly #scripts: RoomScripts;
   /** Aborts lock waits on close. */
   readonly #closeSignal = new AbortController();
 
   #state: 'new' | 'starting' | 'running' | 'closed' = 'new';
-  #starting: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
+  readonly #life = new Lifecycle('the room store', () => this.#start());
   /** Channel -> room of every watched room, whether or not its SUBSCRIBE went through yet. */
   readonly #watched = new Map<string, string>();
-  /** Channels whose UNSUBSCRIBE failed: unsubscribed again after the outage. */
-  readonly #stale = new Set<string>();
   /** Lock key -> token of locks that a failed command may have left taken. */
   readonly #orphanLocks = new Map<string, string>();
   readonly #inflight = new Set<Promise<unknown>>();
   readonly #signed: SignedRoomState;
   readonly #rejections: RejectionLog;
-  /** A command failed and no PING has answered since: refuse operations. */
+  /** Redis went down and the store has not recovered since (see #recover): refuse operations. */
   #down = false;
-  #probeTimer: NodeJS.Timeout | undefined;
-  #probing: Promise<void> | undefined;
+  #recovering: Promise<void> | undefined;
+  readonly #unlisten: (() => void)[] = [];
 
   constructor(options: RedisRoomStoreOptions) {
     const logger = (options.logger ?? silentLogger()).child({ component: 'rooms' });
     super((event, error) => logger.error({ err: error, event }, 'room store listener threw'));
     this.#logger = logger;
     this.keys = registryKeys(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
-    this.#redisLabel = redactRedisUrl(options.url);
+    this.#redis = options.redis;
+    this.#scripts = defineRoomScripts(options.redis);
     this.#signed = new SignedRoomState(options.secret, this.keys);
     this.#rejections = new RejectionLog(logger, (kind, reason) =>
       this.safeEmit('rejected', kind, reason),
     );
 
-    const redisOptions = redisClientOptions(options.redisOptions, {
-      commandTimeoutMs: COMMAND_TIMEOUT_MS,
-      connectTimeoutMs: CONNECT_TIMEOUT_MS,
-      reconnectMaxMs: RECONNECT_MAX_MS,
-    });
-    this.#cmd = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-rooms' });
-    this.#sub = new Redis(options.url, { ...redisOptions, connectionName: 'sfu-rooms-sub' });
-    for (const [client, name] of [
-      [this.#cmd, 'connect'],
-      [this.#sub, 'subscriber'],
-    ] as const) {
-      // Without an 'error' listener ioredis prints every failed reconnect to the console.
-      client.on('error', (error: Error) => this.#redisError(name, error));
-      client.on('close', () => this.#onDown(`${name} connection closed`));
-      client.on('ready', () => this.#probeSoon(0));
-    }
-    this.#sub.on('message', (channel: string, message: string) =>
-      this.#onMessage(channel, message),
+    this.#unlisten.push(
+      this.#redis.on('down', () => {
+        this.#down = true;
+      }),
+      this.#redis.on('up', () => this.#onUp()),
     );
   }
 
   get connected(): boolean {
-    return (
-      this.#state === 'running' &&
-      !this.#down &&
-      this.#cmd.status === 'ready' &&
-      this.#sub.status === 'ready'
-    );
+    return this.#state === 'running' && !this.#down && this.#redis.connected;
   }
 
   start(): Promise<void> {
-    if (this.#state === 'closed' || this.#closing !== undefined) {
-      return Promise.reject(new InvalidStateError('the room store is closed'));
-    }
-    this.#starting ??= this.#start().catch((error: unknown) => {
-      this.#starting = undefined; // a later start() may try again
-      throw error;
-    });
-    return this.#starting;
+    return this.#life.start();
   }
 
   async #start(): Promise<void> {
     this.#state = 'starting';
     try {
-      await Promise.all([this.#cmd.connect(), this.#sub.connect()]);
+      await this.#redis.start();
     } catch (error) {
-      // ioredis goes on reconnecting after a failed first connect; stop it.
-      this.#cmd.disconnect();
-      this.#sub.disconnect();
       this.#state = 'new';
-      throw new SfuError(
-        'SERVICE_UNAVAILABLE',
-        `cannot use Redis at ${this.#redisLabel} for room state: ${(error as Error).message}; check REDIS_URL (or leave it unset for single-node mode)`,
-        { cause: error },
-      );
+      throw error;
     }
     if (this.#state !== 'starting') return; // closed meanwhile
     this.#state = 'running';
     this.#logger.info(
-      { redis: this.#redisLabel, prefix: this.keys.prefix },
+      { redis: this.#redis.label, prefix: this.keys.prefix },
       'room store connected',
     );
   }
@@ -248,7 +204,10 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       if (parsed.type !== 'chat') {
         throw new SfuError('INVALID_ARGUMENT', 'chat() takes a chat event');
       }
-      await this.#cmd.publish(this.keys.roomChannel(room), this.#signed.sealEvent(room, parsed));
+      await this.#redis.command.publish(
+        this.keys.roomChannel(room),
+        this.#signed.sealEvent(room, parsed),
+      );
     });
   }
 
@@ -269,10 +228,12 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     this.#assertRunning();
     const channel = this.keys.roomChannel(room);
     this.#watched.set(channel, room);
-    this.#stale.delete(channel);
-    await this.#op('watch', async () => {
-      await this.#sub.subscribe(channel);
-    });
+    try {
+      // Registered with the connection even when Redis is away: subscribed once it is back.
+      await this.#redis.subscribe(channel, this.#onMessage);
+    } catch (error) {
+      throw this.#failure('watch', error);
+    }
   }
 
   /** Stops delivering the room's events at once; the UNSUBSCRIBE itself is best effort. */
@@ -281,11 +242,10 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     if (!this.#watched.delete(channel)) return;
     if (this.#state !== 'running') return;
     try {
-      if (this.#sub.status !== 'ready') throw new Error('subscriber connection is down');
-      await this.#sub.unsubscribe(channel);
+      await this.#redis.unsubscribe(channel, this.#onMessage);
     } catch (error) {
-      // Messages of unwatched rooms are dropped anyway; unsubscribe again after the outage.
-      this.#stale.add(channel);
+      // Messages of unwatched rooms are dropped anyway; the connection unsubscribes it
+      // again after the outage.
       this.#redisError('unwatch', error);
     }
   }
@@ -299,7 +259,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
         return 0;
       }
       try {
-        const rooms = await this.#cmd.smembers(this.keys.nodeRooms(nodeId));
+        const rooms = await this.#redis.command.smembers(this.keys.nodeRooms(nodeId));
         // Each room's script removes it from the set once the node has no session left
         // there; no DEL at the end, which could drop rooms that a node taken for dead (a
         // partition) re-added meanwhile.
@@ -329,7 +289,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     return this.#op('reassert', async () => {
       checkNodeId(nodeId);
       const checked = checkLive(nodeId, live);
-      const stored = await this.#cmd.smembers(this.keys.nodeRooms(nodeId));
+      const stored = await this.#redis.command.smembers(this.keys.nodeRooms(nodeId));
       const rooms = [...new Set([...checked.keys(), ...stored])];
       await eachRoom(this.#logger, rooms, (room) =>
         this.#mutate(room, (draft) => draft.reassert(nodeId, checked.get(room) ?? [])),
@@ -338,26 +298,22 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#close();
-    return this.#closing;
+    return this.#life.close(() => this.#close());
   }
 
   async #close(): Promise<void> {
-    // Let a start in progress settle first, so that it does not connect behind us.
-    await this.#starting?.catch(() => {
-      // start() failed: its error went to whoever called it; closing goes on.
-    });
     this.#state = 'closed';
     this.#closeSignal.abort(new InvalidStateError('the room store was closed'));
-    clearTimeout(this.#probeTimer);
-    this.#probeTimer = undefined;
-    await this.#probing;
-    // Operations inside a critical section finish (and free their lock) before the
-    // connection goes; lock waits were aborted above. Every command has a deadline.
+    for (const off of this.#unlisten.splice(0)) off();
+    await this.#recovering;
+    // Operations inside a critical section finish (and free their lock) before we leave
+    // the connection; lock waits were aborted above. Every command has a deadline.
     await Promise.allSettled([...this.#inflight]);
-    await Promise.all([quitRedis(this.#sub), quitRedis(this.#cmd)]);
+    // Best effort: the connection's owner may close it right after (or already did).
+    await Promise.allSettled(
+      [...this.#watched.keys()].map((channel) => this.#redis.unsubscribe(channel, this.#onMessage)),
+    );
     this.#watched.clear();
-    this.#stale.clear();
     this.#logger.debug('room store closed');
   }
 
@@ -372,7 +328,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     if (!this.connected) {
       throw new SfuError(
         'SERVICE_UNAVAILABLE',
-        `Redis is unreachable (${this.#redisLabel}): cannot ${op} until it is back`,
+        `Redis is unreachable (${this.#redis.label}): cannot ${op} until it is back`,
       );
     }
     const running = run();
@@ -393,10 +349,10 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     if (isReplyError(err)) {
       return new SfuError('INTERNAL', `Redis refused ${op}: ${err.message}`, { cause: err });
     }
-    this.#onDown(`${op} failed: ${err.message}`);
+    this.#redis.commandFailed(op, err);
     return new SfuError(
       'SERVICE_UNAVAILABLE',
-      `Redis is unreachable (${this.#redisLabel}): ${op} failed (${err.message}); try again when it is back`,
+      `Redis is unreachable (${this.#redis.label}): ${op} failed (${err.message}); try again when it is back`,
       { cause: err },
     );
   }
@@ -453,7 +409,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       this.keys.roomSessions(draft.room),
       ...nodes.map((node) => this.keys.nodeRooms(node)),
     ];
-    const done = await runScript(this.#cmd, APPLY, keys, [
+    const done = await this.#scripts.apply(keys, [
       lock.token,
       ROOM_TTL_MS,
       draft.room,
@@ -470,12 +426,14 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
 
   /** The room's sessions that verify, and the entries that do not (never trusted). */
   async #read(room: string): Promise<ReturnType<SignedRoomState['readSessions']>> {
-    return this.#signed.readSessions(room, await this.#cmd.hgetall(this.keys.roomSessions(room)));
+    const hash = await this.#redis.command.hgetall(this.keys.roomSessions(room));
+    return this.#signed.readSessions(room, hash);
   }
 
   async #acquire(key: string, ttlMs: number, attempts: number): Promise<RoomLock | undefined> {
     try {
-      return await RoomLock.acquire(this.#cmd, key, ttlMs, attempts, this.#closeSignal.signal);
+      const { signal } = this.#closeSignal;
+      return await RoomLock.acquire(this.#redis.command, key, ttlMs, attempts, signal);
     } catch (error) {
       if (!(error instanceof LockAttemptError)) throw error;
       // The SET may have been done although its reply never came: free it when Redis is back.
@@ -484,20 +442,20 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     }
   }
 
-  /** Frees a lock; a failure is counted, not thrown (the TTL frees it; so does the probe). */
+  /** Frees a lock; a failure is counted, not thrown (the TTL frees it; so does #recover). */
   async #release(lock: RoomLock): Promise<void> {
     try {
-      await RoomLock.release(this.#cmd, lock.key, lock.token);
+      await RoomLock.release(this.#scripts, lock.key, lock.token);
     } catch (error) {
       this.#orphanLocks.set(lock.key, lock.token);
       this.#redisError('unlock', error);
-      if (!isReplyError(error)) this.#onDown(`unlock failed: ${(error as Error).message}`);
+      this.#redis.commandFailed('unlock', error);
     }
   }
 
   // ---- pub/sub ----------------------------------------------------------------------
 
-  #onMessage(channel: string, message: string): void {
+  readonly #onMessage = (message: string, channel: string): void => {
     if (this.#state !== 'running') return;
     const room = this.#watched.get(channel);
     if (room === undefined) return; // an unwatched room whose UNSUBSCRIBE has not gone through
@@ -509,77 +467,40 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       return;
     }
     this.safeEmit('event', room, opened.value);
-  }
+  };
 
   // ---- connection -------------------------------------------------------------------
 
-  /** Redis failed (closed connection, timeout): refuse operations until a PING answers. */
-  #onDown(why: string): void {
+  /** Redis answers again and the watched rooms are subscribed again (RedisConnection). */
+  #onUp(): void {
     if (this.#state !== 'running') return;
-    if (!this.#down) {
-      this.#down = true;
-      this.#logger.warn(
-        { redis: this.#redisLabel, why },
-        'Redis unreachable: room operations are refused until it answers again',
-      );
-    }
-    this.#probeSoon(PROBE_INTERVAL_MS);
-  }
-
-  #probeSoon(delayMs: number): void {
-    if (this.#state !== 'running' || !this.#down) return;
-    if (this.#probing !== undefined) return; // the running probe schedules the next one if needed
-    this.#probeAfter(delayMs);
-  }
-
-  #probeAfter(delayMs: number): void {
-    clearTimeout(this.#probeTimer);
-    this.#probeTimer = setTimeout(() => {
-      this.#probeTimer = undefined;
-      this.#probing = this.#probe().finally(() => {
-        this.#probing = undefined;
-      });
-    }, delayMs);
+    this.#recovering ??= this.#recover().finally(() => {
+      this.#recovering = undefined;
+    });
   }
 
   /**
-   * Checks that Redis answers again; if so, restores what the outage may have broken and
-   * emits `reconnected`. Otherwise tries again later.
+   * Frees the locks that failed commands may have left taken, then emits `reconnected`. A
+   * failure takes the connection down again; its next `up` brings us back here.
    */
-  async #probe(): Promise<void> {
-    const back =
-      this.#cmd.status === 'ready' &&
-      this.#sub.status === 'ready' &&
-      (await this.#recover().then(
-        () => true,
-        (error: unknown) => {
-          this.#redisError('probe', error);
-          return false;
-        },
-      ));
-    if (this.#state !== 'running') return;
-    if (!back) {
-      this.#probeAfter(PROBE_INTERVAL_MS);
-      return;
-    }
-    this.#down = false;
-    this.#logger.info({ redis: this.#redisLabel }, 'Redis answering again');
-    this.safeEmit('reconnected');
-  }
-
   async #recover(): Promise<void> {
-    await this.#cmd.ping();
     for (const [key, token] of [...this.#orphanLocks]) {
-      await RoomLock.release(this.#cmd, key, token);
+      try {
+        await RoomLock.release(this.#scripts, key, token);
+      } catch (error) {
+        this.#redisError('probe', error);
+        if (!isReplyError(error)) {
+          this.#redis.commandFailed('probe', error);
+          return;
+        }
+        // Redis answered but refused (a bug): the lock's TTL frees it; do not retry forever.
+      }
       this.#orphanLocks.delete(key);
     }
-    // ioredis re-subscribes what it had subscribed before a reconnect; this also covers
-    // watch() calls that failed during the outage, and unwatch() calls that did.
-    const stale = [...this.#stale].filter((channel) => !this.#watched.has(channel));
-    if (stale.length > 0) await this.#sub.unsubscribe(...stale);
-    this.#stale.clear();
-    const channels = [...this.#watched.keys()];
-    if (channels.length > 0) await this.#sub.subscribe(...channels);
+    if (this.#state !== 'running' || !this.#redis.connected) return; // the next up retries
+    this.#down = false;
+    this.#logger.info({ redis: this.#redis.label }, 'room store usable again');
+    this.safeEmit('reconnected');
   }
 
   #redisError(op: string, error: unknown): void {
@@ -590,7 +511,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   }
 
   #assertRunning(): void {
-    if (this.#state === 'closed' || this.#closing !== undefined) {
+    if (this.#state === 'closed' || this.#life.closing) {
       throw new InvalidStateError('the room store is closed');
     }
     if (this.#state !== 'running') {

@@ -1,4 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import type { RedisConnection, ScriptRunner } from '@geosfu/common';
 import type { Redis } from 'ioredis';
 
 /**
@@ -53,31 +54,19 @@ for _, message in ipairs(plan.events) do redis.call('PUBLISH', ARGV[4], message)
 return 1
 `;
 
-interface LuaScript {
-  source: string;
-  sha: string;
+/** The room store's scripts, registered on its Redis connection (ioredis defineCommand). */
+export interface RoomScripts {
+  /** APPLY_SCRIPT: 1 if written, 0 if the lock was no longer ours. */
+  apply: ScriptRunner;
+  /** RELEASE_SCRIPT on one lock key with its token: 1 if it was ours and is now free. */
+  release: ScriptRunner;
 }
 
-function lua(source: string): LuaScript {
-  return { source, sha: createHash('sha1').update(source).digest('hex') };
-}
-
-const RELEASE = lua(RELEASE_SCRIPT);
-export const APPLY = lua(APPLY_SCRIPT);
-
-/** EVALSHA, falling back to EVAL once when the server does not have the script (a restart). */
-export async function runScript(
-  redis: Redis,
-  script: LuaScript,
-  keys: string[],
-  args: (string | number)[],
-): Promise<unknown> {
-  try {
-    return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
-  } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-    return redis.eval(script.source, keys.length, ...keys, ...args);
-  }
+export function defineRoomScripts(redis: RedisConnection): RoomScripts {
+  return {
+    apply: redis.defineScript('sfuRoomApply', APPLY_SCRIPT),
+    release: redis.defineScript('sfuLockRelease', RELEASE_SCRIPT),
+  };
 }
 
 /** A failed SET NX: the lock may have been taken anyway (timeout), so its token is kept. */
@@ -145,8 +134,8 @@ export class RoomLock {
   }
 
   /** True if the lock was still ours and is now free. */
-  static async release(redis: Redis, key: string, token: string): Promise<boolean> {
-    return (await runScript(redis, RELEASE, [key], [token])) === 1;
+  static async release(scripts: RoomScripts, key: string, token: string): Promise<boolean> {
+    return (await scripts.release([key], [token])) === 1;
   }
 }
 
@@ -167,9 +156,4 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }, ms);
     signal.addEventListener('abort', onAbort, { once: true });
   });
-}
-
-/** A reply error means Redis answered (a bad key type, a script bug): not an outage. */
-export function isReplyError(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ReplyError';
 }

@@ -1,6 +1,7 @@
 import {
   InvalidStateError,
   isErrorCode,
+  Lifecycle,
   type Logger,
   SfuError,
   silentLogger,
@@ -84,8 +85,7 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
   readonly #codec: EnvelopeCodec;
 
   #state: RelayBusState = 'new';
-  #starting: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
+  readonly #life = new Lifecycle('the relay bus', () => this.#start());
   #handler: RelayRequestHandler | undefined;
   /** Our requests waiting for a reply, by request id. */
   readonly #pending = new Map<string, PendingRequest>();
@@ -120,14 +120,7 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
   }
 
   start(): Promise<void> {
-    if (this.#state === 'closed' || this.#closing !== undefined) {
-      return Promise.reject(new InvalidStateError('the relay bus is closed'));
-    }
-    this.#starting ??= this.#start().catch((error: unknown) => {
-      this.#starting = undefined; // a later start() may try again
-      throw error;
-    });
-    return this.#starting;
+    return this.#life.start();
   }
 
   async #start(): Promise<void> {
@@ -255,15 +248,10 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#close();
-    return this.#closing;
+    return this.#life.close(() => this.#close());
   }
 
   async #close(): Promise<void> {
-    // Let a start in progress settle first, so that it does not subscribe behind us.
-    await this.#starting?.catch(() => {
-      // start() failed: its error went to whoever called it; closing goes on.
-    });
     this.#state = 'closed';
     const closed = new SfuError('CLOSED', `the relay bus of node ${this.nodeId} was closed`);
     for (const call of this.#pending.values()) call.fail(closed);
@@ -470,7 +458,7 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
   }
 
   #assertRunning(): void {
-    if (this.#state === 'closed' || this.#closing !== undefined) {
+    if (this.#state === 'closed' || this.#life.closing) {
       throw new InvalidStateError('the relay bus is closed');
     }
     if (this.#state !== 'running') {
