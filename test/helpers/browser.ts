@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { onExit } from './exit.js';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -57,7 +58,7 @@ export interface BrowserHandle {
 }
 
 const openProfiles = new Set<string>();
-process.on('exit', () => {
+onExit(() => {
   for (const dir of openProfiles) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { onExit } from './exit.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLIS = {
@@ -13,7 +14,7 @@ const CLIS = {
 };
 
 const live = new Set<ChildProcess>();
-process.on('exit', () => {
+onExit(() => {
   for (const child of live) child.kill('SIGKILL');
 });
 

@@ -12,6 +12,7 @@ import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { onExit } from './exit.js';
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN ?? 'redis-server';
 
@@ -39,7 +40,7 @@ export interface StartRedisOptions {
 }
 
 const live = new Set<{ child: ChildProcess; dir: string }>();
-process.on('exit', () => {
+onExit(() => {
   for (const { child, dir } of live) {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import {
   RedisNodeRegistry,
 } from '@geosfu/registry';
 import type { Redis } from 'ioredis';
+import { onExit } from '../helpers/exit.js';
 import { adminClient, type RedisServer, startRedis, stopSuiteRedis } from '../helpers/redis.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -116,7 +117,7 @@ async function childRegistry(
 }
 
 const children = new Set<ChildProcess>();
-process.on('exit', () => {
+onExit(() => {
   for (const child of children) child.kill('SIGKILL');
 });
 
