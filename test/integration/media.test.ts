@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Bot } from '@geosfu/client/bot';
 import { BotPool } from '../helpers/bots.js';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
