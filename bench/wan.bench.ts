@@ -9,7 +9,7 @@
 import { WanLab } from '../infra/lab/src/lab.js';
 import { type LinkMeasurement, measureLink } from '../infra/lab/src/probeRun.js';
 import { LinkParams, type ResolvedProfile } from '../infra/lab/src/profiles.js';
-import { type BenchResult, type BenchTarget, emitResult, finishedResult, Progress } from './lib.js';
+import { type BenchTarget, emitResult, finishedResult, Progress } from './lib.js';
 
 const NAME = 'wan';
 const DELAY_MS = 20;
@@ -127,42 +127,38 @@ async function main(): Promise<void> {
         },
       ]
     : [];
-  const result: BenchResult = finishedResult(
-    NAME,
-    'WAN lab link emulator: delay accuracy, packet rate, CPU',
-    started,
-    {
-      columns: [
-        { key: 'variant', label: 'path' },
-        { key: 'offered', label: 'offered pkt/s', format: 'int' },
-        { key: 'achieved', label: 'received pkt/s', format: 'int' },
-        { key: 'loss', label: 'loss', format: { decimals: 2 }, suffix: ' %' },
-        { key: 'errP50', label: 'delay error p50 ms', format: { decimals: 3 } },
-        { key: 'errP99', label: 'delay error p99 ms', format: { decimals: 2 } },
-        { key: 'lateP50', label: 'router late p50 µs', format: 'int' },
-        { key: 'lateP99', label: 'router late p99 µs', format: 'int' },
-        { key: 'cpu', label: 'router CPU', format: { decimals: 0 }, suffix: ' %' },
-      ],
-      rows: rows.map((r) => ({
-        variant: r.variant,
-        offered: r.offered,
-        achieved: Math.round(r.m.packetsPerSecond),
-        loss: r.m.lossPercent,
-        errP50: error(r, 'p50'),
-        errP99: error(r, 'p99'),
-        lateP50: r.lateUsP50,
-        lateP99: r.lateUsP99,
-        cpu: r.cpuPercent,
-      })),
-      targets,
-      notes: [
-        `Probe: 200-byte UDP datagrams for ${SECONDS} s per rate from eu-client to ams over a ${DELAY_MS} ms link (no jitter, no loss), stamped with CLOCK_MONOTONIC, one clock for all namespaces. Delay error = one-way delay - ${DELAY_MS} ms; for the loopback baseline it is the whole one-way delay (kernel, probe timers and scheduling).`,
-        'Router late = when the router sent a packet minus when it was due, as the router measured it (10 µs buckets). The rest of the delay error is the two VXLAN encapsulations, the veths and the probes.',
-        '"poll last 1 ms": the router sleeps on a timer (1 ms resolution) until 1 ms before the next departure, then polls with setImmediate; "timers only" never polls (less CPU, later departures). The lab runs with the former.',
-        'The VM has bursts of hypervisor steal of 10-300 ms; a p99 that is tens of ms is such a stall, not the emulator (see the experiment reports, which mark intervals with high steal).',
-      ],
-    },
-  );
+  const title = 'WAN lab link emulator: delay accuracy, packet rate, CPU';
+  const result = finishedResult(NAME, title, started, {
+    columns: [
+      { key: 'variant', label: 'path' },
+      { key: 'offered', label: 'offered pkt/s', format: 'int' },
+      { key: 'achieved', label: 'received pkt/s', format: 'int' },
+      { key: 'loss', label: 'loss', format: { decimals: 2 }, suffix: ' %' },
+      { key: 'errP50', label: 'delay error p50 ms', format: { decimals: 3 } },
+      { key: 'errP99', label: 'delay error p99 ms', format: { decimals: 2 } },
+      { key: 'lateP50', label: 'router late p50 µs', format: 'int' },
+      { key: 'lateP99', label: 'router late p99 µs', format: 'int' },
+      { key: 'cpu', label: 'router CPU', format: { decimals: 0 }, suffix: ' %' },
+    ],
+    rows: rows.map((r) => ({
+      variant: r.variant,
+      offered: r.offered,
+      achieved: Math.round(r.m.packetsPerSecond),
+      loss: r.m.lossPercent,
+      errP50: error(r, 'p50'),
+      errP99: error(r, 'p99'),
+      lateP50: r.lateUsP50,
+      lateP99: r.lateUsP99,
+      cpu: r.cpuPercent,
+    })),
+    targets,
+    notes: [
+      `Probe: 200-byte UDP datagrams for ${SECONDS} s per rate from eu-client to ams over a ${DELAY_MS} ms link (no jitter, no loss), stamped with CLOCK_MONOTONIC, one clock for all namespaces. Delay error = one-way delay - ${DELAY_MS} ms; for the loopback baseline it is the whole one-way delay (kernel, probe timers and scheduling).`,
+      'Router late = when the router sent a packet minus when it was due, as the router measured it (10 µs buckets). The rest of the delay error is the two VXLAN encapsulations, the veths and the probes.',
+      '"poll last 1 ms": the router sleeps on a timer (1 ms resolution) until 1 ms before the next departure, then polls with setImmediate; "timers only" never polls (less CPU, later departures). The lab runs with the former.',
+      'The VM has bursts of hypervisor steal of 10-300 ms; a p99 that is tens of ms is such a stall, not the emulator (see the experiment reports, which mark intervals with high steal).',
+    ],
+  });
   emitResult(result);
 }
 
