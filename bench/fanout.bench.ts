@@ -19,6 +19,7 @@ import {
   type BenchResult,
   type BenchTarget,
   emitResult,
+  finishedResult,
   Progress,
 } from './lib.js';
 
@@ -348,16 +349,12 @@ function buildResult(sweeps: Sweep[]): BenchResult {
     `Latency: send time written into the payload by the publisher process (performance.timeOrigin + now(), the bots' probe) vs arrival at a subscriber's onReceiveRtp (werift) or after decryption (ceiling), over all subscribers; 10 µs histogram buckets. It includes both clients' werift/crypto work and their event loops, so it is an upper bound on what the forwarder adds. "½-load" is the highest loss-free step at ≤ half of the row's rate. EL p99: event-loop delay p99 of the forwarder during the step (ours: nodejs_eventloop_lag_p99_seconds from /metrics, prom-client resets it on each scrape; baselines: monitorEventLoopDelay with the same 10 ms resolution).`,
     `Setup: ${PAYLOAD_SIZE}-byte VP8-looking RTP payloads (descriptor, keyframe on each step's first packet, probe trailer), ~1200 bytes with the header; one packet per 1 ms timer tick batch. ours: one node process (--dev, SFU_LOG_LEVEL=info); the publisher is a bot (its own synthetic source silenced, the benchmark's packets sent through its werift sender), subscribers are bots joining the same room. naive: a werift PeerConnection per peer, offers over a local HTTP endpoint, same peerConfig as the bots (max-bundle, iceStunGatherTimeout 0, 127.0.0.1, no header extensions). ceiling: RTP header as AAD, AES-128-GCM with a 16-byte tag, a KeyObject per key and a cipher object per packet, one dgram socket in, one per receiver. The publisher runs in its own process; subscribers in 1 (N=1), 2 (N=10) or 3 (N=50) processes. The machine has 2 cores: the forwarder shares them with the client processes, so its throughput is that of whatever CPU the clients leave it.`,
   );
-  return {
-    name: NAME,
-    title: 'Fan-out: 1 publisher to N subscribers',
-    date: new Date().toISOString(),
-    durationMs: Date.now() - started,
+  return finishedResult(NAME, 'Fan-out: 1 publisher to N subscribers', started, {
     columns,
     rows,
     targets,
     notes,
-  };
+  });
 }
 
 async function main(): Promise<void> {

@@ -18,6 +18,7 @@ import {
   type BenchResult,
   type BenchTarget,
   emitResult,
+  finishedResult,
   interpolatedPercentile,
   median,
   Progress,
@@ -330,16 +331,12 @@ function buildResult(cases: Case[], cold: Case | undefined): BenchResult {
     `Columns, ms from the common start moment (every bot of a case calls Bot.connect at the same performance.timeOrigin + now() instant, passed to the workers ${LEAD_MS} ms ahead): "joined" when Bot.connect resolved (dev token over HTTP, websocket, join answered); "keyframe" the bot's first video key frame from the publisher (p50, p95 interpolated between ranks; max is the last one, when all have media). "node join→media" is the mean of sfu_join_duration_seconds on the node over the case's joins (join message → first media packet sent). "PLIs" counts the PLIs the node sent to the publisher over the case (sfu_pli_total{direction="out"}). CPU: utime + stime from /proc/<pid>/stat sampled every ${CPU_SAMPLE_MS} ms (10 ms ticks), avg over the case and peak = the busiest 1 s window; 100 % = one core; "client saturated" when a worker's peak is above ${SATURATED * 100} %. For the baseline the CPU columns are the highest of its ${ALONE} joins.`,
     `Setup: one node process (--dev, SFU_LOG_LEVEL=info) on 127.0.0.1; the publisher bot (VP8 + Opus, key frames only when the node sends a PLI, keyframeIntervalMs 600 000) in its own forked worker; subscriber bots in ${WORKERS} other workers (route: false, ICE on 127.0.0.1). The node asks the publisher for a key frame when a subscriber's PeerConnection connects, at most once per 300 ms per publication, so joins that connect together share key frames. Before the timed cases each worker joined once (cold joins, not counted${cold ? `; the first took ${pct(cold.results, 'keyframeMs', 100).toFixed(0)} ms` : ''}); every case starts when the node is back to the publisher alone, ${GAP_MS} ms after the previous one, longer than the PLI gap. The machine has 2 cores, shared by the node, the publisher and the ${WORKERS} subscriber workers.`,
   );
-  return {
-    name: NAME,
-    title: 'Joins at once: 50 subscribers to one publisher',
-    date: new Date().toISOString(),
-    durationMs: Date.now() - started,
+  return finishedResult(NAME, 'Joins at once: 50 subscribers to one publisher', started, {
     columns,
     rows,
     targets,
     notes,
-  };
+  });
 }
 
 await main();

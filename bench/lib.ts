@@ -38,8 +38,10 @@ export {
   type BenchCell,
   type BenchColumn,
   type BenchResult,
+  type BenchTable,
   type BenchTarget,
   emitResult,
+  finishedResult,
   parseBenchResult,
 } from './lib/result.js';
 export { interpolatedPercentile, median, percentile } from './lib/stats.js';

@@ -11,12 +11,12 @@
  *   node --conditions=source --import tsx bench/memory.bench.ts   (prints, writes nothing)
  */
 import { readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
 import { fetchDevToken } from '../packages/client/src/core/devToken.js';
 import { sampleSum } from '../test/helpers/metrics.js';
 import { type NodeProcess, startNode } from '../test/helpers/node-process.js';
+import { freePort } from '../test/helpers/ports.js';
 import { type RawClient, rawClient } from '../test/helpers/ws.js';
 import { Child, cpuSeconds, nowMs } from './fanout-common.js';
 import {
@@ -25,6 +25,7 @@ import {
   type BenchResult,
   type BenchTarget,
   emitResult,
+  finishedResult,
   Progress,
 } from './lib.js';
 
@@ -48,18 +49,6 @@ const progress = new Progress(`[${NAME}]`);
 
 // ---------------------------------------------------------------------------------------
 // The node's inspector
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** A minimal DevTools protocol client: one websocket, request → response by id. */
 class Inspector {
@@ -407,16 +396,12 @@ function buildResult(
     `Deltas: "per idle participant" against the empty node after the warm-up (reference row); "per subscription" against the node with the publisher alone. A subscriber bot is a participant with a subscriber PeerConnection (ICE, DTLS, SRTP) receiving the publisher's video and audio, so its delta includes an idle participant's; the per-subscription row divides the same delta by the node's sfu_subscriptions (one per track). Leak-check deltas are against round 2, in MB.`,
     `Setup: one node process (--dev, SFU_LOG_LEVEL=info) on 127.0.0.1. Idle participants are raw websockets in the benchmark process (dev token, join with autoSubscribe: false, no PeerConnection). The publisher bot (VP8 + Opus, key frames only on PLI) runs in one forked worker, the subscriber bots in another; they join ${PER_ROUND} at once and each waits for its first video key frame before the round's bots all close; the node is back to 1 participant, 0 subscriptions before each reading. A warm-up round (5 idle joins, publisher, 5 subscriber bots) runs before the reference row, so that lazily loaded code and first-use pools are not charged to the first participant; the just-started row shows what that warm-up cost. Client CPU over the run: publisher worker ${clientCpu.pub.toFixed(1)} s, subscriber worker ${clientCpu.subs.toFixed(1)} s.`,
   );
-  return {
-    name: NAME,
-    title: 'Memory per participant and the leak check',
-    date: new Date().toISOString(),
-    durationMs: Date.now() - started,
+  return finishedResult(NAME, 'Memory per participant and the leak check', started, {
     columns,
     rows: out,
     targets,
     notes,
-  };
+  });
 }
 
 await main();

@@ -8,6 +8,7 @@ import {
   type BenchColumn,
   type BenchResult,
   type BenchTarget,
+  finishedResult,
   interpolatedPercentile,
 } from './lib.js';
 import {
@@ -175,16 +176,12 @@ export function buildResult(
     `Method: per case one cold join, then ${ROUNDS} timed joins one after the other; after each, the bot closes and the next join waits until the node(s) are back where they started (participants, relay links; /metrics polled every ${POLL_MS} ms). Percentiles interpolate between ranks (with ${ROUNDS} samples a nearest-rank p95 would be the max). Loopback has no network delay: these are CPU and protocol round trips (ICE, DTLS, SDP through Redis) on a 2-core VM shared by three nodes, redis-server and the bots.`,
   ];
 
-  return {
-    name: NAME,
-    title: 'Join and relay set-up latency',
-    date: new Date().toISOString(),
-    durationMs: Date.now() - started,
+  return finishedResult(NAME, 'Join and relay set-up latency', started, {
     columns,
     rows,
     targets,
     notes,
-  };
+  });
 }
 
 /** What the nodes logged in a round's window: warnings, errors, relay and PLI events. */

@@ -19,6 +19,7 @@ import {
   type BenchResult,
   type BenchTarget,
   emitResult,
+  finishedResult,
   Progress,
 } from './lib.js';
 
@@ -232,16 +233,12 @@ function buildResult(cases: Measured[]): BenchResult {
     `Latency: send time written into each payload by the publisher process vs arrival at a subscriber bot's onReceiveRtp (performance.timeOrigin + now() on both; the fan-out benchmark's probe), over all ${SUBSCRIBERS} subscribers and ${STEPS} steps of ${STEP_MS / 1000} s, 10 µs histogram buckets; it includes the clients' werift work. CPU: utime + stime of each node process (/proc/<pid>/stat, 10 ms ticks) over the steps (sending + ${DRAIN_MS} ms drain each), per input packet. ${saturated ? 'A client process was above 90 % of a core in some case (see the table).' : 'No client process reached 90 % of a core.'}`,
     `Setup: one redis-server and two node processes (--dev, SFU_LOG_LEVEL=info) on 127.0.0.1, A in region ams and B in hcm, in one cluster (REDIS_URL); a subscriber on B of a publisher on A makes A open a relay link to B. The publisher (a bot whose own source is silenced; the benchmark's ${PAYLOAD_SIZE}-byte VP8-looking payloads go through its werift sender at ${RATE} packets/s, paced on a 1 ms timer) runs in one forked process, the ${SUBSCRIBERS} subscriber bots in another; both are new for each case. Each case: warm-up until every subscriber receives, 1 s at the rate, ${IDLE_MS / 1000} s idle, then ${STEPS} timed steps. The one-node case runs before and after the relay case, so drift on the shared 2-core VM shows as the difference between those two rows. B's relay-in counter (sfu_packets_total{direction="in",path="relay",kind="video"}) confirms the packets crossed the link.`,
   );
-  return {
-    name: NAME,
-    title: 'Relay hop: one stream through two nodes',
-    date: new Date().toISOString(),
-    durationMs: Date.now() - started,
+  return finishedResult(NAME, 'Relay hop: one stream through two nodes', started, {
     columns,
     rows,
     targets,
     notes,
-  };
+  });
 }
 
 await main();

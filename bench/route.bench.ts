@@ -32,6 +32,7 @@ import {
   type BenchResult,
   type BenchTarget,
   emitResult,
+  finishedResult,
   type Measurement,
   type MeasureOptions,
   measure,
@@ -339,16 +340,12 @@ async function main(): Promise<void> {
     `Method: per case 0.3 s warm-up, then 6 rounds of 0.3 s; ops/s and µs/op are the median round, "spread" is (fastest − slowest) / median round. p50/p99 come from up to 20 000 individually timed operations (process.hrtime.bigint); timing one operation costs ${Math.round(floor.p50)} ns (p99 ${Math.round(floor.p99)} ns) by itself, so sub-µs latencies are mostly clock. Every case runs through the same loop (one indirect call per operation), baselines included.`,
   ];
 
-  const result: BenchResult = {
-    name: NAME,
-    title: 'Route decisions per second',
-    date: new Date().toISOString(),
-    durationMs: Date.now() - started,
+  const result: BenchResult = finishedResult(NAME, 'Route decisions per second', started, {
     columns,
     rows,
     targets,
     notes,
-  };
+  });
   emitResult(result);
 }
 

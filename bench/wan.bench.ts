@@ -9,7 +9,7 @@
 import { WanLab } from '../infra/lab/src/lab.js';
 import { type LinkMeasurement, measureLink } from '../infra/lab/src/probeRun.js';
 import { LinkParams, type ResolvedProfile } from '../infra/lab/src/profiles.js';
-import { type BenchResult, type BenchTarget, emitResult, Progress } from './lib.js';
+import { type BenchTarget, emitResult, finishedResult, Progress } from './lib.js';
 
 const NAME = 'wan';
 const DELAY_MS = 20;
@@ -127,11 +127,8 @@ async function main(): Promise<void> {
         },
       ]
     : [];
-  const result: BenchResult = {
-    name: NAME,
-    title: 'WAN lab link emulator: delay accuracy, packet rate, CPU',
-    date: new Date().toISOString(),
-    durationMs: Date.now() - started,
+  const title = 'WAN lab link emulator: delay accuracy, packet rate, CPU';
+  const result = finishedResult(NAME, title, started, {
     columns: [
       { key: 'variant', label: 'path' },
       { key: 'offered', label: 'offered pkt/s', format: 'int' },
@@ -161,7 +158,7 @@ async function main(): Promise<void> {
       '"poll last 1 ms": the router sleeps on a timer (1 ms resolution) until 1 ms before the next departure, then polls with setImmediate; "timers only" never polls (less CPU, later departures). The lab runs with the former.',
       'The VM has bursts of hypervisor steal of 10-300 ms; a p99 that is tens of ms is such a stall, not the emulator (see the experiment reports, which mark intervals with high steal).',
     ],
-  };
+  });
   emitResult(result);
 }
 

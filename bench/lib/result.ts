@@ -52,6 +52,28 @@ export interface BenchResult {
 
 export const BENCH_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
+/** What a benchmark measured; {@link finishedResult} adds who measured it and when. */
+export type BenchTable = Pick<BenchResult, 'columns' | 'rows' | 'targets' | 'notes'>;
+
+/**
+ * The result of a run that began at `started` (a Date.now()) and ends now: every benchmark
+ * dates and times its result the same way.
+ */
+export function finishedResult(
+  name: string,
+  title: string,
+  started: number,
+  table: BenchTable,
+): BenchResult {
+  return {
+    name,
+    title,
+    date: new Date().toISOString(),
+    durationMs: Date.now() - started,
+    ...table,
+  };
+}
+
 /**
  * Hands a finished result over: to the runner through `BENCH_RESULT_FILE`, or to a human on
  * stdout when the benchmark runs on its own.

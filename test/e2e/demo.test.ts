@@ -7,17 +7,12 @@
  * PeerConnection's getStats(). Set DEMO_SCREENSHOT=/path.png to save a screenshot of the call.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { openBrowser } from '../helpers/browser.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { receivesFrom, reportOnFailure, until, view } from './page-view.js';
-
-const BUILD_WEB = fileURLToPath(
-  new URL('../../packages/client/scripts/build-web.mjs', import.meta.url),
-);
+import { buildDemoPage } from './setup.js';
 
 describe('demo page', () => {
   let node: NodeProcess;
@@ -25,8 +20,7 @@ describe('demo page', () => {
 
   before(async () => {
     // Test what the sources say, not a stale bundle.
-    const build = spawnSync(process.execPath, [BUILD_WEB], { encoding: 'utf8' });
-    assert.equal(build.status, 0, `building the demo page failed:\n${build.stderr}`);
+    buildDemoPage();
     node = await startNode();
   });
 

@@ -5,19 +5,15 @@
  * joins B with her camera, and alice and bob see and hear each other there.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { DEV_API_KEY, DEV_API_SECRET, TokenService } from '@geosfu/common';
 import { openBrowser } from '../helpers/browser.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
 import { receivesFrom, reportOnFailure, until } from './page-view.js';
+import { buildDemoPage, waitForRoute } from './setup.js';
 
-const BUILD_WEB = fileURLToPath(
-  new URL('../../packages/client/scripts/build-web.mjs', import.meta.url),
-);
 const tokens = new TokenService(DEV_API_KEY, DEV_API_SECRET);
 
 /** The page's document as the evaluated functions see it (the test has no DOM typings). */
@@ -27,22 +23,13 @@ interface PageDocument {
 
 /** Polls until A's own /v1/route knows B (registry membership reaches every node). */
 async function waitForPeerNode(via: NodeProcess, peer: NodeProcess, room: string): Promise<void> {
-  const token = await tokens.mint({
+  await waitForRoute(
+    via,
     room,
-    identity: 'probe',
-    name: 'probe',
-    grants: { canPinRegion: true },
-  });
-  const deadline = Date.now() + 10_000;
-  let last = '';
-  while (Date.now() < deadline) {
-    const url = `${via.url}/v1/route?${new URLSearchParams({ room, node: peer.nodeId })}`;
-    const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-    last = await response.text();
-    if (response.ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.fail(`${via.nodeId} never routed to ${peer.nodeId}: ${last}`);
+    { node: peer.nodeId },
+    (response) => response.ok,
+    `${via.nodeId} never routed to ${peer.nodeId}`,
+  );
 }
 
 describe('demo page on a draining node', () => {
@@ -52,8 +39,7 @@ describe('demo page on a draining node', () => {
   const room = `drain-${randomBytes(4).toString('hex')}`;
 
   before(async () => {
-    const build = spawnSync(process.execPath, [BUILD_WEB], { encoding: 'utf8' });
-    assert.equal(build.status, 0, `building the demo page failed:\n${build.stderr}`);
+    buildDemoPage();
     redis = await startRedis();
     const env = { REDIS_URL: redis.url, SFU_DRAIN_TIMEOUT_MS: '5000' };
     [a, b] = await Promise.all([

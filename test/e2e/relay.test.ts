@@ -6,44 +6,30 @@
  * both links close once bob leaves.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
-import { DEV_API_KEY, DEV_API_SECRET, TokenService } from '@geosfu/common';
 import { openBrowser } from '../helpers/browser.js';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { waitForEqual } from '../helpers/wait.js';
 import { receivesFrom, reportOnFailure, until, watchFirstFrame } from './page-view.js';
+import { buildDemoPage, waitForRoute } from './setup.js';
 
-const BUILD_WEB = fileURLToPath(
-  new URL('../../packages/client/scripts/build-web.mjs', import.meta.url),
-);
 const TTL_MS = 3_000;
 const HEARTBEAT_MS = 750;
 const LINKS_TIMEOUT_MS = 30_000;
-const tokens = new TokenService(DEV_API_KEY, DEV_API_SECRET);
 
 /** Polls until A's own /v1/route sends a `region` pin to `peer` (registry membership). */
 async function waitForRegion(via: NodeProcess, peer: NodeProcess, room: string): Promise<void> {
-  const token = await tokens.mint({
+  await waitForRoute(
+    via,
     room,
-    identity: 'probe',
-    name: 'probe',
-    grants: { canPinRegion: true },
-  });
-  const deadline = Date.now() + 10_000;
-  let last = '';
-  while (Date.now() < deadline) {
-    const url = `${via.url}/v1/route?${new URLSearchParams({ room, region: peer.region })}`;
-    const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-    last = await response.text();
-    if (response.ok && (JSON.parse(last) as { nodeId?: string }).nodeId === peer.nodeId) return;
-    await sleep(100);
-  }
-  assert.fail(`${via.nodeId} never routed region ${peer.region} to ${peer.nodeId}: ${last}`);
+    { region: peer.region },
+    (response, body) =>
+      response.ok && (JSON.parse(body) as { nodeId?: string }).nodeId === peer.nodeId,
+    `${via.nodeId} never routed region ${peer.region} to ${peer.nodeId}`,
+  );
 }
 
 type Links = Record<'ams' | 'hcm', { out: number; in: number }>;
@@ -58,22 +44,17 @@ async function relayLinks(nodes: Record<'ams' | 'hcm', NodeProcess>): Promise<Li
   return { ams, hcm };
 }
 
-/** Polls the links of both nodes until every count is `expected`; fails with the last read. */
+/** Polls the links of both nodes until they are `expected`; fails with the last read. */
 async function untilLinks(
   nodes: Record<'ams' | 'hcm', NodeProcess>,
-  expected: number,
-  timeoutMs = LINKS_TIMEOUT_MS,
-): Promise<Links> {
-  const deadline = Date.now() + timeoutMs;
-  let last: Links | undefined;
-  while (Date.now() < deadline) {
-    last = await relayLinks(nodes);
-    const counts = [last.ams.out, last.ams.in, last.hcm.out, last.hcm.in];
-    if (counts.every((c) => c === expected)) return last;
-    await sleep(100);
-  }
-  assert.fail(
-    `timed out after ${timeoutMs} ms waiting for ${expected} relay link(s) each way on both nodes; last: ${JSON.stringify(last)}`,
+  expected: Links,
+): Promise<void> {
+  await waitForEqual(
+    'the relay links each way on both nodes',
+    () => relayLinks(nodes),
+    expected,
+    LINKS_TIMEOUT_MS,
+    100,
   );
 }
 
@@ -84,8 +65,7 @@ describe('demo page across a relay link', () => {
   const room = `relay-${randomBytes(4).toString('hex')}`;
 
   before(async () => {
-    const build = spawnSync(process.execPath, [BUILD_WEB], { encoding: 'utf8' });
-    assert.equal(build.status, 0, `building the demo page failed:\n${build.stderr}`);
+    buildDemoPage();
     redis = await startRedis();
     const env = {
       REDIS_URL: redis.url,
@@ -140,8 +120,7 @@ describe('demo page across a relay link', () => {
     await until(alice, 'alice (ams) to receive bob (hcm)', receivesFrom('bob'));
 
     // 3. One link each way: each node sends one and receives one.
-    const open = await untilLinks(nodes, 1);
-    assert.deepEqual(open, { ams: { out: 1, in: 1 }, hcm: { out: 1, in: 1 } });
+    await untilLinks(nodes, { ams: { out: 1, in: 1 }, hcm: { out: 1, in: 1 } });
     // And the media did come in over them, on both nodes.
     for (const n of [ams, hcm]) {
       for (const kind of ['video', 'audio']) {
@@ -165,7 +144,7 @@ describe('demo page across a relay link', () => {
     await bob.click('#leave');
     await until(bob, 'bob to leave', (v) => v.state === 'left');
     await until(alice, 'alice to see bob leave', (v) => !v.participants.includes('bob'));
-    await untilLinks(nodes, 0);
+    await untilLinks(nodes, { ams: { out: 0, in: 0 }, hcm: { out: 0, in: 0 } });
     console.log(`relay e2e: links closed on both nodes ${Date.now() - leftAt} ms after Leave`);
     markPassed();
   });

@@ -5,40 +5,33 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Bot, type BotOptions } from '@geosfu/client/bot';
+import { BotPool } from '../helpers/bots.js';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { waitForEqual, waitUntil } from '../helpers/wait.js';
 
-const HOST = ['127.0.0.1'];
-
 describe('media through one node', () => {
   let node: NodeProcess;
-  const bots: Bot[] = [];
-  const connect = async (options: Omit<BotOptions, 'url' | 'hostAddresses'>) => {
-    const bot = await Bot.connect({ url: node.url, hostAddresses: HOST, ...options });
-    bots.push(bot);
-    return bot;
-  };
+  const bots = new BotPool(() => node.url);
 
   before(async () => {
     node = await startNode();
   });
   after(async () => {
-    await Promise.allSettled(bots.map((b) => b.close()));
+    await bots.closeAll();
     await node.stop();
   });
 
   test('1 publisher, 3 subscribers: every subscriber gets both tracks and a keyframe', async () => {
     // No periodic keyframes: only the node's PLIs can produce them after the first.
-    const publisher = await connect({
+    const publisher = await bots.connect({
       room: 'fanout',
       identity: 'pub',
       publish: { video: true, audio: true, keyframeIntervalMs: 600_000 },
       subscribe: false,
     });
     const subscribers = await Promise.all(
-      ['s1', 's2', 's3'].map((identity) => connect({ room: 'fanout', identity })),
+      ['s1', 's2', 's3'].map((identity) => bots.connect({ room: 'fanout', identity })),
     );
     await Promise.all(
       subscribers.flatMap((s) => [
@@ -70,7 +63,7 @@ describe('media through one node', () => {
   });
 
   test('publishers get REMB from the node and no transport-cc is negotiated with them', async () => {
-    const pub = await connect({
+    const pub = await bots.connect({
       room: 'remb',
       identity: 'pub',
       publish: { video: true, audio: true },
@@ -99,7 +92,7 @@ describe('media through one node', () => {
   });
 
   test('a subscriber that joins 5 s late gets its first keyframe within a second', async () => {
-    await connect({
+    await bots.connect({
       room: 'late',
       identity: 'pub',
       publish: { video: true, audio: true, keyframeIntervalMs: 600_000 },
@@ -107,7 +100,7 @@ describe('media through one node', () => {
     });
     await sleep(5_000); // the scenario: a publisher well past its first keyframe
     const joinedAt = Date.now();
-    const late = await connect({ room: 'late', identity: 'late' });
+    const late = await bots.connect({ room: 'late', identity: 'late' });
     await late.waitForKeyframe('pub', 'video', 10_000);
     const video = late.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
     const waited = (video?.firstKeyframeAtMs ?? Number.POSITIVE_INFINITY) - joinedAt;
@@ -119,13 +112,13 @@ describe('media through one node', () => {
   });
 
   test('unpublish, leave and chat reach the others', async () => {
-    const alice = await connect({
+    const alice = await bots.connect({
       room: 'events',
       identity: 'alice',
       publish: { video: true, audio: true },
     });
-    const bob = await connect({ room: 'events', identity: 'bob' });
-    const carol = await connect({ room: 'events', identity: 'carol' });
+    const bob = await bots.connect({ room: 'events', identity: 'bob' });
+    const carol = await bots.connect({ room: 'events', identity: 'carol' });
     await bob.waitForPackets('alice', 'audio', 10, 10_000);
 
     const chats = [alice, bob, carol].map((b) => b.waitFor('chat', { timeoutMs: 5_000 }));
@@ -169,13 +162,13 @@ describe('media through one node', () => {
   });
 
   test("H264 with Chrome's 42001f profile is negotiated and forwarded", async () => {
-    await connect({
+    await bots.connect({
       room: 'h264',
       identity: 'pub',
       publish: { video: true, audio: false, videoCodec: 'h264', h264ProfileLevelId: '42001f' },
       subscribe: false,
     });
-    const sub = await connect({ room: 'h264', identity: 'sub' });
+    const sub = await bots.connect({ room: 'h264', identity: 'sub' });
     await sub.waitForKeyframe('pub', 'video', 10_000);
     const video = sub.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
     assert.match(video?.codec ?? '', /h264/i);
@@ -183,14 +176,14 @@ describe('media through one node', () => {
 
   test('packets lost between publisher and node are recovered by NACK', async () => {
     const nacksBefore = await metricValue(node.url, 'sfu_nack_total', { direction: 'out' });
-    await connect({
+    await bots.connect({
       room: 'nack',
       identity: 'pub',
       publish: { video: true, audio: false },
       subscribe: false,
       lossPercent: 5,
     });
-    const sub = await connect({ room: 'nack', identity: 'sub' });
+    const sub = await bots.connect({ room: 'nack', identity: 'sub' });
     await sub.waitForPackets('pub', 'video', 600, 20_000);
     const video = sub.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
     assert.ok(video);
@@ -208,14 +201,14 @@ describe('media through one node', () => {
   test('NACK recovery keeps working across the sequence number wrap', async () => {
     // The publisher starts just below 65535 (browsers start at random; werift's own NACK
     // generator lost track at the wrap, see weriftFixes.ts), with 5% loss toward the node.
-    await connect({
+    await bots.connect({
       room: 'wrap',
       identity: 'pub',
       publish: { video: true, audio: false, initialSequenceNumber: 65_300 },
       subscribe: false,
       lossPercent: 5,
     });
-    const sub = await connect({ room: 'wrap', identity: 'sub' });
+    const sub = await bots.connect({ room: 'wrap', identity: 'sub' });
     await sub.waitForPackets('pub', 'video', 900, 30_000);
     const video = sub.stats().received.find((r) => r.participant === 'pub' && r.kind === 'video');
     assert.ok(video);
@@ -226,7 +219,7 @@ describe('media through one node', () => {
   });
 
   test('leaving frees everything on the node', async () => {
-    await Promise.allSettled(bots.splice(0).map((b) => b.close()));
+    await bots.closeAll();
     await waitForEqual(
       'no participant, room or subscription left on the node',
       async () => [

@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Bot, type BotOptions } from '@geosfu/client/bot';
+import type { Bot } from '@geosfu/client/bot';
 import type { TrackKind } from '@geosfu/common/protocol';
+import { BotPool } from '../helpers/bots.js';
 import { metricFamilies, sampleLabels, sampleSum } from '../helpers/metrics.js';
 import { type NodeProcess, type StartNodeOptions, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
@@ -23,7 +24,6 @@ import { waitUntil } from '../helpers/wait.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROMETHEUS_CONFIG = join(ROOT, 'infra/prometheus/prometheus.yml');
 const DASHBOARD = join(ROOT, 'infra/grafana/dashboards/geosfu.json');
-const HOST = ['127.0.0.1'];
 const KINDS: TrackKind[] = ['audio', 'video'];
 /** How far the node's counters may be from the bots' ("within a few percent"). */
 const TOLERANCE = 0.03;
@@ -179,18 +179,13 @@ test('promtool accepts the Prometheus config', async () => {
 
 describe('metrics of one node, on its own port', () => {
   let node: NodeProcess;
-  const bots: Bot[] = [];
-  const connect = async (options: Omit<BotOptions, 'url' | 'hostAddresses'>) => {
-    const bot = await Bot.connect({ url: node.url, hostAddresses: HOST, ...options });
-    bots.push(bot);
-    return bot;
-  };
+  const bots = new BotPool(() => node.url);
 
   before(async () => {
     node = await startNode({ args: ['--metrics-port', '0'] });
   });
   after(async () => {
-    await Promise.allSettled(bots.map((b) => b.close()));
+    await bots.closeAll();
     await node?.stop();
   });
 
@@ -207,14 +202,14 @@ describe('metrics of one node, on its own port', () => {
 
   test('packet counters agree with the bots, stats replies carry the streams, promtool parses /metrics', async () => {
     const before = packetCounts(await scrape(node.metricsUrl), 'client');
-    const publisher = await connect({
+    const publisher = await bots.connect({
       room: 'count',
       identity: 'pub',
       publish: { video: true, audio: true },
       subscribe: false,
     });
     const subscribers = await Promise.all(
-      ['s1', 's2'].map((identity) => connect({ room: 'count', identity })),
+      ['s1', 's2'].map((identity) => bots.connect({ room: 'count', identity })),
     );
     await Promise.all(
       subscribers.flatMap((s) => [
@@ -276,7 +271,7 @@ describe('metrics of one node, on its own port', () => {
       });
     const before = await lost();
     // Audio is not retransmitted: what the publisher's link drops stays lost.
-    const publisher = await connect({
+    const publisher = await bots.connect({
       room: 'lossy',
       identity: 'lossy',
       publish: { video: false, audio: true },
@@ -301,16 +296,11 @@ describe('metrics of one node, on its own port', () => {
 describe('metrics of two nodes with a relay link', () => {
   let redis: RedisServer;
   const nodes = new Map<string, NodeProcess>();
-  const bots: Bot[] = [];
+  const bots = new BotPool();
   const node = (region: string): NodeProcess => {
     const n = nodes.get(region);
     assert.ok(n, region);
     return n;
-  };
-  const bot = async (options: Omit<BotOptions, 'hostAddresses'>) => {
-    const b = await Bot.connect({ hostAddresses: HOST, ...options });
-    bots.push(b);
-    return b;
   };
 
   before(async () => {
@@ -329,7 +319,7 @@ describe('metrics of two nodes with a relay link', () => {
       nodes.set(region, await start({ region, nodeId: `node-${region}` }));
   });
   after(async () => {
-    await Promise.allSettled(bots.map((b) => b.close()));
+    await bots.closeAll();
     await Promise.allSettled([...nodes.values()].map((n) => n.stop('SIGKILL')));
     await redis?.stop();
   });
@@ -339,7 +329,7 @@ describe('metrics of two nodes with a relay link', () => {
     const hcm = node('hcm');
     const beforeAms = await scrape(ams.metricsUrl);
     const beforeHcm = await scrape(hcm.metricsUrl);
-    const publisher = await bot({
+    const publisher = await bots.connect({
       url: ams.url,
       region: 'ams',
       room: 'span',
@@ -348,8 +338,8 @@ describe('metrics of two nodes with a relay link', () => {
       subscribe: false,
     });
     const subscribers = [
-      await bot({ url: ams.url, region: 'hcm', room: 'span', identity: 'vn1' }),
-      await bot({ url: ams.url, region: 'hcm', room: 'span', identity: 'vn2' }),
+      await bots.connect({ url: ams.url, region: 'hcm', room: 'span', identity: 'vn1' }),
+      await bots.connect({ url: ams.url, region: 'hcm', room: 'span', identity: 'vn2' }),
     ];
     for (const s of subscribers) assert.equal(s.route?.region, 'hcm');
     await Promise.all(

@@ -66,6 +66,16 @@ const hasCode = (code: string) => (error: unknown) => {
   return true;
 };
 
+/** Makes `bus` answer every offer; `runs` counts how often its handler ran. */
+function answerEveryOffer(bus: RedisRelayBus): { runs: number } {
+  const handled = { runs: 0 };
+  bus.onRequest(async (_f, _t, body) => {
+    handled.runs++;
+    return answerTo(body);
+  });
+  return handled;
+}
+
 /** Resolves with the next `rejected` of `bus`; fails after `timeoutMs`. */
 function nextRejection(bus: RedisRelayBus, timeoutMs = 5_000) {
   return bus.waitFor('rejected', { timeoutMs }) as Promise<[RejectReason, string | undefined]>;
@@ -84,6 +94,12 @@ describe('RedisRelayBus against a real Redis', () => {
     opened.push({ close: () => bus.close().then(() => connection.close()) });
     await bus.start();
     return bus;
+  };
+
+  /** node-a and node-b on a fresh key prefix. */
+  const openPair = async () => {
+    const prefix = newPrefix();
+    return { prefix, a: await open('node-a', prefix), b: await open('node-b', prefix) };
   };
 
   /** A raw subscriber on a node's channel: sees what is published there, answers nothing. */
@@ -136,9 +152,7 @@ describe('RedisRelayBus against a real Redis', () => {
   });
 
   test('two nodes exchange a 30 KB offer and its answer', async () => {
-    const prefix = newPrefix();
-    const a = await open('node-a', prefix);
-    const b = await open('node-b', prefix);
+    const { prefix, a, b } = await openPair();
     assert.equal(b.channel, `${prefix}relay:node-b`);
     assert.equal(a.connected && b.connected, true);
     const offer = bigOffer();
@@ -166,9 +180,7 @@ describe('RedisRelayBus against a real Redis', () => {
   });
 
   test("the handler's SfuError INVALID_SDP reaches the requester with its code", async () => {
-    const prefix = newPrefix();
-    const a = await open('node-a', prefix);
-    const b = await open('node-b', prefix);
+    const { a, b } = await openPair();
     b.onRequest(async () => {
       throw new SfuError('INVALID_SDP', 'm-line 3 has no codec we relay');
     });
@@ -218,9 +230,7 @@ describe('RedisRelayBus against a real Redis', () => {
   });
 
   test('a retry does not run the handler twice: slow first answer, then cached answers', async () => {
-    const prefix = newPrefix();
-    const a = await open('node-a', prefix);
-    const b = await open('node-b', prefix);
+    const { prefix, a, b } = await openPair();
     const onB = await spy(b.channel);
     let runs = 0;
     b.onRequest(async (_from, _type, body) => {
@@ -253,14 +263,8 @@ describe('RedisRelayBus against a real Redis', () => {
   });
 
   test('forged, replayed, garbage and oversized messages on B’s channel are rejected and counted', async () => {
-    const prefix = newPrefix();
-    const a = await open('node-a', prefix);
-    const b = await open('node-b', prefix);
-    let runs = 0;
-    b.onRequest(async (_f, _t, body) => {
-      runs++;
-      return answerTo(body);
-    });
+    const { a, b } = await openPair();
+    const handled = answerEveryOffer(b);
     const counts = new Map<RejectReason, number>();
     b.on('rejected', (reason) => counts.set(reason, (counts.get(reason) ?? 0) + 1));
 
@@ -314,7 +318,7 @@ describe('RedisRelayBus against a real Redis', () => {
       malformed: 2,
       'wrong-recipient': 1,
     });
-    assert.equal(runs, 0, 'no forged request ran');
+    assert.equal(handled.runs, 0, 'no forged request ran');
     // B still works.
     assert.deepEqual(await a.request('node-b', 'offer', bigOffer()), answerTo(bigOffer()));
   });
@@ -337,9 +341,7 @@ describe('RedisRelayBus against a real Redis', () => {
   });
 
   test('Redis restarts: both buses subscribe again and relay works again', async () => {
-    const prefix = newPrefix();
-    const a = await open('node-a', prefix);
-    const b = await open('node-b', prefix);
+    const { a, b } = await openPair();
     b.onRequest(async (_f, _t, body) => answerTo(body));
     assert.deepEqual(await a.request('node-b', 'offer', bigOffer()), answerTo(bigOffer()));
 
@@ -357,14 +359,8 @@ describe('RedisRelayBus against a real Redis', () => {
   });
 
   test('Redis hangs: the PUBLISH times out, a later try goes through, the handler runs once', async () => {
-    const prefix = newPrefix();
-    const a = await open('node-a', prefix);
-    const b = await open('node-b', prefix);
-    let runs = 0;
-    b.onRequest(async (_f, _t, body) => {
-      runs++;
-      return answerTo(body);
-    });
+    const { a, b } = await openPair();
+    const handled = answerEveryOffer(b);
     const publishFailed = a.waitFor('redisError', { timeoutMs: 10_000 });
     redis.pause();
     let answer: Promise<unknown>;
@@ -377,7 +373,7 @@ describe('RedisRelayBus against a real Redis', () => {
     // The timed-out PUBLISH was written before the freeze ended, so Redis delivers it late,
     // next to the retry: the same request twice, run once.
     assert.deepEqual(await answer, answerTo(bigOffer()));
-    assert.equal(runs, 1);
+    assert.equal(handled.runs, 1);
   });
 
   test('close is idempotent and rejects pending requests with CLOSED', async () => {

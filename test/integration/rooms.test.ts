@@ -67,6 +67,18 @@ describe('rooms shared across nodes', () => {
     identity: string,
     options: { autoPong?: boolean } = {},
   ) => joinRaw(node.url, room, identity, clients, options);
+  /** A raw client on `node` that has sent a join (request id `j`); the test reads the answer. */
+  const sendJoin = async (
+    node: NodeProcess,
+    room: string,
+    identity: string,
+    extra: { autoSubscribe?: boolean } = {},
+  ) => {
+    const c = await rawClient(node.url);
+    clients.push(c);
+    c.send({ type: 'join', id: 'j', token: await tokens.mint({ room, identity }), ...extra });
+    return c;
+  };
   const bot = async (node: NodeProcess, room: string, identity: string, publish: boolean) => {
     const b = await Bot.connect({
       url: node.url,
@@ -174,14 +186,8 @@ describe('rooms shared across nodes', () => {
   test('the room limit holds under 20 concurrent joins from two nodes', async () => {
     const mine: RawClient[] = [];
     const attempts = Array.from({ length: 20 }, async (_, i) => {
-      const c = await rawClient((i % 2 === 0 ? a : b).url);
-      clients.push(c);
+      const c = await sendJoin(i % 2 === 0 ? a : b, 'full', `p${i}`);
       mine[i] = c;
-      c.send({
-        type: 'join',
-        id: 'j',
-        token: await tokens.mint({ room: 'full', identity: `p${i}` }),
-      });
       return c.waitFor((m) => (m.type === 'joined' || m.type === 'error') && m.ref === 'j', 15_000);
     });
     const replies = await Promise.all(attempts);
@@ -218,14 +224,7 @@ describe('rooms shared across nodes', () => {
 
   test('a node where every join failed keeps no view of the room and stops watching it', async () => {
     for (let i = 0; i < 10; i++) await join(a, 'crowded', `in${i}`);
-    const late = await rawClient(b.url);
-    clients.push(late);
-    late.send({
-      type: 'join',
-      id: 'j',
-      token: await tokens.mint({ room: 'crowded', identity: 'late' }),
-      autoSubscribe: false,
-    });
+    const late = await sendJoin(b, 'crowded', 'late', { autoSubscribe: false });
     const refused = await late.waitFor((m) => m.type === 'error' && m.ref === 'j');
     assert.equal(refused.type === 'error' && refused.code, 'ROOM_FULL');
     // Node B subscribed to the room's events for the join; with nobody of the room there, it
@@ -324,13 +323,7 @@ describe('rooms shared across nodes', () => {
     void pub;
     await redis.stop();
     const before = sub.stats().received.find((r) => r.kind === 'video')?.packets ?? 0;
-    const refused = await rawClient(a.url);
-    clients.push(refused);
-    refused.send({
-      type: 'join',
-      id: 'j',
-      token: await tokens.mint({ room: 'outage', identity: 'late' }),
-    });
+    const refused = await sendJoin(a, 'outage', 'late');
     const e = await refused.waitFor((m) => m.type === 'error' && m.ref === 'j', 10_000);
     assert.equal(e.type === 'error' && e.code, 'SERVICE_UNAVAILABLE');
     // Media keeps flowing while Redis is away: 300 more video packets (some 2 s of video).
@@ -345,13 +338,7 @@ describe('rooms shared across nodes', () => {
     const seen = await waitUntil(
       'the store has the sessions again',
       async () => {
-        const probe = await rawClient(b.url);
-        clients.push(probe);
-        probe.send({
-          type: 'join',
-          id: 'j',
-          token: await tokens.mint({ room: 'outage', identity: 'probe' }),
-        });
+        const probe = await sendJoin(b, 'outage', 'probe');
         const r = await probe.waitFor(
           (m) => (m.type === 'joined' || m.type === 'error') && m.ref === 'j',
           5_000,

@@ -2,23 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InvalidStateError, SfuError } from '@geosfu/common';
 import { MemoryNodeRegistry, MemoryNodeStore } from './MemoryNodeRegistry.js';
+import { nodeRecordFixture } from './NodeRecord.fixtures.js';
 import { type NodeRecordInput, parseNodeRecord } from './NodeRecord.js';
 import { type NodeDownReason, resolveTiming } from './NodeRegistry.js';
 
 function record(id: string, startedAt = 1_000): NodeRecordInput {
-  return {
-    id,
-    region: 'hcm',
-    latitude: 10.82,
-    longitude: 106.63,
-    url: `https://${id}.example.com`,
-    signalUrl: `wss://${id}.example.com/v1/signal`,
-    state: 'active',
-    capacity: 50,
-    load: { participants: 0, publishedTracks: 0, cpu: 0, forwardedBitrate: 0 },
-    version: '0.1.0',
-    startedAt,
-  };
+  return nodeRecordFixture(id, { region: 'hcm', latitude: 10.82, longitude: 106.63, startedAt });
 }
 
 describe('MemoryNodeRegistry', () => {

@@ -2,24 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MemoryNodeRegistry, MemoryNodeStore } from './MemoryNodeRegistry.js';
 import { MemoryRoomHub, MemoryRoomStore, REAP_ORIGIN } from './MemoryRoomStore.js';
+import { nodeRecordFixture } from './NodeRecord.fixtures.js';
 import type { NodeRecordInput } from './NodeRecord.js';
 import { OrphanReaper } from './OrphanReaper.js';
 import type { RoomEvent, SessionRecord } from './RoomStore.js';
 
 function record(id: string): NodeRecordInput {
-  return {
-    id,
-    region: 'ams',
-    latitude: 52.37,
-    longitude: 4.9,
-    url: `https://${id}.example.com`,
-    signalUrl: `wss://${id}.example.com/v1/signal`,
-    state: 'active',
-    capacity: 50,
-    load: { participants: 0, publishedTracks: 0, cpu: 0, forwardedBitrate: 0 },
-    version: '0.1.0',
-    startedAt: 1_000,
-  };
+  return nodeRecordFixture(id);
 }
 
 function session(sessionId: string, nodeId: string): SessionRecord {

@@ -10,6 +10,7 @@ import {
   REPLAY_WINDOW_MS,
   signEnvelope,
 } from './EnvelopeCodec.js';
+import { videoTrackFixture } from './messages.fixtures.js';
 import { MAX_RELAY_MESSAGE_BYTES, type OfferBody } from './messages.js';
 
 const SECRET = 'a-cluster-secret-of-at-least-32-characters';
@@ -21,15 +22,7 @@ const offer: OfferBody = {
   linkId: 'L1',
   sdp: 'v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\n',
   tracks: [
-    {
-      mid: '0',
-      trackId: 'TR_v',
-      participantSid: 'S1',
-      identity: 'alice',
-      kind: 'video',
-      source: 'camera',
-      codec: { mimeType: 'video/VP8', clockRate: 90_000 },
-    },
+    videoTrackFixture,
     {
       mid: '1',
       trackId: 'TR_a',

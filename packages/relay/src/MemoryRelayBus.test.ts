@@ -8,6 +8,7 @@ import { afterEach, describe, test } from 'node:test';
 import { InvalidStateError, SfuError } from '@geosfu/common';
 import { EnvelopeCodec, type RejectReason } from './EnvelopeCodec.js';
 import { MemoryRelayBus, MemoryRelayHub } from './MemoryRelayBus.js';
+import { videoTrackFixture } from './messages.fixtures.js';
 import { MAX_RELAY_MESSAGE_BYTES, type OfferBody } from './messages.js';
 import type { RelayRequestHandler } from './RelayBus.js';
 
@@ -15,17 +16,7 @@ const offer: OfferBody = {
   room: 'r1',
   linkId: 'L1',
   sdp: 'v=0\r\noffer\r\n',
-  tracks: [
-    {
-      mid: '0',
-      trackId: 'TR_v',
-      participantSid: 'S1',
-      identity: 'alice',
-      kind: 'video',
-      source: 'camera',
-      codec: { mimeType: 'video/VP8', clockRate: 90_000 },
-    },
-  ],
+  tracks: [videoTrackFixture],
 };
 const answerTo = (body: OfferBody) => ({
   room: body.room,

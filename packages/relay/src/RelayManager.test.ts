@@ -10,6 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '@geosfu/common';
 import { MemoryNodeRegistry, MemoryNodeStore, type NodeRecordInput } from '@geosfu/registry';
 import { type RTCPeerConnectionConfig, useOPUS } from 'werift';
+// The registry's unit-test fixture (not part of the package's API, so by path).
+import { nodeRecordFixture } from '../../registry/src/NodeRecord.fixtures.js';
 import { MemoryRelayBus, MemoryRelayHub } from './MemoryRelayBus.js';
 import { RelayManager } from './RelayManager.js';
 import type { RelaySource } from './types.js';
@@ -30,19 +32,13 @@ const ice: RTCPeerConnectionConfig = {
 };
 
 function record(id: string): NodeRecordInput {
-  return {
-    id,
-    region: 'ams',
-    latitude: 52.37,
-    longitude: 4.9,
+  return nodeRecordFixture(id, {
     url: `http://${id}.test`,
     signalUrl: `ws://${id}.test/v1/signal`,
-    state: 'active',
     capacity: 10,
-    load: { participants: 0, publishedTracks: 0, cpu: 0, forwardedBitrate: 0 },
     version: '0.0.0',
     startedAt: Date.now(),
-  };
+  });
 }
 
 /** A published track that sends nothing: only the link's own RTCP can show it is alive. */

@@ -220,31 +220,21 @@ describe('botWorker against a node', { timeout: 120_000 }, () => {
   });
 
   it('exits 2 with a clear message on a bad config', async () => {
+    /** A config that is valid but for `extra`. */
+    const configWith = (extra: Record<string, unknown>) =>
+      JSON.stringify({
+        url: node.url,
+        route: false,
+        room: 'r',
+        identity: 'a',
+        peerIdentity: 'b',
+        ...extra,
+      });
     const cases: [string, RegExp][] = [
       ['{"url": 5}', /bad config:[\s\S]*url[\s\S]*room/],
       ['not json', /bad config: the config is not JSON/],
-      [
-        JSON.stringify({
-          url: node.url,
-          route: false,
-          room: 'r',
-          identity: 'a',
-          peerIdentity: 'b',
-          region: 'ams',
-        }),
-        /bad config:[\s\S]*pinning a region needs route: true/,
-      ],
-      [
-        JSON.stringify({
-          url: node.url,
-          route: false,
-          room: 'r',
-          identity: 'a',
-          peerIdentity: 'b',
-          bitrate: 1,
-        }),
-        /bad config:[\s\S]*bitrate/,
-      ],
+      [configWith({ region: 'ams' }), /bad config:[\s\S]*pinning a region needs route: true/],
+      [configWith({ bitrate: 1 }), /bad config:[\s\S]*bitrate/],
     ];
     for (const [arg, message] of cases) {
       const w = startWorker('bad', arg);

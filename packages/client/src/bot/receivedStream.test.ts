@@ -26,6 +26,22 @@ function feed(
   );
 }
 
+/** What takeInterval reports for an interval in which nothing arrived. */
+function emptyInterval(intervalMs: number, jitterMs: number) {
+  return {
+    intervalMs,
+    packets: 0,
+    bytes: 0,
+    bitrateKbps: 0,
+    lost: 0,
+    expected: 0,
+    latencyMs: { mean: null, p50: null, p95: null, max: null },
+    latencySamples: 0,
+    jitterMs,
+    latencyHistogram: {},
+  };
+}
+
 describe('ReceivedStream.takeInterval', () => {
   it('reports the exact deltas of consecutive intervals', () => {
     const stream = new ReceivedStream('alice', 'audio', 48_000);
@@ -80,18 +96,7 @@ describe('ReceivedStream.takeInterval', () => {
 
     // Interval 3: nothing arrived.
     const c = stream.takeInterval(3500);
-    assert.deepEqual(c, {
-      intervalMs: 1000,
-      packets: 0,
-      bytes: 0,
-      bitrateKbps: 0,
-      lost: 0,
-      expected: 0,
-      latencyMs: { mean: null, p50: null, p95: null, max: null },
-      latencySamples: 0,
-      jitterMs: b.jitterMs,
-      latencyHistogram: {},
-    });
+    assert.deepEqual(c, emptyInterval(1000, b.jitterMs));
 
     // Interval 4: a retransmission fills a gap of interval 2: loss goes back by one.
     feed(stream, 112, 3600, 300, 200);
@@ -105,22 +110,12 @@ describe('ReceivedStream.takeInterval', () => {
     const s = stream.stats();
     const all = [a, b, c, d];
     const sum = (f: (x: (typeof all)[number]) => number) => all.reduce((n, x) => n + f(x), 0);
-    assert.equal(
-      s.packets,
-      sum((x) => x.packets),
-    );
-    assert.equal(
-      s.bytes,
-      sum((x) => x.bytes),
-    );
-    assert.equal(
-      s.lost,
-      sum((x) => x.lost),
-    );
-    assert.equal(
-      s.expected,
-      sum((x) => x.expected),
-    );
+    for (const key of ['packets', 'bytes', 'lost', 'expected'] as const) {
+      assert.equal(
+        s[key],
+        sum((x) => x[key]),
+      );
+    }
     assert.equal(s.latencySamples, 14);
     assert.equal(s.packets, 14);
     assert.equal(s.lost, 2);
@@ -129,18 +124,7 @@ describe('ReceivedStream.takeInterval', () => {
 
   it('gives zeros and nulls before any packet', () => {
     const stream = new ReceivedStream('bob', 'video', 90_000);
-    assert.deepEqual(stream.takeInterval(5000), {
-      intervalMs: 0,
-      packets: 0,
-      bytes: 0,
-      bitrateKbps: 0,
-      lost: 0,
-      expected: 0,
-      latencyMs: { mean: null, p50: null, p95: null, max: null },
-      latencySamples: 0,
-      jitterMs: 0,
-      latencyHistogram: {},
-    });
+    assert.deepEqual(stream.takeInterval(5000), emptyInterval(0, 0));
     // The next interval starts at that call, not at the first packet.
     feed(stream, 1, 5500, 10, 100);
     const next = stream.takeInterval(6000);
