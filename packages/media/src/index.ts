@@ -10,7 +10,31 @@ export {
   type PacketFeedback,
   type RateState,
 } from './BandwidthEstimator.js';
+export {
+  audioCodecs,
+  type CodecSpec,
+  codecFromSpec,
+  codecSpecOf,
+  videoCodecs,
+} from './codecs.js';
+export { isH264Keyframe, keyframeDetector } from './keyframe.js';
+export {
+  OutgoingStream,
+  type OutgoingStreamObserver,
+  type OutgoingStreamOptions,
+} from './OutgoingStream.js';
+export { PeerLiveness, type PeerLivenessOptions } from './PeerLiveness.js';
+export {
+  iceOptions,
+  publisherPeerConfig,
+  relayReceiverPeerConfig,
+  relaySenderPeerConfig,
+  subscriberPeerConfig,
+} from './peerConfig.js';
 export { REORDER_WINDOW, RtpMunger, seqDiff } from './RtpMunger.js';
+export { pliPacket, rembPacket } from './rtcp.js';
+export { forwardablePacket, RTP_HEADER_SIZE } from './rtp.js';
+export { TransportSweeper } from './TransportSweeper.js';
 export { Vp8Munger } from './Vp8Munger.js';
 export {
   isVp8Keyframe,
@@ -19,3 +43,5 @@ export {
   writeVp8PictureId,
   writeVp8Tl0PicIdx,
 } from './vp8.js';
+export { fixWeriftDtls } from './weriftDtls.js';
+export { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';

@@ -14,16 +14,23 @@ import {
   type SubscribedTrack,
   TypedEmitter,
 } from '@geosfu/common';
-import { fixNackWraparound, PeerLiveness, preferPassiveDtls } from '@geosfu/relay';
+import {
+  fixNackWraparound,
+  PeerLiveness,
+  pliPacket,
+  preferPassiveDtls,
+  publisherPeerConfig,
+  rembPacket,
+  subscriberPeerConfig,
+  TransportSweeper,
+} from '@geosfu/media';
 import { MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import type { HandshakeGate } from './HandshakeGate.js';
-import { pliPacket, publisherPeerConfig, rembPacket, subscriberPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
 import { PeerAdmission } from './PeerAdmission.js';
 import { Publication } from './Publication.js';
 import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
 import { Subscription } from './Subscription.js';
-import { TransportSweeper } from './TransportSweeper.js';
 
 export type ParticipantEvents = {
   /** A track of this participant is ready to be forwarded. */

@@ -6,8 +6,8 @@ import {
   type TrackSource,
   TypedEmitter,
 } from '@geosfu/common';
+import { forwardablePacket, keyframeDetector } from '@geosfu/media';
 import type { RTCRtpCodecParameters, RtpPacket } from 'werift';
-import { forwardablePacket, isH264Keyframe, isVp8Keyframe } from './media.js';
 import type { NodeMetrics, Path } from './metrics.js';
 
 /** Where a publication's media comes from, and how to ask it for a keyframe. */
@@ -17,7 +17,7 @@ export interface PublicationSource {
   requestKeyframe(): void;
 }
 
-/** Anything a publication forwards to: a subscriber's transceiver, or a relay link. */
+/** Anything a publication forwards to: an `OutgoingStream` (a subscriber's, a relay link's). */
 export interface PacketSink {
   /** `packet` is a serialized RTP packet without header extensions; do not modify it. */
   send(packet: Buffer): void;
@@ -57,7 +57,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
   #trailingRequest: NodeJS.Timeout | undefined;
   #counters: ReturnType<NodeMetrics['stream']>;
   #metrics: NodeMetrics;
-  #isKeyframe: (payload: Buffer) => boolean;
+  #isKeyframe: (payload: Uint8Array) => boolean;
   /** Packets received from the source, for tests and stats. */
   packetsIn = 0;
   keyframesIn = 0;
@@ -87,9 +87,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     this.#origin = options.origin;
     this.#metrics = options.metrics;
     this.#counters = options.metrics.stream('in', options.kind, options.origin.path);
-    const mime = options.codec.mimeType.toLowerCase();
-    this.#isKeyframe =
-      mime === 'video/vp8' ? isVp8Keyframe : mime === 'video/h264' ? isH264Keyframe : () => false;
+    this.#isKeyframe = keyframeDetector(options.codec.mimeType);
   }
 
   get closed(): boolean {

@@ -1,4 +1,5 @@
 import type { Logger, NodeConfig, StallDetector } from '@geosfu/common';
+import { codecFromSpec, relayReceiverPeerConfig, relaySenderPeerConfig } from '@geosfu/media';
 import type { NodeRegistry } from '@geosfu/registry';
 import {
   type RelayBus,
@@ -7,9 +8,7 @@ import {
   RelayManager,
   type RelayReceiver,
 } from '@geosfu/relay';
-import { RTCRtpCodecParameters } from 'werift';
 import type { LocalRooms } from './LocalRooms.js';
-import { relayReceiverPeerConfig, relaySenderPeerConfig } from './media.js';
 import type { NodeMetrics } from './metrics.js';
 import { Publication } from './Publication.js';
 import { relaySourceOf } from './relaySource.js';
@@ -136,14 +135,7 @@ export class RelayBridge {
       source: info.source,
       participantSid: info.participantSid,
       identity: info.identity,
-      codec: new RTCRtpCodecParameters({
-        mimeType: info.codec.mimeType,
-        clockRate: info.codec.clockRate,
-        ...(info.codec.channels === undefined ? {} : { channels: info.codec.channels }),
-        ...(info.codec.parameters === undefined ? {} : { parameters: info.codec.parameters }),
-        rtcpFeedback:
-          info.kind === 'video' ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] : [],
-      }),
+      codec: codecFromSpec(info.codec),
       origin: { path: 'relay', requestKeyframe: () => track.requestKeyframe() },
       metrics: this.#metrics,
       logger: this.#logger.child({ component: 'relayed', from, trackId: info.trackId }),

@@ -3,7 +3,6 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { fixWeriftDtls } from '@geosfu/client/bot';
 import {
   type ClientMessageOf,
   type LeaveReason,
@@ -17,6 +16,7 @@ import {
   type TokenService,
   TypedEmitter,
 } from '@geosfu/common';
+import { fixWeriftDtls } from '@geosfu/media';
 import { type ControlPlane, listenMetrics, type MetricsServer } from '@geosfu/registry';
 import type { RelayBus } from '@geosfu/relay';
 import { WebSocketServer } from 'ws';

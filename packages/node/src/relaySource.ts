@@ -1,3 +1,4 @@
+import { codecSpecOf } from '@geosfu/media';
 import type { RelaySource } from '@geosfu/relay';
 import type { Publication } from './Publication.js';
 
@@ -8,7 +9,6 @@ const sources = new WeakMap<Publication, RelaySource>();
 export function relaySourceOf(publication: Publication): RelaySource {
   let source = sources.get(publication);
   if (!source) {
-    const codec = publication.codec;
     source = {
       track: {
         trackId: publication.trackId,
@@ -16,12 +16,7 @@ export function relaySourceOf(publication: Publication): RelaySource {
         identity: publication.identity,
         kind: publication.kind,
         source: publication.source,
-        codec: {
-          mimeType: codec.mimeType,
-          clockRate: codec.clockRate,
-          ...(codec.channels === undefined ? {} : { channels: codec.channels }),
-          ...(codec.parameters === undefined ? {} : { parameters: codec.parameters }),
-        },
+        codec: codecSpecOf(publication.codec),
       },
       attach: (sink) => {
         if (publication.closed) return () => undefined;

@@ -1,9 +1,9 @@
 import { InvalidStateError, type Logger, TypedEmitter } from '@geosfu/common';
+import { codecFromSpec, OutgoingStream } from '@geosfu/media';
 import {
   MediaStreamTrack,
   RTCPeerConnection,
   type RTCPeerConnectionConfig,
-  RTCRtpCodecParameters,
   type RTCRtpTransceiver,
 } from 'werift';
 import type { OfferBody } from './messages.js';
@@ -25,8 +25,9 @@ export type RelayLinkEvents = {
 interface Carried {
   source: RelaySource;
   transceiver: RTCRtpTransceiver;
+  /** Sends the source's packets on the transceiver; created and closed by the link. */
+  stream: OutgoingStream;
   detach: () => void;
-  offPli: () => void;
 }
 
 let nextLink = 1;
@@ -37,8 +38,8 @@ let nextLink = 1;
  * and is the only one that offers, so renegotiation never collides. Each track is sent once,
  * whatever the number of subscribers on the far node; the far node fans it out.
  *
- * Transceivers are `sendonly` so that werift hands the far node's PLIs to our sender
- * (pitfall 4), which passes them to the source publication.
+ * Each m-line is an `OutgoingStream` on a `sendonly` transceiver, so that werift hands the far
+ * node's PLIs to our sender (pitfall 4), which passes them to the source publication.
  */
 export class RelayLink extends TypedEmitter<RelayLinkEvents> {
   readonly room: string;
@@ -116,7 +117,7 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
     for (const [trackId, carried] of this.#carried) {
       if (wanted.has(trackId)) continue;
       carried.detach();
-      carried.offPli();
+      carried.stream.close();
       this.#carried.delete(trackId);
       try {
         this.#pc.removeTrack(carried.transceiver.sender);
@@ -136,42 +137,22 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
   #add(source: RelaySource): void {
     const { codec, kind } = source.track;
     // A local track carries the source's codec so that the m-line negotiates exactly it.
-    const carrier = new MediaStreamTrack({
-      kind,
-      codec: new RTCRtpCodecParameters({
-        mimeType: codec.mimeType,
-        clockRate: codec.clockRate,
-        ...(codec.channels === undefined ? {} : { channels: codec.channels }),
-        ...(codec.parameters === undefined ? {} : { parameters: codec.parameters }),
-        rtcpFeedback:
-          kind === 'video' ? [{ type: 'nack' }, { type: 'nack', parameter: 'pli' }] : [],
-      }),
-    });
+    const carrier = new MediaStreamTrack({ kind, codec: codecFromSpec(codec) });
     const transceiver = this.#pc.addTransceiver(carrier, { direction: 'sendonly' });
-    const sender = transceiver.sender;
-    const detach = source.attach({
-      send: (packet) => {
-        // werift drops RTP until the codec is set and DTLS is up: count only what leaves.
-        if (
-          !sender.codec ||
-          sender.dtlsTransport?.state !== 'connected' ||
-          this.#state === 'closed'
-        )
-          return;
-        this.safeEmit('packetOut', kind, packet.length - 12);
-        sender
-          .sendRtp(packet)
-          .catch((error: unknown) => this.#logger.debug({ err: error }, 'relay sendRtp failed'));
+    const stream = new OutgoingStream({
+      sender: transceiver.sender,
+      observer: {
+        sent: (bytes) => this.safeEmit('packetOut', kind, bytes),
+        keyframeRequested: () => {
+          this.safeEmit('pli');
+          source.requestKeyframe();
+        },
       },
-      close: () => {
-        // The source ended; the monitor's next reconcile removes it from the link.
-      },
+      // The source ended (it closes the stream); the monitor's next reconcile removes it.
+      logger: this.#logger,
     });
-    const offPli = sender.onPictureLossIndication.subscribe(() => {
-      this.safeEmit('pli');
-      source.requestKeyframe();
-    }).unSubscribe;
-    this.#carried.set(source.track.trackId, { source, transceiver, detach, offPli });
+    const detach = source.attach(stream);
+    this.#carried.set(source.track.trackId, { source, transceiver, stream, detach });
     if (this.#pc.connectionState === 'connected') this.#startReports(transceiver);
   }
 
@@ -249,7 +230,7 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
     this.#setState('closed');
     for (const c of this.#carried.values()) {
       c.detach();
-      c.offPli();
+      c.stream.close();
     }
     this.#carried.clear();
     if (notify) {

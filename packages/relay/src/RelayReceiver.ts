@@ -1,17 +1,14 @@
 import { type Logger, SfuError, TypedEmitter } from '@geosfu/common';
+import { fixNackWraparound, PeerLiveness, pliPacket, preferPassiveDtls } from '@geosfu/media';
 import {
   type MediaStreamTrack,
-  PictureLossIndication,
   RTCPeerConnection,
   type RTCPeerConnectionConfig,
   type RTCRtpTransceiver,
-  RtcpPayloadSpecificFeedback,
   type RtpPacket,
 } from 'werift';
 import type { AnswerBody, OfferBody } from './messages.js';
-import { PeerLiveness } from './PeerLiveness.js';
 import type { RelayTrackInfo } from './types.js';
-import { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
 
 /** A relayed track as the receiving node sees it: packets in, keyframe requests out. */
 export interface RelayedTrack {
@@ -198,12 +195,7 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
       }, PLI_RETRY_MS);
       return;
     }
-    const pli = new RtcpPayloadSpecificFeedback({
-      feedback: new PictureLossIndication({
-        senderSsrc: transceiver.receiver.rtcpSsrc,
-        mediaSsrc: ssrc,
-      }),
-    });
+    const pli = pliPacket(transceiver.receiver.rtcpSsrc, ssrc);
     transceiver.receiver.dtlsTransport.sendRtcp([pli]).catch((error: unknown) => {
       this.#logger.debug({ err: error }, 'relay PLI failed; retrying on connect');
       this.#pendingPli.add(transceiver);

@@ -36,7 +36,6 @@ export {
   type RelayRequestType,
   RelayTrack,
 } from './messages.js';
-export { PeerLiveness, type PeerLivenessOptions } from './PeerLiveness.js';
 export { RedisRelayBus, type RedisRelayBusOptions, relayChannel } from './RedisRelayBus.js';
 export {
   DEFAULT_REQUEST_ATTEMPTS,
@@ -58,5 +57,4 @@ export {
   type RelayReceiverCloseReason,
   type RelayReceiverEvents,
 } from './RelayReceiver.js';
-export type { CodecSpec, RelaySource, RelayTrackInfo } from './types.js';
-export { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
+export type { RelaySource, RelayTrackInfo } from './types.js';

@@ -1,12 +1,5 @@
 import type { TrackKind, TrackSource } from '@geosfu/common';
-
-/** A codec as it travels in relay messages, enough to rebuild werift's codec parameters. */
-export interface CodecSpec {
-  mimeType: string;
-  clockRate: number;
-  channels?: number | undefined;
-  parameters?: string | undefined;
-}
+import type { CodecSpec } from '@geosfu/media';
 
 /** What a relay link carries on one m-line: whose track it is and how it is encoded. */
 export interface RelayTrackInfo {

@@ -11,6 +11,7 @@ import type {
   SubscribedTrack,
   TrackKind,
 } from '@geosfu/common/protocol';
+import { fixWeriftDtls } from '@geosfu/media';
 import type { RTCPeerConnection } from 'werift';
 import WebSocket from 'ws';
 import { type ChatMessage, type ClientEvents, ClientSession } from '../core/ClientSession.js';
@@ -23,7 +24,6 @@ import type { ReceivedStreamStats } from './receivedStream.js';
 import { nowMs, type SentStreamStats } from './source.js';
 import type { ReceivedIntervalStats } from './subscriber.js';
 import { WeriftDriver } from './WeriftDriver.js';
-import { fixWeriftDtls } from './weriftDtls.js';
 
 // Every bot is a DTLS client towards its node (nodes answer a=setup:passive).
 fixWeriftDtls();

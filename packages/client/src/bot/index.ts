@@ -1,8 +1,6 @@
 export { DevTokenError, fetchDevToken, httpBaseUrl } from '../core/devToken.js';
 export { Bot, type BotEvents, type BotOptions, type BotStats, type ChatMessage } from './Bot.js';
 export {
-  isH264KeyframePacket,
-  isVp8KeyframeStart,
   PROBE_SIZE,
   type Probe,
   readProbe,
@@ -24,4 +22,3 @@ export {
 export { percentile, SequenceTracker } from './receiveStats.js';
 export { nowMs, type SentStreamStats } from './source.js';
 export { BotSubscriber, type ReceivedIntervalStats } from './subscriber.js';
-export { fixWeriftDtls } from './weriftDtls.js';

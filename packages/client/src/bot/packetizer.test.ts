@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isH264Keyframe, isVp8Keyframe, parseVp8 } from '@geosfu/media';
 import type { RtpPacket } from 'werift';
 import {
   buildAudioPayload,
   H264Packetizer,
-  isH264KeyframePacket,
-  isVp8KeyframeStart,
   PROBE_SIZE,
-  parseVp8Descriptor,
   readProbe,
   splitSizes,
   Vp8Packetizer,
@@ -34,10 +32,9 @@ describe('Vp8Packetizer', () => {
     let vp8Bytes = 0;
     payloads.forEach((payload, i) => {
       assert.ok(payload.length <= maxPayload, `packet ${i} is ${payload.length} bytes`);
-      const d = parseVp8Descriptor(payload);
+      const d = parseVp8(payload);
       assert.ok(d);
-      assert.equal(d.start, i === 0, `S bit of packet ${i}`);
-      assert.equal(d.partitionIndex, 0);
+      assert.equal(d.frameStart, i === 0, `S bit of packet ${i}`);
       assert.equal(d.pictureId, 0x1234);
       assert.equal(d.size, 4);
       vp8Bytes += payload.length - d.size - PROBE_SIZE;
@@ -45,7 +42,7 @@ describe('Vp8Packetizer', () => {
     });
     assert.equal(vp8Bytes, 6250);
     const next = p.packetize(100, false, 0, 8);
-    assert.equal(parseVp8Descriptor(next[0] as Buffer)?.pictureId, 0x1235);
+    assert.equal(parseVp8(next[0] as Buffer)?.pictureId, 0x1235);
   });
 
   it('writes P=0 on key frames and P=1 on delta frames, on the first packet', () => {
@@ -57,10 +54,10 @@ describe('Vp8Packetizer', () => {
     assert.deepEqual([...first.subarray(7, 10)], [0x9d, 0x01, 0x2a], 'key frame start code');
     assert.equal(((delta[0] as Buffer)[4] as number) & 0x01, 1, 'P bit of a delta frame');
     assert.deepEqual(
-      key.map((b) => isVp8KeyframeStart(b)),
+      key.map((b) => isVp8Keyframe(b)),
       key.map((_, i) => i === 0),
     );
-    assert.ok(delta.every((b) => !isVp8KeyframeStart(b)));
+    assert.ok(delta.every((b) => !isVp8Keyframe(b)));
   });
 
   it('gives every packet its own bytes (werift keeps payloads for retransmission)', () => {
@@ -70,27 +67,6 @@ describe('Vp8Packetizer', () => {
     assert.deepEqual(readProbe(a[0] as Buffer), { sendTimeMs: 1, frame: 1 });
     assert.deepEqual(readProbe(b[0] as Buffer), { sendTimeMs: 2, frame: 2 });
     assert.notEqual((a[0] as Buffer).buffer, (b[0] as Buffer).buffer);
-  });
-});
-
-describe('parseVp8Descriptor', () => {
-  it('reads the short and extended forms', () => {
-    // No X: one byte, S=1, PID=0.
-    assert.deepEqual(parseVp8Descriptor(Buffer.from([0x10, 0x00])), {
-      start: true,
-      partitionIndex: 0,
-      pictureId: undefined,
-      size: 1,
-    });
-    // X, I with a 7-bit PictureID, L and T/K present: 1 + 1 + 1 + 1 + 1 bytes.
-    const d = parseVp8Descriptor(Buffer.from([0x90, 0xe0, 0x05, 0x00, 0x00, 0x00]));
-    assert.deepEqual(d, { start: true, partitionIndex: 0, pictureId: 5, size: 5 });
-    // A key frame behind the longer descriptor.
-    assert.equal(isVp8KeyframeStart(Buffer.from([0x90, 0xe0, 0x05, 0x00, 0x00, 0x10])), true);
-    assert.equal(isVp8KeyframeStart(Buffer.from([0x90, 0xe0, 0x05, 0x00, 0x00, 0x11])), false);
-    // Not the first partition: never a key frame start.
-    assert.equal(isVp8KeyframeStart(Buffer.from([0x11, 0x10])), false);
-    assert.equal(parseVp8Descriptor(Buffer.from([0x80])), undefined);
   });
 });
 
@@ -113,11 +89,11 @@ describe('H264Packetizer', () => {
     });
     assert.ok(key.every((b) => readProbe(b)?.frame === 3));
     assert.deepEqual(
-      key.map((b) => isH264KeyframePacket(b)),
+      key.map((b) => isH264Keyframe(b)),
       key.map((_, i) => i <= 1),
     );
     const delta = p.packetize(6000, false, 6, 4);
-    assert.ok(delta.every((b) => !isH264KeyframePacket(b)));
+    assert.ok(delta.every((b) => !isH264Keyframe(b)));
     assert.equal((delta[0] as Buffer)[1], 0x80 | 1, 'FU-A start of a non-IDR slice');
     const small = p.packetize(200, false, 7, 5);
     assert.equal(small.length, 1);
@@ -141,7 +117,7 @@ describe('synthetic sources', () => {
     frame(source);
     const first = sent.splice(0);
     assert.ok(first.length > 20, 'the first frame is a (5x larger) key frame');
-    assert.ok(isVp8KeyframeStart(first[0]?.payload as Buffer));
+    assert.ok(isVp8Keyframe(first[0]?.payload as Buffer));
     assert.deepEqual(
       first.map((p) => p.header.marker),
       first.map((_, i) => i === first.length - 1),
@@ -154,10 +130,10 @@ describe('synthetic sources', () => {
     frame(source);
     const delta = sent.splice(0);
     assert.equal(delta.length, Math.ceil(6250 / (1150 - 4 - PROBE_SIZE)));
-    assert.ok(!isVp8KeyframeStart(delta[0]?.payload as Buffer), 'no key frame without a reason');
+    assert.ok(!isVp8Keyframe(delta[0]?.payload as Buffer), 'no key frame without a reason');
     source.requestKeyframe();
     frame(source);
-    assert.ok(isVp8KeyframeStart(sent[0]?.payload as Buffer), 'a PLI makes the next frame key');
+    assert.ok(isVp8Keyframe(sent[0]?.payload as Buffer), 'a PLI makes the next frame key');
     assert.deepEqual(source.stats(), {
       kind: 'video',
       codec: 'vp8',

@@ -8,6 +8,7 @@
  * first packet only; H264 single NAL, STAP-A or FU-A): the end of the payload is the one place
  * a receiver can find without parsing any of them.
  */
+import { isH264Keyframe, isVp8Keyframe } from '@geosfu/media';
 
 /** 'GSFB' (geosfu bot). */
 export const PROBE_MAGIC = 0x47534642;
@@ -139,58 +140,12 @@ function writeVp8FrameHeader(out: Buffer, keyframe: boolean, frameSize: number):
   }
 }
 
-export interface Vp8Descriptor {
-  /** S: first packet of a VP8 partition. */
-  start: boolean;
-  partitionIndex: number;
-  pictureId: number | undefined;
-  /** Length of the payload descriptor; the VP8 data starts here. */
-  size: number;
-}
-
-/** Parses an RFC 7741 payload descriptor; undefined when the payload is too short for it. */
-export function parseVp8Descriptor(payload: Buffer): Vp8Descriptor | undefined {
-  if (payload.length < 1) return undefined;
-  const b0 = payload[0] as number;
-  let at = 1;
-  let pictureId: number | undefined;
-  if (b0 & 0x80) {
-    if (payload.length < 2) return undefined;
-    const x = payload[1] as number;
-    at = 2;
-    if (x & 0x80) {
-      if (payload.length < at + 1) return undefined;
-      const m = payload[at] as number;
-      if (m & 0x80) {
-        if (payload.length < at + 2) return undefined;
-        pictureId = ((m & 0x7f) << 8) | (payload[at + 1] as number);
-        at += 2;
-      } else {
-        pictureId = m & 0x7f;
-        at += 1;
-      }
-    }
-    if (x & 0x40) at += 1; // L: TL0PICIDX
-    if (x & 0x30) at += 1; // T or K: TID/Y/KEYIDX
-  }
-  if (payload.length < at) return undefined;
-  return { start: (b0 & 0x10) !== 0, partitionIndex: b0 & 0x07, pictureId, size: at };
-}
-
-/** True for the first packet of a VP8 key frame (S=1, partition 0, P bit 0). */
-export function isVp8KeyframeStart(payload: Buffer): boolean {
-  const d = parseVp8Descriptor(payload);
-  if (!d?.start || d.partitionIndex !== 0 || payload.length <= d.size) return false;
-  return ((payload[d.size] as number) & 0x01) === 0;
-}
-
 // ---------------------------------------------------------------------------------------
 // H264 (RFC 6184), packetization-mode=1
 // ---------------------------------------------------------------------------------------
 
 const NAL_NON_IDR = 1;
 const NAL_IDR = 5;
-const NAL_SPS = 7;
 const NAL_STAP_A = 24;
 const NAL_FU_A = 28;
 
@@ -259,28 +214,6 @@ export class H264Packetizer implements Packetizer {
   }
 }
 
-/** True when this H264 payload starts a key frame: an IDR slice or an SPS (RFC 6184). */
-export function isH264KeyframePacket(payload: Buffer): boolean {
-  if (payload.length < 1) return false;
-  const type = (payload[0] as number) & 0x1f;
-  if (type === NAL_IDR || type === NAL_SPS) return true;
-  if (type === NAL_STAP_A) {
-    let at = 1;
-    while (at + 2 < payload.length) {
-      const len = payload.readUInt16BE(at);
-      const nalType = (payload[at + 2] as number) & 0x1f;
-      if (nalType === NAL_IDR || nalType === NAL_SPS) return true;
-      at += 2 + len;
-    }
-    return false;
-  }
-  if (type === NAL_FU_A && payload.length >= 2) {
-    const fuHeader = payload[1] as number;
-    return (fuHeader & 0x80) !== 0 && (fuHeader & 0x1f) === NAL_IDR;
-  }
-  return false;
-}
-
 // ---------------------------------------------------------------------------------------
 // Opus-like audio
 // ---------------------------------------------------------------------------------------
@@ -300,7 +233,7 @@ export type VideoCodecName = 'vp8' | 'h264';
 
 /** Keyframe detection for a received payload of the given codec (audio never has keyframes). */
 export function isKeyframePacket(codec: string, payload: Buffer): boolean {
-  if (codec === 'vp8') return isVp8KeyframeStart(payload);
-  if (codec === 'h264') return isH264KeyframePacket(payload);
+  if (codec === 'vp8') return isVp8Keyframe(payload);
+  if (codec === 'h264') return isH264Keyframe(payload);
   return false;
 }

@@ -7,7 +7,7 @@ import type { RTCDtlsTransport, RTCPeerConnection } from 'werift';
  *
  * werift 0.25 only stops the transports that a transceiver or the SCTP transport still
  * references: on `close()` and when a transceiver stops. A remote offer that moves m-lines to
- * a new transport (see publishOffer.ts) leaves the old one, socket bound, referenced by
+ * a new transport (see publishOffer.ts in packages/node) leaves the old one, socket bound, referenced by
  * nothing. The offer check keeps such offers out; this is the second line, so that whatever
  * shape a negotiation takes, no socket outlives its PeerConnection.
  */

@@ -1,0 +1,84 @@
+/**
+ * werift configuration of every PeerConnection a node opens. Each choice here answers a
+ * pitfall measured on this machine (see docs/ARCHITECTURE.md and ../shared/WERIFT-NOTES.md).
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import type { NodeConfig } from '@geosfu/common';
+import { type RTCPeerConnectionConfig, useAbsSendTime, useSdesMid } from 'werift';
+import { audioCodecs, videoCodecs } from './codecs.js';
+
+/** ICE options from the node's config. The node is ICE-lite: it never gathers through STUN. */
+export function iceOptions(
+  config: Pick<NodeConfig, 'rtcPortRange' | 'rtcHostAddresses' | 'announcedIps'>,
+) {
+  const options: RTCPeerConnectionConfig = {
+    // Pitfall 1: without STUN servers werift falls back to Google's public STUN server and a
+    // full agent stalls 5 s per side here. ICE-lite gathers host candidates only, and
+    // iceStunGatherTimeout 0 is the belt to those braces.
+    iceLite: true,
+    iceStunGatherTimeout: 0,
+    iceServers: [],
+  };
+  if (config.rtcPortRange) options.icePortRange = [config.rtcPortRange[0], config.rtcPortRange[1]];
+  const extra = [...(config.rtcHostAddresses ?? []), ...config.announcedIps];
+  if (config.rtcHostAddresses) {
+    // Only the listed addresses: werift otherwise adds every non-loopback interface.
+    options.iceUseIpv4 = false;
+    options.iceUseIpv6 = false;
+    // And bind the sockets to them: a socket on 0.0.0.0 answers a check that arrived on
+    // 127.0.0.1 from the interface address the kernel picks for the reply, and Chromium drops
+    // a STUN response from an address it did not send to (seen in the e2e test).
+    const v4 = config.rtcHostAddresses.filter((a) => isIPv4(a));
+    const v6 = config.rtcHostAddresses.filter((a) => isIPv6(a));
+    const bind: { udp4?: string; udp6?: string } = {};
+    if (v4.length === 1) bind.udp4 = v4[0];
+    if (v6.length === 1) bind.udp6 = v6[0];
+    if (bind.udp4 || bind.udp6) options.iceInterfaceAddresses = bind;
+  }
+  if (extra.length > 0) options.iceAdditionalHostAddresses = extra;
+  return options;
+}
+
+/**
+ * The publisher side: we receive. No transport-cc (pitfall 3: Chrome's estimate collapsed to
+ * ~100 kbps with werift), so the node sends REMB itself. Only the mid extension, which werift
+ * needs to demultiplex a bundle before SSRCs are known.
+ */
+export function publisherPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
+  return {
+    ...iceOptions(config),
+    bundlePolicy: 'max-bundle', // pitfall 2: max-compat leaks a socket per m-line on close
+    codecs: { audio: audioCodecs(), video: videoCodecs() },
+    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid()] },
+  };
+}
+
+/** The subscriber side: we send. abs-send-time lets the browser estimate bandwidth (REMB). */
+export function subscriberPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
+  return {
+    ...iceOptions(config),
+    bundlePolicy: 'max-bundle',
+    codecs: { audio: audioCodecs(), video: videoCodecs() },
+    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid(), useAbsSendTime()] },
+  };
+}
+
+/**
+ * Relay links, sending side: the one full ICE agent in the system (it is the controlling
+ * side toward the far node, which is ICE-lite like every node PC). No STUN wait: nodes reach
+ * each other on the addresses they announce.
+ */
+export function relaySenderPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
+  return {
+    ...iceOptions(config),
+    iceLite: false,
+    bundlePolicy: 'max-bundle',
+    codecs: { audio: audioCodecs(), video: videoCodecs() },
+    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid()] },
+  };
+}
+
+/** Relay links, receiving side: ICE-lite, like a publisher's PC. */
+export function relayReceiverPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
+  return publisherPeerConfig(config);
+}
