@@ -171,10 +171,6 @@ export class Room extends TypedEmitter<RoomEvents> {
     return this.#remote.get(sessionId)?.tracks.find((t) => t.trackId === trackId);
   }
 
-  get relayed(): ReadonlyMap<string, Publication> {
-    return this.#relayed;
-  }
-
   #onPublished(owner: Participant, publication: Publication): void {
     publication.on('muted', (muted) => {
       this.broadcast({
