@@ -1,0 +1,245 @@
+import {
+  type ClientMessageOf,
+  type IceCandidate,
+  InvalidStateError,
+  type Logger,
+  type NodeConfig,
+  type ServerMessage,
+  SfuError,
+  type SubscribedTrack,
+} from '@geosfu/common';
+import { subscriberPeerConfig, TransportSweeper } from '@geosfu/media';
+import { MediaStreamTrack, RTCPeerConnection } from 'werift';
+import { addCandidate } from './addCandidate.js';
+import type { NodeMetrics } from './metrics.js';
+import type { PeerAdmission } from './PeerAdmission.js';
+import type { Publication } from './Publication.js';
+import { Subscription } from './Subscription.js';
+
+/** How long the client has to answer a subscriber offer. */
+const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
+
+/**
+ * The subscribing half of a participant: the PeerConnection the node offers on, one
+ * `sendonly` transceiver per subscription. The node offers and the client answers, so the
+ * two sides never offer on the same connection (docs/PROTOCOL.md). One offer at a time;
+ * changes made meanwhile coalesce into the next one.
+ */
+export class SubscriberPeer {
+  readonly #sessionId: string;
+  readonly #config: NodeConfig;
+  readonly #metrics: NodeMetrics;
+  readonly #logger: Logger;
+  readonly #admission: PeerAdmission;
+  readonly #send: (message: ServerMessage) => void;
+  readonly #onPeerConnection: (pc: RTCPeerConnection) => void;
+  readonly #onFirstMedia: () => void;
+  #pc: RTCPeerConnection | undefined;
+  #sweeper: TransportSweeper | undefined;
+  /** Keyed by the publication's trackId. */
+  readonly #subscriptions = new Map<string, Subscription>();
+  #negotiating = false;
+  #renegotiate = false;
+  #answerTimer: NodeJS.Timeout | undefined;
+  #pendingCandidates: IceCandidate[] = [];
+  /** No offer goes out before the client has its `joined` reply. */
+  #started = false;
+  readonly #werift: (() => void)[] = [];
+  #closed = false;
+
+  constructor(options: {
+    sessionId: string;
+    config: NodeConfig;
+    metrics: NodeMetrics;
+    logger: Logger;
+    admission: PeerAdmission;
+    send: (message: ServerMessage) => void;
+    /** Called once when the PeerConnection is created, so that its liveness can be watched. */
+    onPeerConnection: (pc: RTCPeerConnection) => void;
+    /** First media packet sent to this participant (join time metric). */
+    onFirstMedia: () => void;
+  }) {
+    this.#sessionId = options.sessionId;
+    this.#config = options.config;
+    this.#metrics = options.metrics;
+    this.#logger = options.logger;
+    this.#admission = options.admission;
+    this.#send = options.send;
+    this.#onPeerConnection = options.onPeerConnection;
+    this.#onFirstMedia = options.onFirstMedia;
+  }
+
+  get pc(): RTCPeerConnection | undefined {
+    return this.#pc;
+  }
+
+  get subscriptions(): ReadonlyMap<string, Subscription> {
+    return this.#subscriptions;
+  }
+
+  /** Called once `joined` has been sent: from now on the node may offer. */
+  start(): void {
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    if (this.#renegotiate) this.#negotiate();
+  }
+
+  /** Forwards a publication to this participant; renegotiates. */
+  subscribe(publication: Publication): void {
+    this.#assertOpen();
+    if (this.#subscriptions.has(publication.trackId) || publication.closed) return;
+    const pc = this.#pc ?? this.#create();
+    // A local track only carries the codec, so that werift negotiates exactly the publisher's
+    // codec (H264 profile included) on this m-line. Packets go to the sender directly.
+    const codecCarrier = new MediaStreamTrack({ kind: publication.kind, codec: publication.codec });
+    const transceiver = pc.addTransceiver(codecCarrier, { direction: 'sendonly' });
+    const subscription = new Subscription({
+      publication,
+      transceiver,
+      metrics: this.#metrics,
+      logger: this.#logger,
+      onClose: (s) => this.#onSubscriptionClosed(s),
+      onFirstPacket: this.#onFirstMedia,
+    });
+    this.#subscriptions.set(publication.trackId, subscription);
+    this.#negotiate();
+  }
+
+  unsubscribe(trackId: string): void {
+    this.#subscriptions.get(trackId)?.close();
+  }
+
+  #onSubscriptionClosed(subscription: Subscription): void {
+    this.#subscriptions.delete(subscription.publication.trackId);
+    if (this.#closed || !this.#pc) return;
+    try {
+      this.#pc.removeTrack(subscription.transceiver.sender);
+    } catch (error) {
+      this.#logger.warn({ err: error }, 'removeTrack failed');
+    }
+    this.#negotiate();
+  }
+
+  #create(): RTCPeerConnection {
+    const pc = new RTCPeerConnection(subscriberPeerConfig(this.#config));
+    this.#pc = pc;
+    this.#sweeper = new TransportSweeper(pc, this.#logger);
+    this.#onPeerConnection(pc);
+    this.#werift.push(
+      pc.connectionStateChange.subscribe((state) => {
+        if (state !== 'connected') return;
+        // A subscriber that just connected needs a keyframe of everything it receives.
+        for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+        if (this.#renegotiate) this.#negotiate(); // changes held while it connected
+      }).unSubscribe,
+    );
+    return pc;
+  }
+
+  /** Offers the current set of subscriptions; one offer at a time, changes meanwhile coalesce. */
+  #negotiate(): void {
+    if (this.#closed) return;
+    const pc = this.#pc;
+    // werift fails a PC renegotiated before its first ICE+DTLS set-up is done: hold changes.
+    const settingUp = pc?.remoteDescription && /^(new|connecting)$/.test(pc.connectionState);
+    if (this.#negotiating || !this.#started || settingUp) {
+      this.#renegotiate = true;
+      return;
+    }
+    if (!pc) return;
+    this.#negotiating = true;
+    this.#renegotiate = false;
+    void (async () => {
+      try {
+        await this.#admission.admit('subscriber', (busy) => this.#send({ type: 'error', ...busy }));
+      } catch {
+        return; // the participant closed while the offer waited its turn
+      }
+      try {
+        if (this.#closed) return;
+        const offer = await pc.createOffer();
+        await pc.setLocalDescription(offer);
+        this.#sweeper?.sweep();
+        if (this.#closed) return;
+        const tracks: SubscribedTrack[] = [];
+        for (const s of this.#subscriptions.values()) {
+          if (s.mid === null) continue;
+          tracks.push({
+            mid: s.mid,
+            trackId: s.publication.trackId,
+            participantSid: s.publication.participantSid,
+            identity: s.publication.identity,
+            kind: s.publication.kind,
+          });
+        }
+        this.#answerTimer = setTimeout(() => {
+          this.#logger.warn('subscriber answer timed out; offering again');
+          this.#negotiating = false;
+          this.#negotiate();
+        }, SUBSCRIBER_ANSWER_TIMEOUT_MS);
+        this.#send({
+          type: 'subscriber.offer',
+          sdp: pc.localDescription?.sdp ?? offer.sdp,
+          tracks,
+        });
+      } catch (error) {
+        this.#negotiating = false;
+        this.#logger.error({ err: error }, 'subscriber offer failed');
+      }
+    })();
+  }
+
+  async answer(request: ClientMessageOf<'subscriber.answer'>): Promise<void> {
+    this.#assertOpen();
+    const pc = this.#pc;
+    if (pc?.signalingState !== 'have-local-offer') {
+      throw new SfuError('NEGOTIATION_FAILED', 'no subscriber offer is waiting for an answer');
+    }
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp: request.sdp });
+    } catch (error) {
+      throw new SfuError('INVALID_SDP', `the answer was rejected: ${(error as Error).message}`, {
+        cause: error,
+      });
+    } finally {
+      this.#sweeper?.sweep();
+    }
+    clearTimeout(this.#answerTimer);
+    this.#negotiating = false;
+    for (const candidate of this.#pendingCandidates.splice(0))
+      await addCandidate(pc, candidate, this.#logger);
+    if (pc.connectionState === 'connected') {
+      for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+    }
+    if (this.#renegotiate) this.#negotiate();
+  }
+
+  async trickle(candidate: IceCandidate): Promise<void> {
+    const pc = this.#pc;
+    if (!pc)
+      throw new SfuError(
+        'NEGOTIATION_FAILED',
+        'no subscriber PeerConnection yet: send the offer first',
+      );
+    if (!pc.remoteDescription) {
+      this.#pendingCandidates.push(candidate);
+      return;
+    }
+    await addCandidate(pc, candidate, this.#logger);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new InvalidStateError(`participant ${this.#sessionId} is closed`);
+  }
+
+  /** Ends every subscription and closes the PeerConnection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#answerTimer);
+    for (const off of this.#werift.splice(0)) off();
+    for (const s of [...this.#subscriptions.values()]) s.close();
+    this.#pc = undefined;
+    await this.#sweeper?.close();
+  }
+}
