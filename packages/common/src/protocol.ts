@@ -32,6 +32,8 @@ export const LIMITS = Object.freeze({
    * larger ones get PAYLOAD_TOO_LARGE. Every body the API takes is a few hundred bytes.
    */
   maxHttpBodyBytes: 16 * 1024,
+  /** Simulcast layers per published video (rids, lowest first). */
+  maxSimulcastLayers: 3,
 });
 
 /** Websocket close codes the server uses (RFC 6455 section 7.4 and the 4000-4999 range). */
@@ -72,12 +74,38 @@ export const IceServer = z.object({
 });
 export type IceServer = z.infer<typeof IceServer>;
 
+/**
+ * One simulcast layer of a published video, as the publisher encodes it: the rid of its
+ * `a=rid` line, the size it is sent at and its bitrate cap (its `RTCRtpEncodingParameters`).
+ */
+export const SimulcastLayer = z.object({
+  rid: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/, 'a rid is 1-16 letters, digits, _ or -'),
+  width: z.number().int().min(1).max(8192),
+  height: z.number().int().min(1).max(8192),
+  /** Bits per second. */
+  maxBitrate: z.number().int().min(10_000).max(50_000_000),
+});
+export type SimulcastLayer = z.infer<typeof SimulcastLayer>;
+
+/** A simulcast video's layers, lowest first (the order of its widths). */
+export const SimulcastLayers = z
+  .array(SimulcastLayer)
+  .min(2)
+  .max(LIMITS.maxSimulcastLayers)
+  .refine((layers) => new Set(layers.map((l) => l.rid)).size === layers.length, 'rids must differ')
+  .refine(
+    (layers) => layers.every((l, i) => i === 0 || l.width > (layers[i - 1]?.width ?? 0)),
+    'layers go lowest first: each wider than the one before',
+  );
+
 export const TrackInfo = z.object({
   trackId: id,
   kind: TrackKind,
   source: TrackSource,
   muted: z.boolean(),
   codec: z.string().optional(),
+  /** Present for a simulcast video: what a subscriber can get (see `subscription.settings`). */
+  layers: z.array(SimulcastLayer).optional(),
 });
 export type TrackInfo = z.infer<typeof TrackInfo>;
 
@@ -124,6 +152,11 @@ export const PublishTrackRequest = z.object({
   mid: z.string().min(1).max(32),
   kind: TrackKind,
   source: TrackSource,
+  /**
+   * Simulcast: the layers this m-line sends, lowest first; their rids must be the offer's
+   * `a=simulcast:send` rids. Video only.
+   */
+  layers: SimulcastLayers.optional(),
 });
 
 /** A publisher offer: the first one creates the publisher PeerConnection, later ones renegotiate. */
@@ -170,6 +203,23 @@ export const ChatRequest = z.object({
   text: z.string().min(1).max(LIMITS.maxChatLength),
 });
 
+/**
+ * How a subscriber shows one remote video, so that the node sends the layer it needs: the
+ * rendered size in device pixels (0 x 0, or `visible: false` for a hidden, off-screen or
+ * minimised video, pauses it) and a user's pin: `low` always the lowest layer, `high` the
+ * highest the network carries whatever the size, `auto` (the default) by size and network.
+ */
+export const SubscriptionSettings = z.object({
+  type: z.literal('subscription.settings'),
+  id: id.optional(),
+  trackId: id,
+  visible: z.boolean(),
+  width: z.number().int().min(0).max(16_384),
+  height: z.number().int().min(0).max(16_384),
+  pin: z.enum(['auto', 'low', 'high']).optional(),
+});
+export type SubscriptionPin = NonNullable<z.infer<typeof SubscriptionSettings>['pin']>;
+
 export const LeaveRequest = z.object({ type: z.literal('leave'), id: id.optional() });
 
 export const PingRequest = z.object({ type: z.literal('ping'), ts: z.number() });
@@ -183,6 +233,7 @@ export const ClientMessage = z.discriminatedUnion('type', [
   SubscriberAnswer,
   Trickle,
   MuteRequest,
+  SubscriptionSettings,
   ChatRequest,
   LeaveRequest,
   PingRequest,
@@ -274,6 +325,26 @@ export const TrackMuted = z.object({
   muted: z.boolean(),
 });
 
+/**
+ * Dynacast: the layers of a published simulcast video that some subscriber in the cluster
+ * needs. The publisher sends these (`encodings[i].active = true`) and may pause the others;
+ * a layer comes back in a later message as soon as someone needs it.
+ */
+export const PublicationLayers = z.object({
+  type: z.literal('publication.layers'),
+  trackId: id,
+  active: z.array(z.string()),
+});
+
+/** The layer of a simulcast video this subscriber now receives; `rid: null` when paused. */
+export const SubscriptionLayer = z.object({
+  type: z.literal('subscription.layer'),
+  trackId: id,
+  rid: z.string().nullable(),
+  width: z.number().int().min(0),
+  height: z.number().int().min(0),
+});
+
 export const ChatEvent = z.object({
   type: z.literal('chat'),
   from: z.object({ sessionId: id, identity: z.string(), name: z.string() }),
@@ -329,6 +400,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
   TrackPublished,
   TrackUnpublished,
   TrackMuted,
+  PublicationLayers,
+  SubscriptionLayer,
   ChatEvent,
   Pong,
   Ok,

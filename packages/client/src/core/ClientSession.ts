@@ -14,6 +14,7 @@ import type {
   ParticipantInfo,
   ServerMessageOf,
   SubscribedTrack,
+  SubscriptionPin,
   TrackInfo,
 } from '@geosfu/common/protocol';
 import { fetchDevToken } from './devToken.js';
@@ -81,6 +82,16 @@ export type ClientEvents = {
   trackPublished: [participantSid: string, track: TrackInfo];
   trackUnpublished: [participantSid: string, trackId: string];
   trackMuted: [participantSid: string, trackId: string, muted: boolean];
+  /**
+   * Dynacast: the layers (rids) of our simulcast track `trackId` that someone needs; the
+   * publishing side sends these and pauses the others (`encodings[i].active`).
+   */
+  layersRequested: [trackId: string, rids: string[]];
+  /** The layer of a remote simulcast video we now receive (`rid` null: paused). */
+  subscriptionLayer: [
+    trackId: string,
+    layer: { rid: string | null; width: number; height: number },
+  ];
   /** A subscriber offer was answered; the tracks are the m-lines it carries. */
   subscribed: [tracks: SubscribedTrack[]];
   /** Answering a subscriber offer failed (the session goes on). */
@@ -243,6 +254,18 @@ export class ClientSession<D extends PeerDriver = PeerDriver> extends TypedEmitt
     return answered;
   }
 
+  /**
+   * Tells the node how a remote video is shown (size in device pixels, visibility, pin), so
+   * that it sends the layer that fits. Send it again whenever that changes.
+   */
+  updateSubscription(
+    trackId: string,
+    settings: { visible: boolean; width: number; height: number; pin?: SubscriptionPin },
+  ): void {
+    if (this.#joined && !this.closed)
+      this.signal.send({ type: 'subscription.settings', trackId, ...settings });
+  }
+
   /** The publisher has its remote description: the server's candidates can go in. */
   publisherAnswered(): Promise<void> {
     return this.#trickle.remoteDescriptionSet('publisher');
@@ -362,6 +385,12 @@ export class ClientSession<D extends PeerDriver = PeerDriver> extends TypedEmitt
       if (!live()) return;
       this.#roster.mute(m.participantSid, m.trackId, m.muted);
       this.safeEmit('trackMuted', m.participantSid, m.trackId, m.muted);
+    });
+    s.on('publication.layers', (m) => {
+      if (live()) this.safeEmit('layersRequested', m.trackId, m.active);
+    });
+    s.on('subscription.layer', (m) => {
+      if (live()) this.safeEmit('subscriptionLayer', m.trackId, m);
     });
     s.on('chat', (m) => {
       if (live()) this.safeEmit('chat', { from: m.from, text: m.text, ts: m.ts });
