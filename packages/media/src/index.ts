@@ -17,6 +17,7 @@ export {
   codecSpecOf,
   videoCodecs,
 } from './codecs.js';
+export type { ForwardedPacket } from './ForwardedPacket.js';
 export { isH264Keyframe, keyframeDetector } from './keyframe.js';
 export {
   OutgoingStream,
