@@ -4,6 +4,7 @@ export {
   UPGRADE_MARGIN,
   type VideoDemand,
 } from './allocateLayers.js';
+export { type BandwidthBudget, UNLIMITED_BUDGET } from './BandwidthBudget.js';
 export {
   BandwidthEstimator,
   type BandwidthEstimatorOptions,

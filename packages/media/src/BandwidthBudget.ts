@@ -1,0 +1,19 @@
+/**
+ * What a subscriber's layer allocator reads of the bandwidth estimation toward that
+ * subscriber (one per subscriber transport), and how it asks for more.
+ */
+export interface BandwidthBudget {
+  /** What the subscriber's downlink carries now, bits/s; undefined while nothing is known. */
+  readonly estimateBps: number | undefined;
+  /**
+   * The allocator would move a video up if `targetBps` fitted: the estimator may probe the
+   * path up to that rate (a short burst) to find out sooner than its slow growth would.
+   */
+  probe(targetBps: number): void;
+}
+
+/** The budget of a subscriber nothing is estimated for: everything fits. */
+export const UNLIMITED_BUDGET: BandwidthBudget = Object.freeze({
+  estimateBps: undefined,
+  probe: () => {},
+});
