@@ -37,6 +37,16 @@ export { REORDER_WINDOW, RtpMunger, seqDiff } from './RtpMunger.js';
 export { pliPacket, rembPacket } from './rtcp.js';
 export { forwardablePacket, RTP_HEADER_SIZE } from './rtp.js';
 export { TransportSweeper } from './TransportSweeper.js';
+export {
+  type FeedbackTransport,
+  TRANSPORT_CC_URI,
+  TwccFeedback,
+  type TwccFeedbackOptions,
+} from './TwccFeedback.js';
+export {
+  encodeTransportFeedback,
+  type TransportFeedbackInput,
+} from './transportFeedback.js';
 export { Vp8Munger } from './Vp8Munger.js';
 export {
   isVp8Keyframe,
@@ -46,4 +56,4 @@ export {
   writeVp8Tl0PicIdx,
 } from './vp8.js';
 export { fixWeriftDtls } from './weriftDtls.js';
-export { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
+export { fixNackWraparound, preferPassiveDtls, silenceWeriftTwcc } from './weriftFixes.js';
