@@ -16,6 +16,7 @@ import {
   publisherPeerConfig,
   rembPacket,
   silenceWeriftTwcc,
+  TRANSPORT_CC_URI,
   TransportSweeper,
   TwccFeedback,
 } from '@geosfu/media';
@@ -260,8 +261,8 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
 
   /**
    * Transport-cc feedback that the publisher's send-side estimator grows its estimate from
-   * (werift's own is silenced on every receiver, new m-lines included: pitfall 3). Sent only
-   * once packets carry the transport-cc extension, i.e. when the publisher negotiated it.
+   * (werift's own is silenced on every receiver, new m-lines included: pitfall 3). Started
+   * once an offer negotiates the transport-cc extension (browsers do; the bots do not).
    */
   #startFeedback(pc: RTCPeerConnection): void {
     for (const transceiver of pc.getTransceivers()) {
@@ -270,7 +271,8 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
       }
     }
     const first = pc.getTransceivers()[0];
-    if (this.#feedback || !first) return;
+    const negotiated = Object.values(pc.extIdUriMap).includes(TRANSPORT_CC_URI);
+    if (this.#feedback || !first || !negotiated) return;
     this.#feedback = new TwccFeedback({
       transport: first.receiver.dtlsTransport,
       extensionUris: pc.extIdUriMap,
