@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RtpHeader, RtpPacket } from 'werift';
+import {
+  type DecodedFeedback,
+  decodeTransportFeedback,
+} from './encodeTransportFeedback.fixtures.js';
 import { type FeedbackTransport, TRANSPORT_CC_URI, TwccFeedback } from './TwccFeedback.js';
-import { type DecodedFeedback, decodeTransportFeedback } from './transportFeedback.fixtures.js';
 
 /** A transport that records what is sent and lets the test deliver RTP. */
 function fakeTransport() {

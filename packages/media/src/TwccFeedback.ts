@@ -16,7 +16,7 @@ import {
   MAX_DELTA_TICKS,
   MAX_STATUS_COUNT,
   MIN_DELTA_TICKS,
-} from './transportFeedback.js';
+} from './encodeTransportFeedback.js';
 
 /** The header extension the publisher writes its transport-wide sequence number in. */
 export const TRANSPORT_CC_URI =

@@ -18,6 +18,10 @@ export {
   codecSpecOf,
   videoCodecs,
 } from './codecs.js';
+export {
+  encodeTransportFeedback,
+  type TransportFeedbackInput,
+} from './encodeTransportFeedback.js';
 export type { ForwardedPacket } from './ForwardedPacket.js';
 export { isH264Keyframe, keyframeDetector } from './keyframe.js';
 export {
@@ -43,10 +47,6 @@ export {
   TwccFeedback,
   type TwccFeedbackOptions,
 } from './TwccFeedback.js';
-export {
-  encodeTransportFeedback,
-  type TransportFeedbackInput,
-} from './transportFeedback.js';
 export { Vp8Munger } from './Vp8Munger.js';
 export {
   isVp8Keyframe,

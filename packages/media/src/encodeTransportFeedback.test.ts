@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RtcpHeader, TransportWideCC } from 'werift';
-import { decodeTransportFeedback as decode } from './transportFeedback.fixtures.js';
-import { encodeTransportFeedback } from './transportFeedback.js';
+import { decodeTransportFeedback as decode } from './encodeTransportFeedback.fixtures.js';
+import { encodeTransportFeedback } from './encodeTransportFeedback.js';
 
 test('a hand-built feedback: wrap of the base, a loss, small, large and negative deltas', () => {
   const t0 = 1_000_000; // 15 * 64 ms + 40 ms
