@@ -1,5 +1,6 @@
 import type { Logger } from '@geosfu/common';
 import type { RTCRtpSender } from 'werift';
+import type { ForwardedPacket } from './ForwardedPacket.js';
 import { RTP_HEADER_SIZE } from './rtp.js';
 
 /**
@@ -72,23 +73,28 @@ export class OutgoingStream {
     return this.#closed;
   }
 
-  /** Hot path: `packet` is a serialized RTP packet that the sender parses into its own copy. */
-  send(packet: Buffer): void {
-    if (this.#closed || this.paused) return;
+  /**
+   * Hot path: a packet of the publication, of any of its layers; the sender parses the buffer
+   * into its own copy. Until layer switching lands here, only layer 0 of a simulcast
+   * publication is sent (one SSRC per receiver, never the layers mixed).
+   */
+  send(packet: ForwardedPacket): void {
+    if (this.#closed || this.paused || packet.layer !== 0) return;
     const sender = this.sender;
     // Until the answer is applied (no codec) and DTLS is up, werift's sender drops the packet
     // itself: skip it here too, so that the counters (sfu_packets_total{direction="out"}) and
     // the first packet (sfu_join_duration_seconds) say what really left.
     if (!sender.codec || sender.dtlsTransport?.state !== 'connected') return;
+    const buffer = packet.buffer;
     this.packets++;
-    this.bytes += packet.length;
-    this.#observer.sent(packet.length - RTP_HEADER_SIZE);
+    this.bytes += buffer.length;
+    this.#observer.sent(buffer.length - RTP_HEADER_SIZE);
     if (this.#firstPacket) {
       const first = this.#firstPacket;
       this.#firstPacket = undefined;
       first();
     }
-    this.#write(packet);
+    this.#write(buffer);
   }
 
   #write(packet: Buffer): void {
