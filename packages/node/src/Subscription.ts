@@ -43,7 +43,8 @@ export class Subscription {
         ...(firstPacket ? { firstPacket } : {}),
         keyframeRequested: () => {
           metrics.pli.inc({ direction: 'in' });
-          this.publication.requestKeyframe();
+          // The stream sends layer 0 until it switches layers itself.
+          this.publication.requestKeyframe(0);
         },
         // werift's sender answers the NACK from its own history; we only count it.
         nack: () => metrics.nack.inc({ direction: 'in' }),

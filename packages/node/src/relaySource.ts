@@ -23,7 +23,8 @@ export function relaySourceOf(publication: Publication): RelaySource {
         publication.addSubscription(sink);
         return () => publication.removeSubscription(sink);
       },
-      requestKeyframe: () => publication.requestKeyframe(),
+      // A relay link carries layer 0 (its OutgoingStream sends only that layer for now).
+      requestKeyframe: () => publication.requestKeyframe(0),
     };
     sources.set(publication, source);
   }

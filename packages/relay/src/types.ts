@@ -1,5 +1,5 @@
 import type { TrackKind, TrackSource } from '@geosfu/common';
-import type { CodecSpec } from '@geosfu/media';
+import type { CodecSpec, ForwardedPacket } from '@geosfu/media';
 
 /** What a relay link carries on one m-line: whose track it is and how it is encoded. */
 export interface RelayTrackInfo {
@@ -15,10 +15,10 @@ export interface RelayTrackInfo {
 export interface RelaySource {
   readonly track: RelayTrackInfo;
   /**
-   * Starts handing every forwarded packet (serialized, header extensions stripped) to
-   * `send`; returns the function that stops it.
+   * Starts handing every forwarded packet (of every layer; the sink picks) to `send`;
+   * returns the function that stops it.
    */
-  attach(sink: { send(packet: Buffer): void; close(): void }): () => void;
+  attach(sink: { send(packet: ForwardedPacket): void; close(): void }): () => void;
   requestKeyframe(): void;
 }
 
