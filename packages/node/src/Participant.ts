@@ -172,6 +172,17 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#subscriber.unsubscribe(trackId);
   }
 
+  /** How this participant shows a video it receives: the node picks the layer from it. */
+  updateSubscription(request: ClientMessageOf<'subscription.settings'>): void {
+    this.#assertOpen();
+    this.#subscriber.updateSettings(request.trackId, {
+      visible: request.visible,
+      width: request.width,
+      height: request.height,
+      pin: request.pin ?? 'auto',
+    });
+  }
+
   async subscriberAnswer(request: ClientMessageOf<'subscriber.answer'>): Promise<void> {
     this.#assertOpen();
     await this.#subscriber.answer(request);

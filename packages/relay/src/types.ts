@@ -11,6 +11,14 @@ export interface RelayTrackInfo {
   codec: CodecSpec;
 }
 
+/** What a relay source feeds: the link's outgoing stream for one m-line. */
+export interface RelaySink {
+  send(packet: ForwardedPacket): void;
+  /** The layer to carry (the source decides: see relaySource.ts in the node). */
+  setTargetLayer(layer: number): void;
+  close(): void;
+}
+
 /** A local track that a relay link sends (the node's Publication seen through the relay). */
 export interface RelaySource {
   readonly track: RelayTrackInfo;
@@ -18,8 +26,9 @@ export interface RelaySource {
    * Starts handing every forwarded packet (of every layer; the sink picks) to `send`;
    * returns the function that stops it.
    */
-  attach(sink: { send(packet: ForwardedPacket): void; close(): void }): () => void;
-  requestKeyframe(): void;
+  attach(sink: RelaySink): () => void;
+  /** A keyframe of `layer`, or of the layer the link carries when undefined. */
+  requestKeyframe(layer?: number): void;
 }
 
 export type { AnswerBody, CloseBody, OfferBody } from './messages.js';
