@@ -1,5 +1,12 @@
 export { DevTokenError, fetchDevToken, httpBaseUrl } from '../core/devToken.js';
-export { Bot, type BotEvents, type BotOptions, type BotStats, type ChatMessage } from './Bot.js';
+export {
+  Bot,
+  type BotEvents,
+  type BotOptions,
+  type BotStats,
+  type ChatMessage,
+  type SubscriptionLayerInfo,
+} from './Bot.js';
 export {
   PROBE_SIZE,
   type Probe,
@@ -14,6 +21,7 @@ export {
   weriftLossValue,
 } from './peer.js';
 export { BotPublisher, type PublishExchange, type PublishOptions } from './publisher.js';
+export { RtpLog } from './RtpLog.js';
 export {
   LATENCY_BUCKET_MS,
   type ReceivedStreamInterval,
