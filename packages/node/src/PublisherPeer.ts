@@ -22,7 +22,7 @@ import { addCandidate } from './addCandidate.js';
 import type { NodeMetrics } from './metrics.js';
 import type { PeerAdmission } from './PeerAdmission.js';
 import { Publication } from './Publication.js';
-import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
+import { checkPublishOffer, checkTrackLayers, type PublishOffer } from './publishOffer.js';
 
 export type PublisherPeerEvents = {
   /** A track is ready to be forwarded. */
@@ -106,6 +106,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
           `m-line "${track.mid}" must be sendonly to publish (it is ${section.direction})`,
         );
       }
+      checkTrackLayers(track, section);
     }
     const newTracks = request.tracks.filter((t) => !known.has(t.mid));
     if (this.#publications.size + newTracks.length > LIMITS.maxTracksPerParticipant) {
