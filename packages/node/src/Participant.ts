@@ -95,6 +95,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#publisher = new PublisherPeer({
       ...common,
       identity: this.identity,
+      send: (message) => this.send(message),
       onPeerConnection: (pc) => this.#watchConnection(pc, 'publisher'),
     });
     this.#publisher.on('published', (p) => this.safeEmit('published', p));

@@ -104,6 +104,8 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     trackId?: string;
     /** Simulcast: the layers the publish request declared, lowest first. */
     layers?: readonly SimulcastLayer[];
+    /** DYNACAST_PAUSE_DELAY_MS unless given (unit tests). */
+    dynacastPauseDelayMs?: number;
   }) {
     super((event, error) =>
       options.logger.error({ err: error, event }, 'publication listener threw'),
@@ -137,7 +139,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     this.#dynacast = declared
       ? new Dynacast<PacketSink>({
           layerCount: declared.length,
-          pauseDelayMs: DYNACAST_PAUSE_DELAY_MS,
+          pauseDelayMs: options.dynacastPauseDelayMs ?? DYNACAST_PAUSE_DELAY_MS,
           onChange: (top) => this.#onDynacast(top),
         })
       : undefined;
