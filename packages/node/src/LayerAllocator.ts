@@ -119,8 +119,7 @@ export class LayerAllocator {
       const urgent =
         s.settingsChanged ||
         layer === -1 ||
-        s.currentLayer < 0 ||
-        !layers[s.currentLayer]?.active ||
+        (s.currentLayer >= 0 && !layers[s.currentLayer]?.active) ||
         now - s.retargetedAt >= RETARGET_MIN_INTERVAL_MS;
       s.settingsChanged = false;
       if (layer !== s.targetLayer && !urgent) continue;
