@@ -182,7 +182,7 @@ export class SubscriberPeer {
       pc.connectionStateChange.subscribe((state) => {
         if (state !== 'connected') return;
         // A subscriber that just connected needs a keyframe of everything it receives.
-        for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+        for (const s of this.#subscriptions.values()) s.requestKeyframe();
         if (this.#renegotiate) this.#negotiate(); // changes held while it connected
       }).unSubscribe,
     );
@@ -262,7 +262,7 @@ export class SubscriberPeer {
     for (const candidate of this.#pendingCandidates.splice(0))
       await addCandidate(pc, candidate, this.#logger);
     if (pc.connectionState === 'connected') {
-      for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+      for (const s of this.#subscriptions.values()) s.requestKeyframe();
     }
     if (this.#renegotiate) this.#negotiate();
   }

@@ -142,6 +142,16 @@ export class Subscription {
     this.publication.setDemand(this.#stream, demand);
   }
 
+  /**
+   * Asks for a keyframe of the layer the subscriber gets (or is about to get): not of every
+   * layer, which would make the publisher encode keyframes nobody here decodes. Nothing while
+   * paused.
+   */
+  requestKeyframe(): void {
+    const layer = this.#stream.targetLayer;
+    if (layer >= 0) this.publication.requestKeyframe(layer);
+  }
+
   /** Detaches from the publication; the owner (SubscriberPeer) removes the transceiver. */
   close(): void {
     if (this.#closed) return;
