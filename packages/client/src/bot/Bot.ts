@@ -86,6 +86,7 @@ export type BotEvents = Pick<
   | 'participantJoined'
   | 'trackPublished'
   | 'trackUnpublished'
+  | 'layersRequested'
   | 'chat'
   | 'serverError'
   | 'subscriptionLayer'
@@ -507,6 +508,12 @@ export class Bot extends TypedEmitter<BotEvents> {
     s.on('participantLeft', (left) => this.safeEmit('participantLeft', left));
     s.on('trackPublished', (sid, track) => this.safeEmit('trackPublished', sid, track));
     s.on('trackUnpublished', (sid, trackId) => this.safeEmit('trackUnpublished', sid, trackId));
+    s.on('layersRequested', (trackId, rids) => {
+      // Dynacast: the simulcast video sends only what someone needs.
+      const publisher = s.driver?.publisher;
+      if (publisher?.trackId('video') === trackId) publisher.setActiveLayers(rids);
+      this.safeEmit('layersRequested', trackId, rids);
+    });
     s.on('chat', (message) => this.safeEmit('chat', message));
     s.on('subscriptionLayer', (trackId, layer) => {
       this.#layers.set(trackId, layer);

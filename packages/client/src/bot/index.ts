@@ -28,5 +28,11 @@ export {
   type ReceivedStreamStats,
 } from './receivedStream.js';
 export { percentile, SequenceTracker } from './receiveStats.js';
-export { nowMs, type SentStreamStats } from './source.js';
+export {
+  BOT_SIMULCAST_LAYERS,
+  RTP_STREAM_ID_URI,
+  SimulcastVideoSource,
+  simulcastOffer,
+} from './simulcast.js';
+export { nowMs, type SentLayerStats, type SentStreamStats } from './source.js';
 export { BotSubscriber, type ReceivedIntervalStats } from './subscriber.js';
