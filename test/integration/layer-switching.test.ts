@@ -187,7 +187,7 @@ describe('layer switching', () => {
     const { sub } = await publisherAndSubscriber('unknown-track');
     await assert.rejects(
       sub.updateSubscription('TR_nope', { visible: true, width: 10, height: 10 }),
-      /TRACK_NOT_FOUND/,
+      (error: unknown) => (error as { code?: string }).code === 'TRACK_NOT_FOUND',
     );
   });
 });
