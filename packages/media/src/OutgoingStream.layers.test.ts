@@ -339,3 +339,58 @@ test('audio starts at its first packet and goes through unchanged', async () => 
     assert.equal(((received[i]?.ts ?? 0) - (received[i - 1]?.ts ?? 0)) >>> 0, 960);
   }
 });
+
+test('H264 (no VP8 descriptor): switches at the keyframe flag (IDR), sequence numbers and timestamps continue', async () => {
+  const switches: number[] = [];
+  const { stream, received } = await connectedStream('video', {
+    layerSwitched: (_from, to) => switches.push(to),
+  });
+  // Two layers of single-NAL packets, one packet a frame; the publication flags IDRs.
+  const layers = [
+    { ssrc: 10, seq: 40_000, ts: 1_000 },
+    { ssrc: 20, seq: 9, ts: 3_000_000_000 },
+  ];
+  const packetOf = (layer: number, keyframe: boolean): ForwardedPacket => {
+    const l = layers[layer];
+    assert.ok(l);
+    const payload = Buffer.from([keyframe ? 0x65 : 0x41, 0, 0, 0, layer]);
+    const header = new RtpHeader({
+      payloadType: 102,
+      sequenceNumber: l.seq,
+      timestamp: l.ts,
+      ssrc: l.ssrc,
+      marker: true,
+    });
+    const packet: ForwardedPacket = {
+      buffer: new RtpPacket(header, payload).serialize(),
+      layer,
+      ssrc: l.ssrc,
+      sequenceNumber: l.seq,
+      timestamp: l.ts,
+      marker: true,
+      keyframe,
+      vp8: undefined,
+    };
+    l.seq = (l.seq + 1) & 0xffff;
+    l.ts = (l.ts + 3000) >>> 0;
+    return packet;
+  };
+  for (let s = 0; s < 21; s++) {
+    const target = s % 2;
+    stream.setTargetLayer(target);
+    for (let f = 0; f < 6; f++) {
+      // An IDR on each layer every third frame.
+      for (const layer of [0, 1]) stream.send(packetOf(layer, f % 3 === 2));
+    }
+    assert.equal(stream.currentLayer, target);
+  }
+  await waitUntil('all sent packets received', () => received.length === stream.packets);
+  assert.equal(switches.length, 21);
+  for (let i = 1; i < received.length; i++) {
+    const a = received[i - 1];
+    const b = received[i];
+    assert.ok(a && b);
+    assert.equal(seqDiff(b.seq, a.seq), 1, `packet ${i}: ${a.seq} -> ${b.seq}`);
+    assert.ok((b.ts - a.ts) >>> 0 < 90_000, `packet ${i}: timestamp ${a.ts} -> ${b.ts}`);
+  }
+});

@@ -17,7 +17,7 @@ import type { RTCPeerConnection } from 'werift';
 import WebSocket from 'ws';
 import { type ChatMessage, type ClientEvents, ClientSession } from '../core/ClientSession.js';
 import type { RouteAnswer } from '../core/route.js';
-import { type SignalClient, SignalError, type WebSocketLike } from '../core/SignalClient.js';
+import { type SignalClient, SignalError } from '../core/SignalClient.js';
 import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
 import type { PeerOptions } from './peer.js';
 import type { PublishOptions } from './publisher.js';
@@ -26,6 +26,7 @@ import type { ReceivedStreamStats } from './receivedStream.js';
 import { nowMs, type SentStreamStats } from './source.js';
 import type { ReceivedIntervalStats } from './subscriber.js';
 import { WeriftDriver } from './WeriftDriver.js';
+import { adaptWebSocket } from './wsAdapter.js';
 
 // Every bot is a DTLS client towards its node (nodes answer a=setup:passive).
 fixWeriftDtls();
@@ -122,29 +123,6 @@ interface Waiter {
 
 const CLOSE_WAIT_MS = 1_000;
 const CLOCK_PING_TIMEOUT_MS = 5_000;
-
-/** Adapts the `ws` package's EventEmitter API to the handler properties SignalClient uses. */
-function adaptWebSocket(ws: WebSocket): WebSocketLike {
-  const adapter: WebSocketLike = {
-    get readyState() {
-      return ws.readyState;
-    },
-    send: (data) => ws.send(data),
-    close: (code, reason) => ws.close(code, reason),
-    onopen: null,
-    onclose: null,
-    onerror: null,
-    onmessage: null,
-  };
-  ws.on('open', () => adapter.onopen?.(undefined));
-  ws.on('close', (code, reason) => adapter.onclose?.({ code, reason: reason.toString() }));
-  // Without an 'error' listener an EventEmitter throws; the close event carries what matters.
-  ws.on('error', (error) => adapter.onerror?.(error));
-  ws.on('message', (data, isBinary) => {
-    if (!isBinary) adapter.onmessage?.({ data: data.toString() });
-  });
-  return adapter;
-}
 
 export class Bot extends TypedEmitter<BotEvents> {
   readonly #log: Logger;
@@ -342,11 +320,7 @@ export class Bot extends TypedEmitter<BotEvents> {
     await this.signal.request({ type: 'unpublish', trackId }, 'ok');
   }
 
-  /**
-   * Tells the node how this bot "shows" a received video (size, visibility, pin), as a page
-   * does with its tiles; resolves on the node's `ok` (rejects with its error, e.g.
-   * TRACK_NOT_FOUND for a track the bot does not receive).
-   */
+  /** Tells the node how the bot "shows" a received video, as a page does; awaits `ok`. */
   async updateSubscription(
     trackId: string,
     settings: { visible: boolean; width: number; height: number; pin?: SubscriptionPin },
@@ -359,10 +333,7 @@ export class Bot extends TypedEmitter<BotEvents> {
     return this.#layers.get(trackId);
   }
 
-  /**
-   * Logs every RTP packet of the received track `trackId` from now on (sequence numbers,
-   * timestamps, VP8 PictureIDs, keyframe sizes); undefined before the bot subscribes.
-   */
+  /** Logs every RTP packet of the received track from now on; undefined before subscribing. */
   recordRtp(trackId: string): RtpLog | undefined {
     return this.#session.driver?.subscriber?.recordRtp(trackId);
   }
