@@ -140,7 +140,7 @@ export class RelayBridge {
       metrics: this.#metrics,
       logger: this.#logger.child({ component: 'relayed', from, trackId: info.trackId }),
     });
-    const stop = track.onPacket((rtp) => publication.forward(rtp));
+    const stop = track.onPacket((rtp) => publication.forward(rtp, 0));
     publication.once('close', stop);
     let byTrack = this.#relayed.get(roomName);
     if (!byTrack) {

@@ -4,7 +4,7 @@
  * node's state when Prometheus scrapes, so nothing has to keep them in step.
  * Labels stay bounded: never a room, session or participant id.
  */
-import type { TrackKind } from '@geosfu/common';
+import { LIMITS, type TrackKind } from '@geosfu/common';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export type Path = 'client' | 'relay';
@@ -29,6 +29,9 @@ export class NodeMetrics {
   readonly pli: Counter<'direction'>;
   readonly nack: Counter<'direction'>;
   readonly keyframes: Counter;
+  readonly simulcastLayerPackets: Counter<'layer'>;
+  readonly simulcastPausedLayers: Gauge;
+  readonly layerSwitches: Counter<'direction'>;
   readonly signalErrors: Counter<'code'>;
   readonly joinDuration: Histogram;
   readonly admissionWait: Histogram<'result'>;
@@ -137,6 +140,26 @@ export class NodeMetrics {
       help: 'Video keyframes received from publishers',
       registers,
     });
+    this.simulcastLayerPackets = new Counter({
+      name: 'sfu_simulcast_layer_packets_total',
+      help: 'RTP packets received from simulcast publishers, by layer index (0 = lowest)',
+      labelNames: ['layer'],
+      registers,
+    });
+    for (let layer = 0; layer < LIMITS.maxSimulcastLayers; layer++)
+      this.simulcastLayerPackets.inc({ layer: String(layer) }, 0);
+    this.simulcastPausedLayers = new Gauge({
+      name: 'sfu_simulcast_paused_layers',
+      help: 'Simulcast layers of publishers on this node paused by dynacast (no subscriber needs them)',
+      registers,
+    });
+    this.layerSwitches = new Counter({
+      name: 'sfu_layer_switches_total',
+      help: "Simulcast layer switches of subscribers (at the target layer's keyframe), up or down",
+      labelNames: ['direction'],
+      registers,
+    });
+    for (const direction of ['up', 'down'] as const) this.layerSwitches.inc({ direction }, 0);
     this.signalErrors = new Counter({
       name: 'sfu_signal_errors_total',
       help: 'Errors sent to signalling clients, by code',

@@ -21,11 +21,29 @@ export function relaySourceOf(publication: Publication): RelaySource {
       attach: (sink) => {
         if (publication.closed) return () => undefined;
         publication.addSubscription(sink);
-        return () => publication.removeSubscription(sink);
+        // Until relays carry the layers the far node asks for: the highest that arrives (a
+        // link has no budget of its own), kept while none arrives.
+        const follow = () => {
+          const top = highestActive(publication);
+          if (top >= 0) sink.setTargetLayer(top);
+        };
+        follow();
+        const off = publication.on('layers', follow);
+        return () => {
+          off();
+          publication.removeSubscription(sink);
+        };
       },
-      requestKeyframe: () => publication.requestKeyframe(),
+      requestKeyframe: (layer) =>
+        publication.requestKeyframe(layer ?? Math.max(0, highestActive(publication))),
     };
     sources.set(publication, source);
   }
   return source;
+}
+
+function highestActive(publication: Publication): number {
+  const layers = publication.layers;
+  for (let i = layers.length - 1; i >= 0; i--) if (layers[i]?.active) return i;
+  return -1;
 }

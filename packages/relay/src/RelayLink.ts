@@ -143,9 +143,9 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
       sender: transceiver.sender,
       observer: {
         sent: (bytes) => this.safeEmit('packetOut', kind, bytes),
-        keyframeRequested: () => {
+        keyframeRequested: (layer) => {
           this.safeEmit('pli');
-          source.requestKeyframe();
+          source.requestKeyframe(layer);
         },
       },
       // The source ended (it closes the stream); the monitor's next reconcile removes it.

@@ -57,4 +57,4 @@ export {
   type RelayReceiverCloseReason,
   type RelayReceiverEvents,
 } from './RelayReceiver.js';
-export type { RelaySource, RelayTrackInfo } from './types.js';
+export type { RelaySink, RelaySource, RelayTrackInfo } from './types.js';
