@@ -114,6 +114,8 @@ export class Publication extends TypedEmitter<PublicationEvents> {
      * and the others read as paused here. The result is the `dynacast` event either way.
      */
     demand?: 'range' | 'exact';
+    /** DYNACAST_PAUSE_DELAY_MS unless given (unit tests). */
+    dynacastPauseDelayMs?: number;
   }) {
     super((event, error) =>
       options.logger.error({ err: error, event }, 'publication listener threw'),
@@ -150,7 +152,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     else if (exact) {
       const demand = new RelayDemand<PacketSink>({
         layerCount: declared.length,
-        lingerMs: DYNACAST_PAUSE_DELAY_MS,
+        lingerMs: options.dynacastPauseDelayMs ?? DYNACAST_PAUSE_DELAY_MS,
         onChange: (needed) => this.#onDynacast(needed),
       });
       this.#dynacast = demand;
@@ -158,7 +160,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     } else {
       this.#dynacast = new Dynacast<PacketSink>({
         layerCount: declared.length,
-        pauseDelayMs: DYNACAST_PAUSE_DELAY_MS,
+        pauseDelayMs: options.dynacastPauseDelayMs ?? DYNACAST_PAUSE_DELAY_MS,
         onChange: (top) => this.#onDynacast(declared.map((_, i) => i <= top)),
       });
     }

@@ -22,7 +22,7 @@ import { addCandidate } from './addCandidate.js';
 import type { NodeMetrics } from './metrics.js';
 import type { PeerAdmission } from './PeerAdmission.js';
 import { Publication } from './Publication.js';
-import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
+import { checkPublishOffer, checkTrackLayers, type PublishOffer } from './publishOffer.js';
 
 export type PublisherPeerEvents = {
   /** A track is ready to be forwarded. */
@@ -45,6 +45,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
   readonly #logger: Logger;
   readonly #admission: PeerAdmission;
   readonly #onPeerConnection: (pc: RTCPeerConnection) => void;
+  readonly #send: (message: ServerMessage) => void;
   #pc: RTCPeerConnection | undefined;
   #sweeper: TransportSweeper | undefined;
   /** The last publish offer accepted: the next one keeps its ICE credentials and m-lines. */
@@ -65,6 +66,8 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     admission: PeerAdmission;
     /** Called once when the PeerConnection is created, so that its liveness can be watched. */
     onPeerConnection: (pc: RTCPeerConnection) => void;
+    /** Sends a message to this participant's client (dynacast's `publication.layers`). */
+    send: (message: ServerMessage) => void;
   }) {
     super((event, error) =>
       options.logger.error({ err: error, event }, 'publisher listener threw'),
@@ -76,6 +79,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     this.#logger = options.logger;
     this.#admission = options.admission;
     this.#onPeerConnection = options.onPeerConnection;
+    this.#send = options.send;
   }
 
   get pc(): RTCPeerConnection | undefined {
@@ -106,6 +110,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
           `m-line "${track.mid}" must be sendonly to publish (it is ${section.direction})`,
         );
       }
+      checkTrackLayers(track, section);
     }
     const newTracks = request.tracks.filter((t) => !known.has(t.mid));
     if (this.#publications.size + newTracks.length > LIMITS.maxTracksPerParticipant) {
@@ -174,6 +179,10 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
           requestKeyframe: (layer) => this.#sendPli(transceiver, publication.layers[layer]?.rid),
         },
       });
+      // Dynacast: the publisher sends these rids and may pause the others.
+      publication.on('dynacast', (active) =>
+        this.#send({ type: 'publication.layers', trackId: publication.trackId, active }),
+      );
       this.#mids.set(publication, track.mid);
       this.#publications.set(publication.trackId, publication);
       this.#receive(transceiver, publication);

@@ -31,6 +31,7 @@ export class NodeMetrics {
   readonly keyframes: Counter;
   readonly simulcastLayerPackets: Counter<'layer'>;
   readonly simulcastPausedLayers: Gauge;
+  readonly layerSwitches: Counter<'direction'>;
   readonly signalErrors: Counter<'code'>;
   readonly joinDuration: Histogram;
   readonly admissionWait: Histogram<'result'>;
@@ -155,6 +156,13 @@ export class NodeMetrics {
       help: 'Simulcast layers of publishers on this node paused by dynacast (no subscriber needs them)',
       registers,
     });
+    this.layerSwitches = new Counter({
+      name: 'sfu_layer_switches_total',
+      help: "Simulcast layer switches of subscribers (at the target layer's keyframe), up or down",
+      labelNames: ['direction'],
+      registers,
+    });
+    for (const direction of ['up', 'down'] as const) this.layerSwitches.inc({ direction }, 0);
     this.signalErrors = new Counter({
       name: 'sfu_signal_errors_total',
       help: 'Errors sent to signalling clients, by code',

@@ -9,6 +9,7 @@ import type {
   ParticipantInfo,
   ServerMessageOf,
   SubscribedTrack,
+  SubscriptionPin,
   TrackKind,
 } from '@geosfu/common/protocol';
 import { fixWeriftDtls } from '@geosfu/media';
@@ -20,6 +21,7 @@ import { type SignalClient, SignalError, type WebSocketLike } from '../core/Sign
 import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
 import type { PeerOptions } from './peer.js';
 import type { PublishOptions } from './publisher.js';
+import type { RtpLog } from './RtpLog.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
 import { nowMs, type SentStreamStats } from './source.js';
 import type { ReceivedIntervalStats } from './subscriber.js';
@@ -67,6 +69,9 @@ export interface BotOptions {
   connectTimeoutMs?: number;
 }
 
+/** Which layer of a simulcast video the node sends (`rid` null: paused). */
+export type SubscriptionLayerInfo = ClientEvents['subscriptionLayer'][1];
+
 export interface BotStats {
   received: ReceivedStreamStats[];
   sent: SentStreamStats[];
@@ -81,8 +86,10 @@ export type BotEvents = Pick<
   | 'participantJoined'
   | 'trackPublished'
   | 'trackUnpublished'
+  | 'layersRequested'
   | 'chat'
   | 'serverError'
+  | 'subscriptionLayer'
 > & {
   firstPacket: [identity: string, kind: TrackKind, atMs: number];
   firstKeyframe: [identity: string, kind: TrackKind, atMs: number];
@@ -147,6 +154,8 @@ export class Bot extends TypedEmitter<BotEvents> {
   #ws: WebSocket | undefined;
   readonly #waiters = new Set<Waiter>();
   readonly #packetWaiters = new Set<() => void>();
+  /** The last `subscription.layer` of each received simulcast video, by trackId. */
+  readonly #layers = new Map<string, SubscriptionLayerInfo>();
   #closing: Promise<void> | undefined;
   #publishing: Promise<void> | undefined;
   #closedReason: string | undefined;
@@ -333,6 +342,31 @@ export class Bot extends TypedEmitter<BotEvents> {
     await this.signal.request({ type: 'unpublish', trackId }, 'ok');
   }
 
+  /**
+   * Tells the node how this bot "shows" a received video (size, visibility, pin), as a page
+   * does with its tiles; resolves on the node's `ok` (rejects with its error, e.g.
+   * TRACK_NOT_FOUND for a track the bot does not receive).
+   */
+  async updateSubscription(
+    trackId: string,
+    settings: { visible: boolean; width: number; height: number; pin?: SubscriptionPin },
+  ): Promise<void> {
+    await this.signal.request({ type: 'subscription.settings', trackId, ...settings }, 'ok');
+  }
+
+  /** The last `subscription.layer` the node sent for a received simulcast video. */
+  subscriptionLayer(trackId: string): SubscriptionLayerInfo | undefined {
+    return this.#layers.get(trackId);
+  }
+
+  /**
+   * Logs every RTP packet of the received track `trackId` from now on (sequence numbers,
+   * timestamps, VP8 PictureIDs, keyframe sizes); undefined before the bot subscribes.
+   */
+  recordRtp(trackId: string): RtpLog | undefined {
+    return this.#session.driver?.subscriber?.recordRtp(trackId);
+  }
+
   /** Sends a PLI upstream for a subscribed stream; false when no such stream is subscribed. */
   async requestKeyframe(identity: string, kind: TrackKind = 'video'): Promise<boolean> {
     return (await this.#session.driver?.subscriber?.requestKeyframe(identity, kind)) ?? false;
@@ -474,7 +508,17 @@ export class Bot extends TypedEmitter<BotEvents> {
     s.on('participantLeft', (left) => this.safeEmit('participantLeft', left));
     s.on('trackPublished', (sid, track) => this.safeEmit('trackPublished', sid, track));
     s.on('trackUnpublished', (sid, trackId) => this.safeEmit('trackUnpublished', sid, trackId));
+    s.on('layersRequested', (trackId, rids) => {
+      // Dynacast: the simulcast video sends only what someone needs.
+      const publisher = s.driver?.publisher;
+      if (publisher?.trackId('video') === trackId) publisher.setActiveLayers(rids);
+      this.safeEmit('layersRequested', trackId, rids);
+    });
     s.on('chat', (message) => this.safeEmit('chat', message));
+    s.on('subscriptionLayer', (trackId, layer) => {
+      this.#layers.set(trackId, layer);
+      this.safeEmit('subscriptionLayer', trackId, layer);
+    });
     s.on('serverError', (error) => {
       this.#log.warn(error, 'server error');
       this.safeEmit('serverError', error);
