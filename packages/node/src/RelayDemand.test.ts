@@ -9,6 +9,15 @@ afterEach(() => {
   for (const d of made.splice(0)) d.close();
 });
 
+/** Polls every 10 ms until `done`; fails after 10 s. */
+async function until(done: () => boolean): Promise<void> {
+  const end = performance.now() + 10_000;
+  while (!done()) {
+    assert.ok(performance.now() < end, 'timed out');
+    await sleep(10);
+  }
+}
+
 function demand() {
   const changes: string[] = [];
   const d = new RelayDemand<object>({
@@ -69,4 +78,25 @@ test('after close nothing changes', async () => {
   d.set(a, 2);
   await sleep(LINGER_MS * 2);
   assert.deepEqual(changes, ['x..', 'xx.']);
+});
+
+test('each dropped layer lingers its own full time, counted from when it was dropped', async () => {
+  const lingerMs = 1_500;
+  const d = new RelayDemand<object>({ layerCount: 3, lingerMs, onChange: () => undefined });
+  made.push(d);
+  const a = {};
+  d.add(a);
+  d.set(a, 2);
+  d.set(a, 1);
+  const twoDropped = performance.now();
+  await sleep(300);
+  d.set(a, 0);
+  const oneDropped = performance.now();
+  // Polled: timers never fire early, so the lower bounds hold however loaded the machine is.
+  await until(() => !d.asked[2]);
+  assert.ok(performance.now() - twoDropped >= lingerMs - 1);
+  assert.equal(d.asked[1], true, 'layer 1 was dropped later: it is still carried');
+  await until(() => !d.asked[1]);
+  assert.ok(performance.now() - oneDropped >= lingerMs - 1);
+  assert.deepEqual(d.asked, [true, false, false]);
 });

@@ -25,6 +25,8 @@ export class RelayDemand<Sink extends object> {
   readonly #silent = new Set<Sink>();
   /** The layers asked for now, by index. */
   #asked: boolean[];
+  /** When each asked layer stopped being needed (performance.now()); undefined while needed. */
+  readonly #unneededSince: (number | undefined)[];
   #pending: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -38,6 +40,7 @@ export class RelayDemand<Sink extends object> {
     this.#lingerMs = options.lingerMs;
     this.#onChange = options.onChange;
     this.#asked = new Array<boolean>(options.layerCount).fill(false);
+    this.#unneededSince = new Array<number | undefined>(options.layerCount).fill(undefined);
   }
 
   /** The layers asked for now, lowest first (true: needed). */
@@ -75,18 +78,40 @@ export class RelayDemand<Sink extends object> {
   #update(): void {
     if (this.#closed) return;
     const needed = this.#needed();
-    const added = needed.some((n, i) => n && !this.#asked[i]);
-    const dropped = this.#asked.some((a, i) => a && !needed[i]);
-    if (added) {
-      // New layers at once; the ones to drop stay asked for until the linger says so.
-      this.#apply(needed.map((n, i) => n || (this.#asked[i] ?? false)));
+    const now = performance.now();
+    let added = false;
+    for (let i = 0; i < this.#layerCount; i++) {
+      if (needed[i]) {
+        this.#unneededSince[i] = undefined;
+        if (!this.#asked[i]) added = true;
+      } else if (this.#asked[i]) this.#unneededSince[i] ??= now;
     }
-    if (!dropped || this.#pending) return;
-    this.#pending = setTimeout(() => {
-      this.#pending = undefined;
-      const now = this.#needed();
-      if (this.#asked.some((a, i) => a !== now[i])) this.#apply(now);
-    }, this.#lingerMs);
+    // New layers at once; the ones to drop stay asked for until their own linger is over.
+    if (added) this.#apply(this.#asked.map((a, i) => a || (needed[i] ?? false)));
+    this.#schedule(now);
+  }
+
+  /** Drops the layers unneeded for the whole linger; waits for the next one that will be. */
+  #schedule(now: number): void {
+    clearTimeout(this.#pending);
+    this.#pending = undefined;
+    let next = Number.POSITIVE_INFINITY;
+    for (const since of this.#unneededSince) if (since !== undefined) next = Math.min(next, since);
+    if (next === Number.POSITIVE_INFINITY) return;
+    this.#pending = setTimeout(
+      () => {
+        this.#pending = undefined;
+        if (this.#closed) return;
+        const at = performance.now();
+        const over = this.#unneededSince.map((s) => s !== undefined && at - s >= this.#lingerMs);
+        if (over.some(Boolean)) {
+          for (const [i, o] of over.entries()) if (o) this.#unneededSince[i] = undefined;
+          this.#apply(this.#asked.map((a, i) => a && !over[i]));
+        }
+        this.#schedule(at);
+      },
+      Math.max(0, next + this.#lingerMs - now),
+    );
     this.#pending.unref();
   }
 
