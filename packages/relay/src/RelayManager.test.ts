@@ -15,7 +15,8 @@ import { type RTCPeerConnectionConfig, RtpHeader, RtpPacket, useOPUS, useVP8 } f
 import { nodeRecordFixture } from '../../registry/src/NodeRecord.fixtures.js';
 import { MemoryRelayBus, MemoryRelayHub } from './MemoryRelayBus.js';
 import { RelayManager } from './RelayManager.js';
-import type { RelayedTrack } from './RelayReceiver.js';
+import type { LayersBody } from './messages.js';
+import { LAYERS_REFRESH_MS, type RelayedTrack } from './RelayReceiver.js';
 import type { RelaySink, RelaySource } from './types.js';
 
 const PEER_TIMEOUT_MS = 2_000;
@@ -63,8 +64,14 @@ afterEach(async () => {
   for (const close of closing.splice(0).reverse()) await close();
 });
 
-/** Node a sends `sources` to node b, which has nothing to send. */
-async function cluster(sources: RelaySource[] = [silentSource]) {
+/**
+ * Node a sends `sources` to node b, which has nothing to send. `lose`: a `layers` message
+ * that node a drops on arrival when it returns true (as if Redis lost it).
+ */
+async function cluster(
+  sources: RelaySource[] = [silentSource],
+  lose: (body: LayersBody) => boolean = () => false,
+) {
   const hub = new MemoryRelayHub();
   const store = new MemoryNodeStore();
   const made = await Promise.all(
@@ -97,7 +104,9 @@ async function cluster(sources: RelaySource[] = [silentSource]) {
     });
     m.bus.onRequest((from, _type, body) => relays.handleOffer(from, body));
     m.bus.on('linkClose', (from, body) => void relays.handleClose(from, body));
-    m.bus.on('linkLayers', (from, body) => relays.handleLayers(from, body));
+    m.bus.on('linkLayers', (from, body) => {
+      if (!lose(body)) relays.handleLayers(from, body);
+    });
     closing.push(() => relays.close());
     return relays;
   };
@@ -273,4 +282,30 @@ test('a simulcast track: one m-line per layer, each sent only while the far node
   // Packets in flight when the demand changed may still arrive; then nothing.
   assert.ok((counts[0] ?? 0) - (stopped[0] ?? 0) <= 5, `layer 0 went on: ${counts}`);
   assert.ok((counts[2] ?? 0) - (stopped[2] ?? 0) <= 5, `layer 2 went on: ${counts}`);
+});
+
+test('a lost layers message heals: the far node repeats its demand', async () => {
+  const { source } = simulcastSource();
+  let losing = false;
+  let lost = 0;
+  const { a, b } = await cluster([source], (body) => {
+    if (!losing || !body.tracks.some((t) => t.layers.length > 0)) return false;
+    losing = false;
+    lost++;
+    return true;
+  });
+  const arrived = b.relays.waitFor('relayedTrack', { timeoutMs: 10_000 });
+  const established = a.relays.waitFor('linkEstablished', { timeoutMs: 10_000 });
+  a.relays.reconcile(ROOM);
+  const [[, , track], [link]] = await Promise.all([arrived, established]);
+  let packets = 0;
+  const stop = (track as RelayedTrack).onPacket(() => packets++);
+  closing.push(async () => stop());
+  losing = true;
+  track.setDemand([0]);
+  await until('the first demand lost', () => lost === 1);
+  assert.deepEqual(link.layersSent('TR_v'), []);
+  // The periodic repeat brings it.
+  await until('layer 0 on the link', () => packets >= 10, LAYERS_REFRESH_MS + 5_000);
+  assert.deepEqual(link.layersSent('TR_v'), [0]);
 });
