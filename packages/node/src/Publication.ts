@@ -13,6 +13,7 @@ import type { RTCRtpCodecParameters, RtpPacket } from 'werift';
 import { Dynacast } from './Dynacast.js';
 import type { NodeMetrics, Path } from './metrics.js';
 import { LAYER_TICK_MS, LayerState, type PublicationLayer } from './PublicationLayer.js';
+import { RelayDemand } from './RelayDemand.js';
 
 export type { PublicationLayer } from './PublicationLayer.js';
 
@@ -80,7 +81,9 @@ export class Publication extends TypedEmitter<PublicationEvents> {
   readonly #lastKeyframeRequest: number[];
   readonly #trailingRequest: (NodeJS.Timeout | undefined)[];
   readonly #tick: NodeJS.Timeout;
-  readonly #dynacast: Dynacast<PacketSink> | undefined;
+  readonly #dynacast: Dynacast<PacketSink> | RelayDemand<PacketSink> | undefined;
+  /** Pauses count in sfu_simulcast_paused_layers (a publisher's, not a relay's). */
+  readonly #countPauses: boolean;
   #counters: ReturnType<NodeMetrics['stream']>;
   /** Per-layer packet counters, bound once; empty when not simulcast. */
   readonly #layerPackets: Counter.Internal[];
@@ -104,6 +107,13 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     trackId?: string;
     /** Simulcast: the layers the publish request declared, lowest first. */
     layers?: readonly SimulcastLayer[];
+    /**
+     * How the sinks' demands add up. `range` (a publisher's dynacast, `Dynacast`): every layer
+     * up to the highest needed. `exact` (a relayed track, `RelayDemand`): exactly the layers
+     * needed, none before a sink asks; the origin node carries only those on the relay link,
+     * and the others read as paused here. The result is the `dynacast` event either way.
+     */
+    demand?: 'range' | 'exact';
     /** DYNACAST_PAUSE_DELAY_MS unless given (unit tests). */
     dynacastPauseDelayMs?: number;
   }) {
@@ -136,13 +146,24 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     this.#trailingRequest = this.#layers.map(() => undefined);
     this.#tick = setInterval(() => this.#onTick(), LAYER_TICK_MS);
     this.#tick.unref();
-    this.#dynacast = declared
-      ? new Dynacast<PacketSink>({
-          layerCount: declared.length,
-          pauseDelayMs: options.dynacastPauseDelayMs ?? DYNACAST_PAUSE_DELAY_MS,
-          onChange: (top) => this.#onDynacast(top),
-        })
-      : undefined;
+    const exact = options.demand === 'exact';
+    this.#countPauses = !exact;
+    if (!declared) this.#dynacast = undefined;
+    else if (exact) {
+      const demand = new RelayDemand<PacketSink>({
+        layerCount: declared.length,
+        lingerMs: options.dynacastPauseDelayMs ?? DYNACAST_PAUSE_DELAY_MS,
+        onChange: (needed) => this.#onDynacast(needed),
+      });
+      this.#dynacast = demand;
+      this.#onDynacast(demand.asked);
+    } else {
+      this.#dynacast = new Dynacast<PacketSink>({
+        layerCount: declared.length,
+        pauseDelayMs: options.dynacastPauseDelayMs ?? DYNACAST_PAUSE_DELAY_MS,
+        onChange: (top) => this.#onDynacast(declared.map((_, i) => i <= top)),
+      });
+    }
   }
 
   get closed(): boolean {
@@ -290,12 +311,13 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     if (changed) this.safeEmit('layers');
   }
 
-  #onDynacast(top: number): void {
+  /** `sent`: by layer, whether the source is asked to send it. */
+  #onDynacast(sent: readonly boolean[]): void {
     for (const [index, state] of this.#layers.entries()) {
-      const paused = index > top;
+      const paused = !sent[index];
       if (paused === state.paused) continue;
       state.paused = paused;
-      this.#metrics.simulcastPausedLayers.inc(paused ? 1 : -1);
+      if (this.#countPauses) this.#metrics.simulcastPausedLayers.inc(paused ? 1 : -1);
     }
     this.safeEmit('layers');
     this.safeEmit(
@@ -312,7 +334,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     for (const timer of this.#trailingRequest) clearTimeout(timer);
     this.#dynacast?.close();
     for (const state of this.#layers) {
-      if (state.paused) this.#metrics.simulcastPausedLayers.dec();
+      if (state.paused && this.#countPauses) this.#metrics.simulcastPausedLayers.dec();
     }
     for (const sink of [...this.#sinks]) sink.close();
     this.#sinks.clear();

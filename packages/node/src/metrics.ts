@@ -43,6 +43,9 @@ export class NodeMetrics {
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
   readonly relayLinkCloses: Counter;
+  readonly relayLayerPackets: Counter<'layer'>;
+  /** What `sfu_relay_layers_carried` reads; the relay bridge sets it (cluster mode). */
+  #relayLayersCarried: () => number = () => 0;
   readonly relayReceiverCloses: Counter;
   readonly stalls: Counter;
   readonly rtt: Histogram<'path' | 'peer_region'>;
@@ -231,6 +234,23 @@ export class NodeMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.relayLayerPackets = new Counter({
+      name: 'sfu_relay_layer_packets_total',
+      help: 'RTP packets sent on relay links on the m-lines of simulcast layers, by layer index (0 = lowest); a layer is sent only while the far node asks for it',
+      labelNames: ['layer'],
+      registers,
+    });
+    for (let layer = 0; layer < LIMITS.maxSimulcastLayers; layer++)
+      this.relayLayerPackets.inc({ layer: String(layer) }, 0);
+    const metrics = this;
+    new Gauge({
+      name: 'sfu_relay_layers_carried',
+      help: 'Simulcast layer m-lines sending now on the relay links of this node (layers the far nodes asked for)',
+      registers,
+      collect() {
+        this.set(metrics.#relayLayersCarried());
+      },
+    });
     this.relayReceiverCloses = new Counter({
       name: 'sfu_relay_receiver_closes_total',
       help: 'Incoming relay links closed, by reason (peer-timeout, peer-connection-failed and node-down mean the sending side died or went silent)',
@@ -294,6 +314,12 @@ export class NodeMetrics {
   }
 
   /** Counters for one stream, bound once so the packet path does no label lookups. */
+
+  /** The relay bridge's count of layer m-lines sending, read at each scrape. */
+  countRelayLayers(source: () => number): void {
+    this.#relayLayersCarried = source;
+  }
+
   stream(
     direction: Direction,
     kind: TrackKind,
