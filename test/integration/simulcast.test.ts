@@ -185,6 +185,52 @@ describe('simulcast ingest', () => {
     );
   });
 
+  test('dynacast from demand: a subscriber showing the video small pauses the top layers at the publisher', async () => {
+    await bots.closeAll(); // the per-layer counters are the node's
+    const requested: string[][] = [];
+    const pub = await bots.connect({
+      room: 'demand',
+      identity: 'pub',
+      publish: { video: true, audio: false, simulcast: true, keyframeIntervalMs: 600_000 },
+      subscribe: false,
+    });
+    pub.on('layersRequested', (_trackId, rids) => requested.push(rids));
+    const sub = await bots.connect({ room: 'demand', identity: 'sub' });
+    const trackId = await waitUntil(
+      'the subscriber receives the video',
+      () => sub.subscribedTracks().find((t) => t.kind === 'video')?.trackId,
+    );
+    await sub.updateSubscription(trackId, { visible: true, width: 320, height: 180 });
+    // Its allocator now demands layer 0 only: after the debounce h and f pause at the bot.
+    await waitUntil('publication.layers [q]', () =>
+      requested.at(-1)?.join() === 'q' ? true : undefined,
+    );
+    await waitUntil('the bot paused h and f', () =>
+      sentLayers(pub)
+        .map((l) => l.sending)
+        .join() === 'true,false,false'
+        ? true
+        : undefined,
+    );
+    const paused = sentLayers(pub).map((l) => l.packets);
+    await layersGrow(node, [0]);
+    assert.deepEqual(
+      sentLayers(pub)
+        .map((l) => l.packets)
+        .slice(1),
+      paused.slice(1),
+      'h and f send nothing while nobody needs them',
+    );
+    // Shown large again: the top layer resumes at once and the subscriber gets it.
+    await sub.updateSubscription(trackId, { visible: true, width: 1280, height: 720 });
+    await waitUntil('publication.layers [q,h,f]', () =>
+      requested.at(-1)?.join() === 'q,h,f' ? true : undefined,
+    );
+    await waitUntil('the subscriber on layer f', () =>
+      sub.subscriptionLayer(trackId)?.rid === 'f' ? true : undefined,
+    );
+  });
+
   test('bad layer declarations get coded errors and the session goes on', async () => {
     const c = await rawClient(node.url);
     clients.push(c);
