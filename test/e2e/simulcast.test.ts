@@ -3,7 +3,7 @@
  * offer carries three rids and the publish request declares them; each remote tile tells the
  * node how it is shown (`subscription.settings`: its rendered size in device pixels, hidden
  * when collapsed) and exposes its decoding in the page's test view; a click on a tile's pin
- * control sends the pin.
+ * control moves the video between layers.
  *
  * Observed through the page's `window.__sfu` hook, its getStats() and its real websocket.
  */
@@ -14,7 +14,7 @@ import type { Page } from 'playwright-core';
 import { openBrowser } from '../helpers/browser.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { waitUntil } from '../helpers/wait.js';
-import { MEDIA_TIMEOUT_MS, type RemoteVideo, reportOnFailure, until, view } from './page-view.js';
+import { MEDIA_TIMEOUT_MS, type RemoteVideo, reportOnFailure, until } from './page-view.js';
 import { buildDemoPage } from './setup.js';
 import { recordSignalling, type SignalFrame, type SignallingLog } from './signalling-log.js';
 
@@ -163,36 +163,35 @@ describe('demo page simulcast', () => {
     markPassed();
   });
 
-  test('a click on a tile pin sends the pin to the node', {
-    timeout: 120_000,
+  test('a tile pin moves the video: low decodes the lowest layer, high a higher one again', {
+    timeout: 180_000,
   }, async (t) => {
     const room = `e2e-pin-${randomBytes(4).toString('hex')}`;
     const browser = await openBrowser({ t });
     const markPassed = reportOnFailure(t, browser, [node]);
     const alice = await browser.newPage();
     const bob = await browser.newPage();
-    // Stand-in for a node that announces the layers of a simulcast track (TrackInfo.layers,
-    // the ingest part of issue 14): where the node's track infos have none, bob's page is
-    // given alice's declared layers, so that it shows the pin control. A node that sends
-    // layers itself is passed through untouched.
-    await bob.routeWebSocket(/\/v1\/signal/, (ws) => {
-      const server = ws.connectToServer();
-      server.onMessage((message) => ws.send(withLayers(message)));
-    });
     const bobLog = recordSignalling(bob);
     await alice.goto(pageUrl(room, 'alice'));
     await bob.goto(pageUrl(room, 'bob'));
 
-    const seen = await until(bob, 'bob to show alice with a pin control', (v) => {
+    const sending = await until(
+      alice,
+      'alice to send three layers',
+      (v) => v.localLayers.length === 3 && v.localLayers.every((l) => l.bytesSent > 0),
+    );
+    const low = sending.localLayers[0];
+    assert.equal(low?.rid, 'q');
+    const seen = await until(bob, 'bob to decode alice with a pin control', (v) => {
       const video = videoFrom('alice')(v);
-      return Boolean(video?.simulcast && video.settings !== null);
+      return Boolean(video?.simulcast && video.framesDecoded > 0 && video.rid !== null);
     });
     const video = videoFrom('alice')(seen);
     assert.ok(video);
     const pins = bob.locator(`.tile[data-key="${video.participantSid}"] .pin`);
     await pins.waitFor({ state: 'visible', timeout: MEDIA_TIMEOUT_MS });
 
-    for (const pin of ['low', 'high', 'auto'] as const) {
+    const press = async (pin: 'low' | 'high' | 'auto') => {
       await pins.locator(`button[data-pin="${pin}"]`).click();
       const sent = await waitUntil(`bob to send pin ${pin}`, () => {
         const s = lastSettings(bobLog, video.trackId);
@@ -203,31 +202,22 @@ describe('demo page simulcast', () => {
         await pins.locator(`button[data-pin="${pin}"]`).getAttribute('aria-pressed'),
         'true',
       );
-      const v = await view(bob);
-      assert.equal(videoFrom('alice')(v)?.pin, pin);
-    }
+    };
+    await press('low');
+    await until(bob, 'bob to receive and decode the low layer', (v) => {
+      const got = videoFrom('alice')(v);
+      return (
+        got?.pin === 'low' && got.rid === 'q' && got.frameWidth > 0 && got.frameWidth <= low.width
+      );
+    });
+    await press('high');
+    await until(bob, 'bob to receive and decode a higher layer again', (v) => {
+      const got = videoFrom('alice')(v);
+      return (
+        got?.pin === 'high' && got.rid !== 'q' && got.rid !== null && got.frameWidth > low.width
+      );
+    });
+    await press('auto');
     markPassed();
   });
 });
-
-const STAND_IN_LAYERS = [
-  { rid: 'q', width: 320, height: 180, maxBitrate: 150_000 },
-  { rid: 'h', width: 640, height: 360, maxBitrate: 500_000 },
-  { rid: 'f', width: 1280, height: 720, maxBitrate: 1_500_000 },
-];
-
-/** Adds layers to every video track info of a server message that has none (see above). */
-function withLayers(message: string | Buffer): string | Buffer {
-  if (typeof message !== 'string') return message;
-  const value = JSON.parse(message) as {
-    type?: string;
-    track?: { kind?: string; layers?: unknown };
-    participants?: { tracks?: { kind?: string; layers?: unknown }[] }[];
-  };
-  const add = (track: { kind?: string; layers?: unknown } | undefined) => {
-    if (track?.kind === 'video' && track.layers === undefined) track.layers = STAND_IN_LAYERS;
-  };
-  if (value.type === 'track.published') add(value.track);
-  for (const p of value.participants ?? []) for (const track of p.tracks ?? []) add(track);
-  return JSON.stringify(value);
-}
