@@ -8,7 +8,6 @@ import {
   type RTCPeerConnectionConfig,
   type RTCRtpCodecParameters,
   useAbsSendTime,
-  useRepairedRtpStreamId,
   useSdesMid,
   useSdesRTPStreamId,
   useTransportWideCC,
@@ -52,8 +51,11 @@ export function iceOptions(
  * `a=rtcp-fb:* transport-cc`) so that the publisher's send-side estimator gets per-packet
  * arrival feedback: the node sends it itself (`TwccFeedback`; werift's own generator is
  * silenced, pitfall 3). REMB stays, as a cap (`maxPublishBitrate`): Chrome sends at most the
- * smaller of its estimate and the REMB. The mid extension lets werift demultiplex a bundle
- * before SSRCs are known.
+ * smaller of its estimate and the REMB. The mid extension, which werift needs to demultiplex
+ * a bundle before SSRCs are known, and for video the rid extension (rtp-stream-id), by which
+ * werift routes each simulcast layer to its rid's track (pitfall 7). No
+ * repaired-rtp-stream-id: RTX is not negotiated, so no repair stream comes (werift's router
+ * could not route one by rid anyway).
  */
 export function publisherPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
   return {
@@ -64,19 +66,18 @@ export function publisherPeerConfig(config: NodeConfig): RTCPeerConnectionConfig
     },
     headerExtensions: {
       audio: [useSdesMid(), useTransportWideCC()],
-      // The rid extensions: a simulcast offer is refused without them (RFC 8853 section 5.2).
-      video: [useSdesMid(), useSdesRTPStreamId(), useRepairedRtpStreamId(), useTransportWideCC()],
+      video: [useSdesMid(), useSdesRTPStreamId(), useTransportWideCC()],
     },
   };
 }
 
-/** A receiving PeerConnection with no congestion feedback but the node's REMB. */
+/** A receiving PeerConnection with no congestion feedback but the node's REMB (relay links). */
 function receiverPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
   return {
     ...iceOptions(config),
     bundlePolicy: 'max-bundle', // pitfall 2: max-compat leaks a socket per m-line on close
     codecs: { audio: audioCodecs(), video: videoCodecs() },
-    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid()] },
+    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid(), useSdesRTPStreamId()] },
   };
 }
 

@@ -8,13 +8,19 @@ import {
   SfuError,
   type SubscribedTrack,
 } from '@geosfu/common';
-import { subscriberPeerConfig, TransportSweeper } from '@geosfu/media';
+import {
+  type BandwidthBudget,
+  subscriberPeerConfig,
+  TransportSweeper,
+  UNLIMITED_BUDGET,
+} from '@geosfu/media';
 import { MediaStreamTrack, RTCPeerConnection } from 'werift';
 import { addCandidate } from './addCandidate.js';
+import { LayerAllocator } from './LayerAllocator.js';
 import type { NodeMetrics } from './metrics.js';
 import type { PeerAdmission } from './PeerAdmission.js';
 import type { Publication } from './Publication.js';
-import { Subscription } from './Subscription.js';
+import { Subscription, type SubscriptionSettings } from './Subscription.js';
 
 /** How long the client has to answer a subscriber offer. */
 const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
@@ -45,6 +51,8 @@ export class SubscriberPeer {
   /** No offer goes out before the client has its `joined` reply. */
   #started = false;
   readonly #werift: (() => void)[] = [];
+  /** Chooses the simulcast layer of each video (created with the peer, closed with it). */
+  readonly #allocator: LayerAllocator;
   #closed = false;
 
   constructor(options: {
@@ -58,6 +66,11 @@ export class SubscriberPeer {
     onPeerConnection: (pc: RTCPeerConnection) => void;
     /** First media packet sent to this participant (join time metric). */
     onFirstMedia: () => void;
+    /**
+     * The bandwidth estimate toward this subscriber that the layer allocator spends; without
+     * one everything fits (each video gets the layer its size asks for).
+     */
+    budget?: BandwidthBudget;
   }) {
     this.#sessionId = options.sessionId;
     this.#config = options.config;
@@ -67,6 +80,11 @@ export class SubscriberPeer {
     this.#send = options.send;
     this.#onPeerConnection = options.onPeerConnection;
     this.#onFirstMedia = options.onFirstMedia;
+    this.#allocator = new LayerAllocator({
+      budget: options.budget ?? UNLIMITED_BUDGET,
+      subscriptions: () => this.#subscriptions.values(),
+      logger: this.#logger,
+    });
   }
 
   get pc(): RTCPeerConnection | undefined {
@@ -100,9 +118,43 @@ export class SubscriberPeer {
       logger: this.#logger,
       onClose: (s) => this.#onSubscriptionClosed(s),
       onFirstPacket: this.#onFirstMedia,
+      onLayer: (s, layer) => this.#onLayer(s, layer),
+      onLayersChanged: () => this.#allocator.update(),
     });
     this.#subscriptions.set(publication.trackId, subscription);
+    this.#allocator.update();
     this.#negotiate();
+  }
+
+  /**
+   * How the subscriber shows a video it receives (`subscription.settings`); the allocator
+   * applies it at once. TRACK_NOT_FOUND for a track this participant does not receive.
+   */
+  updateSettings(trackId: string, settings: SubscriptionSettings): void {
+    this.#assertOpen();
+    const subscription = this.#subscriptions.get(trackId);
+    if (!subscription)
+      throw new SfuError(
+        'TRACK_NOT_FOUND',
+        `this participant does not receive a track "${trackId}"`,
+      );
+    subscription.settings = settings;
+    subscription.settingsChanged = true;
+    this.#allocator.update();
+  }
+
+  /** The subscriber now gets another layer of a simulcast video (or none): tell it. */
+  #onLayer(subscription: Subscription, layer: number): void {
+    const publication = subscription.publication;
+    if (!publication.simulcast || this.#closed) return;
+    const info = layer >= 0 ? publication.layers[layer] : undefined;
+    this.#send({
+      type: 'subscription.layer',
+      trackId: publication.trackId,
+      rid: info?.rid ?? null,
+      width: info?.width ?? 0,
+      height: info?.height ?? 0,
+    });
   }
 
   unsubscribe(trackId: string): void {
@@ -112,6 +164,7 @@ export class SubscriberPeer {
   #onSubscriptionClosed(subscription: Subscription): void {
     this.#subscriptions.delete(subscription.publication.trackId);
     if (this.#closed || !this.#pc) return;
+    this.#allocator.update();
     try {
       this.#pc.removeTrack(subscription.transceiver.sender);
     } catch (error) {
@@ -129,7 +182,7 @@ export class SubscriberPeer {
       pc.connectionStateChange.subscribe((state) => {
         if (state !== 'connected') return;
         // A subscriber that just connected needs a keyframe of everything it receives.
-        for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+        for (const s of this.#subscriptions.values()) s.requestKeyframe();
         if (this.#renegotiate) this.#negotiate(); // changes held while it connected
       }).unSubscribe,
     );
@@ -209,7 +262,7 @@ export class SubscriberPeer {
     for (const candidate of this.#pendingCandidates.splice(0))
       await addCandidate(pc, candidate, this.#logger);
     if (pc.connectionState === 'connected') {
-      for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+      for (const s of this.#subscriptions.values()) s.requestKeyframe();
     }
     if (this.#renegotiate) this.#negotiate();
   }
@@ -236,6 +289,7 @@ export class SubscriberPeer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#allocator.close();
     clearTimeout(this.#answerTimer);
     for (const off of this.#werift.splice(0)) off();
     for (const s of [...this.#subscriptions.values()]) s.close();
