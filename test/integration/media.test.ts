@@ -73,7 +73,7 @@ describe('media through one node', () => {
     assert.doesNotMatch(
       answer,
       /transport-cc|transport-wide-cc/,
-      'pitfall 3: no transport-cc toward publishers',
+      'the bot offers no transport-cc, so the node answers none (it negotiates it with browsers)',
     );
     const video = pub.peerConnections.publisher?.getTransceivers().find((t) => t.kind === 'video');
     assert.ok(video);

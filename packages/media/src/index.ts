@@ -18,6 +18,10 @@ export {
   codecSpecOf,
   videoCodecs,
 } from './codecs.js';
+export {
+  encodeTransportFeedback,
+  type TransportFeedbackInput,
+} from './encodeTransportFeedback.js';
 export type { ForwardedPacket } from './ForwardedPacket.js';
 export { isH264Keyframe, keyframeDetector } from './keyframe.js';
 export {
@@ -38,6 +42,12 @@ export { REORDER_WINDOW, RtpMunger, seqDiff } from './RtpMunger.js';
 export { pliPacket, rembPacket } from './rtcp.js';
 export { forwardablePacket, RTP_HEADER_SIZE } from './rtp.js';
 export { TransportSweeper } from './TransportSweeper.js';
+export {
+  type FeedbackTransport,
+  TRANSPORT_CC_URI,
+  TwccFeedback,
+  type TwccFeedbackOptions,
+} from './TwccFeedback.js';
 export { Vp8Munger } from './Vp8Munger.js';
 export {
   isVp8Keyframe,
@@ -47,4 +57,4 @@ export {
   writeVp8Tl0PicIdx,
 } from './vp8.js';
 export { fixWeriftDtls } from './weriftDtls.js';
-export { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
+export { fixNackWraparound, preferPassiveDtls, silenceWeriftTwcc } from './weriftFixes.js';

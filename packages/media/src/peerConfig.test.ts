@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { iceOptions } from './peerConfig.js';
+import type { NodeConfig } from '@geosfu/common';
+import { iceOptions, publisherPeerConfig, relayReceiverPeerConfig } from './peerConfig.js';
+import { TRANSPORT_CC_URI } from './TwccFeedback.js';
 
 test('ICE: ICE-lite, no STUN wait, and sockets bound to the single host address given', () => {
   const o = iceOptions({
@@ -20,4 +22,27 @@ test('ICE: ICE-lite, no STUN wait, and sockets bound to the single host address 
     announcedIps: [],
   });
   assert.equal(all.iceUseIpv4, undefined, 'default: every interface');
+});
+
+test('publishers negotiate transport-cc (extension and feedback); relay receivers do not', () => {
+  const config = {
+    rtcPortRange: undefined,
+    rtcHostAddresses: undefined,
+    announcedIps: [],
+  } as unknown as NodeConfig;
+  const publisher = publisherPeerConfig(config);
+  const relay = relayReceiverPeerConfig(config);
+  const hasTcc = (c: typeof publisher, kind: 'audio' | 'video') =>
+    (c.headerExtensions?.[kind] ?? []).some((e) => e.uri === TRANSPORT_CC_URI) &&
+    (c.codecs?.[kind] ?? []).every((codec) =>
+      codec.rtcpFeedback.some((f) => f.type === 'transport-cc'),
+    );
+  assert.equal(hasTcc(publisher, 'video'), true);
+  assert.equal(hasTcc(publisher, 'audio'), true);
+  assert.equal(hasTcc(relay, 'video'), false);
+  assert.equal(hasTcc(relay, 'audio'), false);
+  // The REMB the node sends stays negotiated: it caps the publisher's estimate.
+  assert.ok(
+    publisher.codecs?.video?.every((c) => c.rtcpFeedback.some((f) => f.type === 'goog-remb')),
+  );
 });

@@ -6,9 +6,11 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { NodeConfig } from '@geosfu/common';
 import {
   type RTCPeerConnectionConfig,
+  type RTCRtpCodecParameters,
   useAbsSendTime,
   useSdesMid,
   useSdesRTPStreamId,
+  useTransportWideCC,
 } from 'werift';
 import { audioCodecs, videoCodecs } from './codecs.js';
 
@@ -45,20 +47,45 @@ export function iceOptions(
 }
 
 /**
- * The publisher side: we receive. No transport-cc (pitfall 3: Chrome's estimate collapsed to
- * ~100 kbps with werift), so the node sends REMB itself. The mid extension, which werift
- * needs to demultiplex a bundle before SSRCs are known, and for video the rid extension
- * (rtp-stream-id), by which werift routes each simulcast layer to its rid's track (pitfall 7).
- * No repaired-rtp-stream-id: RTX is not negotiated, so no repair stream comes (werift's
- * router could not route one by rid anyway).
+ * The publisher side: we receive. Transport-wide CC is negotiated (the header extension and
+ * `a=rtcp-fb:* transport-cc`) so that the publisher's send-side estimator gets per-packet
+ * arrival feedback: the node sends it itself (`TwccFeedback`; werift's own generator is
+ * silenced, pitfall 3). REMB stays, as a cap (`maxPublishBitrate`): Chrome sends at most the
+ * smaller of its estimate and the REMB. The mid extension, which werift needs to demultiplex
+ * a bundle before SSRCs are known, and for video the rid extension (rtp-stream-id), by which
+ * werift routes each simulcast layer to its rid's track (pitfall 7). No
+ * repaired-rtp-stream-id: RTX is not negotiated, so no repair stream comes (werift's router
+ * could not route one by rid anyway).
  */
 export function publisherPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
+  return {
+    ...receiverPeerConfig(config),
+    codecs: {
+      audio: withTransportCc(audioCodecs()),
+      video: withTransportCc(videoCodecs()),
+    },
+    headerExtensions: {
+      audio: [useSdesMid(), useTransportWideCC()],
+      video: [useSdesMid(), useSdesRTPStreamId(), useTransportWideCC()],
+    },
+  };
+}
+
+/** A receiving PeerConnection with no congestion feedback but the node's REMB (relay links). */
+function receiverPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
   return {
     ...iceOptions(config),
     bundlePolicy: 'max-bundle', // pitfall 2: max-compat leaks a socket per m-line on close
     codecs: { audio: audioCodecs(), video: videoCodecs() },
     headerExtensions: { audio: [useSdesMid()], video: [useSdesMid(), useSdesRTPStreamId()] },
   };
+}
+
+/** The codecs with transport-cc feedback added. */
+function withTransportCc(codecs: RTCRtpCodecParameters[]): RTCRtpCodecParameters[] {
+  for (const codec of codecs)
+    codec.rtcpFeedback = [...codec.rtcpFeedback, { type: 'transport-cc' }];
+  return codecs;
 }
 
 /** The subscriber side: we send. abs-send-time lets the browser estimate bandwidth (REMB). */
@@ -86,7 +113,10 @@ export function relaySenderPeerConfig(config: NodeConfig): RTCPeerConnectionConf
   };
 }
 
-/** Relay links, receiving side: ICE-lite, like a publisher's PC. */
+/**
+ * Relay links, receiving side: ICE-lite, like a publisher's PC, but without transport-cc (the
+ * sending node does not estimate from feedback on a relay link).
+ */
 export function relayReceiverPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
-  return publisherPeerConfig(config);
+  return receiverPeerConfig(config);
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RTCRtpReceiver, RtpHeader, RtpPacket, useVP8 } from 'werift';
-import { fixNackWraparound, preferPassiveDtls } from './weriftFixes.js';
+import { fixNackWraparound, preferPassiveDtls, silenceWeriftTwcc } from './weriftFixes.js';
 
 interface Probe {
   nack: { lostSeqNumbers: number[]; addPacket(p: RtpPacket): void; close(): void };
@@ -78,4 +78,28 @@ test('answers make the ICE-lite node the DTLS server', () => {
     'a=setup:actpass\r\n',
     'offers are left alone',
   );
+});
+
+test('silenceWeriftTwcc keeps werift from starting its own transport-cc feedback', () => {
+  const codec = useVP8({ rtcpFeedback: [{ type: 'transport-cc' }] });
+  const make = () => {
+    const r = new RTCRtpReceiver({ codecs: { video: [codec] } } as never, 'video', 1);
+    r.prepareReceive({ codecs: [codec], encodings: [], headerExtensions: [] } as never);
+    return r;
+  };
+  const unpatched = make();
+  assert.ok(
+    unpatched.twccEnabled,
+    'werift enables its generator when transport-cc is negotiated (if not, drop the patch)',
+  );
+  const r = make();
+  try {
+    assert.equal(silenceWeriftTwcc(r), true);
+    assert.equal(r.twccEnabled, false);
+    r.setupTWCC(1234);
+    assert.equal(r.receiverTWCC, undefined, 'no generator after the first packet');
+  } finally {
+    r.stop();
+    unpatched.stop();
+  }
 });

@@ -71,3 +71,27 @@ export function fixNackWraparound(receiver: RTCRtpReceiver): boolean {
 export function preferPassiveDtls(answerSdp: string): string {
   return answerSdp.replace(/^a=setup:active\r?$/gm, (line) => line.replace('active', 'passive'));
 }
+
+/** The part of werift's RTCRtpReceiver that decides whether it runs its own TWCC generator. */
+interface TwccInternals {
+  twccEnabled?: unknown;
+  receiverTWCC?: { twccRunning?: boolean } | undefined;
+  setupTWCC?: unknown;
+}
+
+/**
+ * Stops werift's own transport-wide CC generator (ReceiverTWCC) on a receiver whose
+ * transport-cc feedback `TwccFeedback` sends instead. werift creates one generator per
+ * receiver once transport-cc is negotiated on its codec; its packets are malformed (see
+ * docs/ARCHITECTURE.md, "Congestion feedback toward publishers") and made Chrome's send
+ * estimate collapse (pitfall 3). Making `twccEnabled` false keeps werift from creating it on
+ * the first packet and on renegotiation. Returns false, changing nothing, if werift's
+ * internals are not what we expect.
+ */
+export function silenceWeriftTwcc(receiver: RTCRtpReceiver): boolean {
+  const internals = receiver as unknown as TwccInternals;
+  if (!('twccEnabled' in internals) || typeof internals.setupTWCC !== 'function') return false;
+  Object.defineProperty(internals, 'twccEnabled', { configurable: true, get: () => false });
+  internals.receiverTWCC = undefined;
+  return true;
+}

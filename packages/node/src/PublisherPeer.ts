@@ -15,7 +15,10 @@ import {
   preferPassiveDtls,
   publisherPeerConfig,
   rembPacket,
+  silenceWeriftTwcc,
+  TRANSPORT_CC_URI,
   TransportSweeper,
+  TwccFeedback,
 } from '@geosfu/media';
 import { type MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { addCandidate } from './addCandidate.js';
@@ -53,6 +56,8 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
   readonly #publications = new Map<string, Publication>();
   readonly #mids = new WeakMap<Publication, string>();
   #rembTimer: NodeJS.Timeout | undefined;
+  /** Transport-wide CC feedback to the publisher, from its first accepted offer on. */
+  #feedback: TwccFeedback | undefined;
   /** Unsubscribers of every werift event listened to, called on close. */
   readonly #werift: (() => void)[] = [];
   #closed = false;
@@ -132,6 +137,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
       });
     }
     this.#lastOffer = offer;
+    this.#startFeedback(pc);
     let answer: { sdp: string };
     try {
       const created = await pc.createAnswer();
@@ -276,8 +282,32 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
   }
 
   /**
-   * Pitfall 3: werift never sends REMB and transport-cc is not negotiated, so without this the
-   * publisher's bandwidth estimate stays at its start value. We grant the configured bitrate.
+   * Transport-cc feedback that the publisher's send-side estimator grows its estimate from
+   * (werift's own is silenced on every receiver, new m-lines included: pitfall 3). Started
+   * once an offer negotiates the transport-cc extension (browsers do; the bots do not).
+   */
+  #startFeedback(pc: RTCPeerConnection): void {
+    for (const transceiver of pc.getTransceivers()) {
+      if (!silenceWeriftTwcc(transceiver.receiver)) {
+        this.#logger.warn('werift internals changed: its transport-cc feedback is not silenced');
+      }
+    }
+    const first = pc.getTransceivers()[0];
+    const negotiated = Object.values(pc.extIdUriMap).includes(TRANSPORT_CC_URI);
+    if (this.#feedback || !first || !negotiated) return;
+    this.#feedback = new TwccFeedback({
+      transport: first.receiver.dtlsTransport,
+      extensionUris: pc.extIdUriMap,
+      senderSsrc: first.receiver.rtcpSsrc,
+      onSent: () => this.#metrics.publisherFeedback.inc(),
+      onError: (error) => this.#logger.debug({ err: error }, 'transport-cc feedback send failed'),
+    });
+  }
+
+  /**
+   * Pitfall 3: werift never sends REMB. With transport-cc feedback the publisher estimates its
+   * uplink itself; the REMB caps that estimate at the configured bitrate (the publisher sends
+   * at most the smaller of the two), and is the only limit for a publisher without transport-cc.
    */
   #sendRemb(): void {
     const pc = this.#pc;
@@ -312,6 +342,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#rembTimer);
+    this.#feedback?.close();
     for (const off of this.#werift.splice(0)) off();
     for (const p of [...this.#publications.values()]) {
       p.close();

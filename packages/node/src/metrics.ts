@@ -29,6 +29,7 @@ export class NodeMetrics {
   readonly pli: Counter<'direction'>;
   readonly nack: Counter<'direction'>;
   readonly keyframes: Counter;
+  readonly publisherFeedback: Counter;
   readonly simulcastLayerPackets: Counter<'layer'>;
   readonly simulcastPausedLayers: Gauge;
   readonly layerSwitches: Counter<'direction'>;
@@ -141,6 +142,11 @@ export class NodeMetrics {
     this.keyframes = new Counter({
       name: 'sfu_keyframes_total',
       help: 'Video keyframes received from publishers',
+      registers,
+    });
+    this.publisherFeedback = new Counter({
+      name: 'sfu_publisher_feedback_packets_total',
+      help: 'Transport-wide congestion control feedback packets sent to publishers',
       registers,
     });
     this.simulcastLayerPackets = new Counter({

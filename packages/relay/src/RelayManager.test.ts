@@ -14,8 +14,8 @@ import { type RTCPeerConnectionConfig, RtpHeader, RtpPacket, useOPUS, useVP8 } f
 // The registry's unit-test fixture (not part of the package's API, so by path).
 import { nodeRecordFixture } from '../../registry/src/NodeRecord.fixtures.js';
 import { MemoryRelayBus, MemoryRelayHub } from './MemoryRelayBus.js';
-import { RelayManager } from './RelayManager.js';
 import type { LayersBody } from './messages.js';
+import { RelayManager } from './RelayManager.js';
 import { LAYERS_REFRESH_MS, type RelayedTrack } from './RelayReceiver.js';
 import type { RelaySink, RelaySource } from './types.js';
 
