@@ -12,8 +12,9 @@
  *   bottleneck): the rate drops to 85 % of what was received meanwhile. Otherwise the rate
  *   grows, multiplicatively (8 %/s) far from the last overuse and additively near it, never
  *   past 1.5 times what the receiver acknowledged (more has not been tried);
- * - loss-based: more than 10 % loss over a report cuts the rate by half the loss; under 2 %
- *   lets it grow again. A shaper with a short queue (a token bucket) drops before delay grows.
+ * - loss-based: more than 10 % loss over a report cuts the rate by half the loss, but not
+ *   below the acknowledged rate; under 2 % lets it grow again. A shaper with a short queue (a
+ *   token bucket) drops before delay grows.
  *
  * - probing: 8 %/s takes 18 s from 600 kbit/s to 2.5 Mbit/s. To find out sooner whether more
  *   fits, the sender sends a short burst (a probe cluster, padding if it has nothing else) at
@@ -313,7 +314,12 @@ export class BandwidthEstimator {
       // must not cut again (libwebrtc waits 300 ms plus the RTT).
       if (nowMs - this.#lastLossDecreaseMs < LOSS_DECREASE_GAP_MS) return;
       this.#lastLossDecreaseMs = nowMs;
-      this.#lossBased = Math.max(this.#minBps, this.estimate * (1 - 0.5 * loss));
+      // Never below what the receiver got meanwhile: that much demonstrably fits. A sender
+      // that does not (or cannot yet) slow down keeps losing a fixed share, and the cut
+      // alone would take the estimate to the minimum in a few seconds (seen toward Chromium
+      // behind a 600 kbit/s tbf with 1.8 Mbit/s of video sent into it: 50 kbit/s).
+      const cut = this.estimate * (1 - 0.5 * loss);
+      this.#lossBased = Math.max(this.#minBps, cut, this.#ackedBps ?? 0);
     } else if (loss < LOSS_LOW) {
       // Little loss: grow again, from where loss put it (not straight back to the delay-based
       // rate, which a shaper that drops instead of queueing never holds back).
