@@ -8,7 +8,13 @@ import {
   SfuError,
   type SubscribedTrack,
 } from '@geosfu/common';
-import { subscriberPeerConfig, TransportSweeper } from '@geosfu/media';
+import {
+  type BandwidthBudget,
+  subscriberPeerConfig,
+  TransportCongestionControl,
+  TransportSweeper,
+  UNLIMITED_BUDGET,
+} from '@geosfu/media';
 import { MediaStreamTrack, RTCPeerConnection } from 'werift';
 import { addCandidate } from './addCandidate.js';
 import type { NodeMetrics } from './metrics.js';
@@ -18,6 +24,8 @@ import { Subscription } from './Subscription.js';
 
 /** How long the client has to answer a subscriber offer. */
 const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
+/** How often the estimate toward the subscriber is sampled into sfu_subscriber_estimate_bps. */
+const ESTIMATE_SAMPLE_MS = 1_000;
 
 /**
  * The subscribing half of a participant: the PeerConnection the node offers on, one
@@ -36,6 +44,9 @@ export class SubscriberPeer {
   readonly #onFirstMedia: () => void;
   #pc: RTCPeerConnection | undefined;
   #sweeper: TransportSweeper | undefined;
+  /** Bandwidth estimation toward the subscriber, once its DTLS transport exists. */
+  #congestion: TransportCongestionControl | undefined;
+  #estimateTimer: NodeJS.Timeout | undefined;
   /** Keyed by the publication's trackId. */
   readonly #subscriptions = new Map<string, Subscription>();
   #negotiating = false;
@@ -77,6 +88,15 @@ export class SubscriberPeer {
     return this.#subscriptions;
   }
 
+  /**
+   * What the subscriber's downlink carries (transport-wide congestion control on its
+   * PeerConnection): the budget its layer allocator spends. Unlimited until the transport
+   * exists.
+   */
+  get budget(): BandwidthBudget {
+    return this.#congestion ?? UNLIMITED_BUDGET;
+  }
+
   /** Called once `joined` has been sent: from now on the node may offer. */
   start(): void {
     if (this.#started || this.#closed) return;
@@ -111,6 +131,7 @@ export class SubscriberPeer {
 
   #onSubscriptionClosed(subscription: Subscription): void {
     this.#subscriptions.delete(subscription.publication.trackId);
+    this.#congestion?.removeSender(subscription.transceiver.sender);
     if (this.#closed || !this.#pc) return;
     try {
       this.#pc.removeTrack(subscription.transceiver.sender);
@@ -160,6 +181,7 @@ export class SubscriberPeer {
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         this.#sweeper?.sweep();
+        this.#watchCongestion();
         if (this.#closed) return;
         const tracks: SubscribedTrack[] = [];
         for (const s of this.#subscriptions.values()) {
@@ -214,6 +236,29 @@ export class SubscriberPeer {
     if (this.#renegotiate) this.#negotiate();
   }
 
+  /**
+   * Creates the transport's congestion control once the (bundled) DTLS transport exists, and
+   * hands it every sender. With max-bundle there is one transport for the PeerConnection's life.
+   */
+  #watchCongestion(): void {
+    if (this.#closed) return;
+    for (const s of this.#subscriptions.values()) {
+      const sender = s.transceiver.sender;
+      const transport = sender.dtlsTransport;
+      if (!transport) continue;
+      if (!this.#congestion) {
+        this.#congestion = new TransportCongestionControl({ transport, logger: this.#logger });
+        const histogram = this.#metrics.subscriberEstimate;
+        this.#estimateTimer = setInterval(() => {
+          const estimate = this.#congestion?.estimateBps;
+          if (estimate !== undefined) histogram.observe(estimate);
+        }, ESTIMATE_SAMPLE_MS);
+        this.#estimateTimer.unref();
+      }
+      this.#congestion.addSender(sender);
+    }
+  }
+
   async trickle(candidate: IceCandidate): Promise<void> {
     const pc = this.#pc;
     if (!pc)
@@ -237,6 +282,8 @@ export class SubscriberPeer {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#answerTimer);
+    clearInterval(this.#estimateTimer);
+    this.#congestion?.close();
     for (const off of this.#werift.splice(0)) off();
     for (const s of [...this.#subscriptions.values()]) s.close();
     this.#pc = undefined;
