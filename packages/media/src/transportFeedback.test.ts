@@ -82,3 +82,58 @@ test('reference time unwraps across the 24-bit wrap, both ways', () => {
   assert.equal(unwrapReferenceTime(after, wrap - 2), (wrap - 2) * 64, 'a reordered older one');
   assert.equal(unwrapReferenceTime(1000 * 64, 1003), 1003 * 64);
 });
+
+/** Feedback packets Chromium sent to a node (decrypted SRTCP, captured in subscriber-bwe). */
+const CHROMIUM_FEEDBACK = {
+  // One one-bit status vector chunk; 3 bytes of RTCP padding.
+  vector: 'afcd0006fa17fa17af26b7f207fb000a02d02c64a030174f51000003',
+  // A status vector chunk, then two run-length chunks (28 lost, 2 received).
+  runs: 'afcd0007fa17fa17af26b7f20805002c02d02d658040001c200205643e000003',
+};
+
+function chromium(hex: string): TransportWideCC {
+  const [packet] = RtcpPacketConverter.deSerialize(Buffer.from(hex, 'hex'));
+  assert.ok(packet instanceof RtcpTransportLayerFeedback);
+  assert.ok(packet.feedback instanceof TransportWideCC);
+  return packet.feedback;
+}
+
+test("Chromium's feedback: a status vector chunk", () => {
+  const feedback = chromium(CHROMIUM_FEEDBACK.vector);
+  const base = unwrapReferenceTime(undefined, feedback.referenceTime);
+  assert.equal(base, 0x02d02c * 64);
+  const results = transportFeedbackResults(feedback, base);
+  assert.equal(results.length, 10);
+  assert.deepEqual(
+    results.filter((r) => r.received),
+    [
+      { sequenceNumber: 2043, received: true, receivedAtMs: base + 5.75 },
+      { sequenceNumber: 2051, received: true, receivedAtMs: base + 25.5 },
+      { sequenceNumber: 2052, received: true, receivedAtMs: base + 45.75 },
+    ],
+  );
+  assert.equal(feedback.packetResults.length, 0, "werift's packetResults: nothing");
+});
+
+test("Chromium's feedback: run-length chunks after a status vector", () => {
+  const feedback = chromium(CHROMIUM_FEEDBACK.runs);
+  const base = unwrapReferenceTime(undefined, feedback.referenceTime);
+  const results = transportFeedbackResults(feedback, base);
+  assert.equal(results.length, 44);
+  assert.deepEqual(
+    results.map((r) => r.sequenceNumber),
+    results.map((_, i) => 2053 + i),
+  );
+  assert.deepEqual(
+    results.filter((r) => r.received),
+    [
+      { sequenceNumber: 2060, received: true, receivedAtMs: base + 1.25 },
+      { sequenceNumber: 2095, received: true, receivedAtMs: base + 26.25 },
+      { sequenceNumber: 2096, received: true, receivedAtMs: base + 41.75 },
+    ],
+  );
+  // werift: the status vector's 14 packets missing, each run one packet too long.
+  const werift = feedback.packetResults;
+  assert.equal(werift.length, 29 + 3);
+  assert.equal(werift[0]?.sequenceNumber, 2053, 'werift numbers the runs from the base');
+});
