@@ -16,13 +16,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Bot } from '@geosfu/client/bot';
+import type { Page } from 'playwright-core';
 import { openBrowser } from '../helpers/browser.js';
-import { sampleSum } from '../helpers/metrics.js';
+import { metricValue, sampleSum } from '../helpers/metrics.js';
 import { createShapedNamespace, type ShapedNamespace } from '../helpers/netns.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
 import { waitUntil } from '../helpers/wait.js';
-import { reportOnFailure, until } from './page-view.js';
+import { receivesFrom, reportOnFailure, until } from './page-view.js';
 import { buildDemoPage } from './setup.js';
 
 const SHAPED_KBIT = 600;
@@ -35,6 +36,28 @@ const SETTLED_WINDOWS = 3;
 /** Above this after the shaper is lifted, within RISE_TIMEOUT_MS. */
 const RISEN_MIN = 1_200_000;
 const RISE_TIMEOUT_MS = 20_000;
+
+interface StatsSource {
+  getStats(): Promise<{ forEach(cb: (s: Record<string, unknown>) => void): void }>;
+}
+
+/** The page's inbound video: frames decoded and freezes so far (the first inbound video). */
+async function videoIn(
+  page: Page,
+): Promise<{ framesDecoded: number; freezeCount: number; totalFreezesDuration: number }> {
+  return page.evaluate(async () => {
+    const sfu = (globalThis as unknown as { __sfu?: { subscriberPc: StatsSource | null } }).__sfu;
+    const report = await sfu?.subscriberPc?.getStats();
+    const result = { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0 };
+    report?.forEach((s: Record<string, unknown>) => {
+      if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+      result.framesDecoded = Number(s.framesDecoded ?? 0);
+      result.freezeCount = Number(s.freezeCount ?? 0);
+      result.totalFreezesDuration = Number(s.totalFreezesDuration ?? 0);
+    });
+    return result;
+  });
+}
 
 describe('bandwidth estimation toward a subscriber', () => {
   let net: ShapedNamespace;
@@ -145,6 +168,51 @@ describe('bandwidth estimation toward a subscriber', () => {
     );
     t.diagnostic(`unshaped: ${risen.join(' ')} (rose to ${rose})`);
     assert.ok(rose > RISEN_MIN);
+    markPassed();
+  });
+
+  test('probes (padding after a frame) do not disturb decoding in Chromium', {
+    timeout: 120_000,
+  }, async (t) => {
+    // Two demo pages outside the namespace, each decoding the other's camera: every
+    // subscriber transport sends one probe of its own 2 s after its first feedback.
+    const origin = new URL(node.url).origin;
+    const browser = await openBrowser({ t, extraArgs: net.chromiumArgs(origin) });
+    const markPassed = reportOnFailure(t, browser, [node]);
+    const probeRoom = `${room}-probe`;
+    const pages = { alice: await browser.newPage(), bob: await browser.newPage() };
+    for (const [name, page] of Object.entries(pages)) {
+      await page.goto(
+        `${origin}/?${new URLSearchParams({ room: probeRoom, name, autojoin: '1' })}`,
+      );
+    }
+    await until(pages.alice, 'alice to decode bob', receivesFrom('bob'));
+    await until(pages.bob, 'bob to decode alice', receivesFrom('alice'));
+    const probesBefore = await metricValue(node.metricsUrl, 'sfu_subscriber_probes_total');
+    await waitUntil(
+      'a probe toward each page',
+      async () =>
+        (await metricValue(node.metricsUrl, 'sfu_subscriber_probes_total')) >= probesBefore + 2 ||
+        undefined,
+      30_000,
+      200,
+    );
+    const before = { alice: await videoIn(pages.alice), bob: await videoIn(pages.bob) };
+    // Decoding goes on after the probes: more frames, no freeze (Chromium counts a freeze
+    // when a frame comes much later than the average frame interval).
+    for (const name of ['alice', 'bob'] as const) {
+      const last = await waitUntil(
+        `${name} to decode 60 more frames`,
+        async () => {
+          const now = await videoIn(pages[name]);
+          return now.framesDecoded >= before[name].framesDecoded + 60 ? now : undefined;
+        },
+        30_000,
+        200,
+      );
+      t.diagnostic(`${name}: ${JSON.stringify(last)}`);
+      assert.equal(last.freezeCount, 0, `${name} froze: ${JSON.stringify(last)}`);
+    }
     markPassed();
   });
 });

@@ -21,6 +21,14 @@ const PROBE_DURATION_MS = 150;
 const PROBE_TICK_MS = 10;
 /** Padding per probe packet: the padding length is one byte (RFC 3550 section 5.1). */
 const PROBE_PADDING_BYTES = 255;
+/**
+ * One probe of its own per transport, at this multiple of the estimate, this long after the
+ * first feedback (libwebrtc probes at the start of a call, too): the estimate starts at a
+ * guess, grows 8 %/s, and a layer allocator that waited for it would keep a subscriber on a
+ * low layer for seconds. Not at once: the burst would compete with the first keyframe.
+ */
+const INITIAL_PROBE_FACTOR = 2;
+const INITIAL_PROBE_DELAY_MS = 2_000;
 /** werift's sender history (RTP_HISTORY_SIZE in rtpSender.js), which `rtpCache` is indexed by. */
 const WERIFT_RTP_HISTORY = 128;
 
@@ -96,7 +104,8 @@ export class TransportCongestionControl implements BandwidthBudget {
   #sequenceNumber = 0;
   #extensionId: number | undefined;
   #referenceMs: number | undefined;
-  #feedbackSeen = false;
+  #firstFeedbackMs: number | undefined;
+  #initialProbeDone = false;
   #cluster = 0;
   #lastProbeMs = Number.NEGATIVE_INFINITY;
   #probeTimer: NodeJS.Timeout | undefined;
@@ -130,7 +139,12 @@ export class TransportCongestionControl implements BandwidthBudget {
 
   /** The estimate once the subscriber's first feedback arrived, bits/s. */
   get estimateBps(): number | undefined {
-    return this.#feedbackSeen ? this.estimator.estimate : undefined;
+    return this.#firstFeedbackMs === undefined ? undefined : this.estimator.estimate;
+  }
+
+  /** Probe clusters started so far. */
+  get probes(): number {
+    return this.#cluster;
   }
 
   /** The last transport-wide sequence number written (16 bits). */
@@ -275,8 +289,13 @@ export class TransportCongestionControl implements BandwidthBudget {
     this.#referenceMs = unwrapReferenceTime(this.#referenceMs, feedback.referenceTime);
     const results = transportFeedbackResults(feedback, this.#referenceMs);
     if (results.length === 0) return;
-    this.estimator.onFeedback(results, performance.now());
-    this.#feedbackSeen = true;
+    const now = performance.now();
+    this.estimator.onFeedback(results, now);
+    this.#firstFeedbackMs ??= now;
+    if (!this.#initialProbeDone && now - this.#firstFeedbackMs >= INITIAL_PROBE_DELAY_MS) {
+      this.probe(INITIAL_PROBE_FACTOR * this.estimator.estimate);
+      this.#initialProbeDone = this.#cluster > 0;
+    }
   }
 
   /** Restores the transport's sendRtp and stops listening; idempotent. */

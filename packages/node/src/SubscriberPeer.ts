@@ -47,6 +47,7 @@ export class SubscriberPeer {
   /** Bandwidth estimation toward the subscriber, once its DTLS transport exists. */
   #congestion: TransportCongestionControl | undefined;
   #estimateTimer: NodeJS.Timeout | undefined;
+  #probesCounted = 0;
   /** Keyed by the publication's trackId. */
   readonly #subscriptions = new Map<string, Subscription>();
   #negotiating = false;
@@ -248,15 +249,21 @@ export class SubscriberPeer {
       if (!transport) continue;
       if (!this.#congestion) {
         this.#congestion = new TransportCongestionControl({ transport, logger: this.#logger });
-        const histogram = this.#metrics.subscriberEstimate;
-        this.#estimateTimer = setInterval(() => {
-          const estimate = this.#congestion?.estimateBps;
-          if (estimate !== undefined) histogram.observe(estimate);
-        }, ESTIMATE_SAMPLE_MS);
+        this.#estimateTimer = setInterval(() => this.#sampleCongestion(true), ESTIMATE_SAMPLE_MS);
         this.#estimateTimer.unref();
       }
       this.#congestion.addSender(sender);
     }
+  }
+
+  /** The estimate into its histogram (`estimate`), the probes sent since last time into theirs. */
+  #sampleCongestion(estimate: boolean): void {
+    const congestion = this.#congestion;
+    if (!congestion) return;
+    const bps = congestion.estimateBps;
+    if (estimate && bps !== undefined) this.#metrics.subscriberEstimate.observe(bps);
+    this.#metrics.subscriberProbes.inc(congestion.probes - this.#probesCounted);
+    this.#probesCounted = congestion.probes;
   }
 
   async trickle(candidate: IceCandidate): Promise<void> {
@@ -283,6 +290,7 @@ export class SubscriberPeer {
     this.#closed = true;
     clearTimeout(this.#answerTimer);
     clearInterval(this.#estimateTimer);
+    this.#sampleCongestion(false);
     this.#congestion?.close();
     for (const off of this.#werift.splice(0)) off();
     for (const s of [...this.#subscriptions.values()]) s.close();

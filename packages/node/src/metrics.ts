@@ -32,6 +32,7 @@ export class NodeMetrics {
   readonly signalErrors: Counter<'code'>;
   readonly joinDuration: Histogram;
   readonly subscriberEstimate: Histogram;
+  readonly subscriberProbes: Counter;
   readonly admissionWait: Histogram<'result'>;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
@@ -263,6 +264,11 @@ export class NodeMetrics {
         50_000, 100_000, 200_000, 300_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000,
         3_000_000, 5_000_000, 10_000_000, 20_000_000,
       ],
+      registers,
+    });
+    this.subscriberProbes = new Counter({
+      name: 'sfu_subscriber_probes_total',
+      help: 'Probe clusters (short padding bursts above the estimate) sent toward subscribers',
       registers,
     });
     // Every series of the media counters exists from the start, at 0: rate() and increase()
