@@ -127,7 +127,9 @@ test('a sender that does not adapt: the estimate still finds the link, and follo
   assert.ok(lowest > 250_000, `fell to ${Math.round(lowest)} bit/s`);
   const lifted = samples.find((s) => s.t >= 30_000 && s.estimate > 1_200_000);
   assert.ok(lifted, `reached ${Math.round(samples[samples.length - 1]?.estimate ?? 0)} bit/s`);
-  assert.ok(lifted.t - 30_000 < 15_000, `1.2 Mbit/s ${lifted.t - 30_000} ms after the lift`);
+  console.log(`non-adapting: 1.2 Mbit/s ${lifted.t - 30_000} ms after the lift`);
+  // What got through without overuse counts at once (8 %/s alone took 10 s).
+  assert.ok(lifted.t - 30_000 < 3_000, `1.2 Mbit/s ${lifted.t - 30_000} ms after the lift`);
 });
 
 test('an unconstrained path lets the estimate grow to what the sender can send', () => {

@@ -13,7 +13,8 @@
  *   grows, multiplicatively (8 %/s) far from the last overuse and additively near it, never
  *   past 1.5 times what the receiver acknowledged (more has not been tried);
  * - loss-based: more than 10 % loss over a report cuts the rate by half the loss, but not
- *   below the acknowledged rate; under 2 % lets it grow again. A shaper with a short queue (a
+ *   below the acknowledged rate; under 2 % lets it grow again, at once to the acknowledged
+ *   rate if that is higher (as the delay-based rate does while there is no overuse). A shaper with a short queue (a
  *   token bucket) drops before delay grows.
  *
  * - probing: 8 %/s takes 18 s from 600 kbit/s to 2.5 Mbit/s. To find out sooner whether more
@@ -323,7 +324,10 @@ export class BandwidthEstimator {
     } else if (loss < LOSS_LOW) {
       // Little loss: grow again, from where loss put it (not straight back to the delay-based
       // rate, which a shaper that drops instead of queueing never holds back).
-      this.#lossBased = Math.min(this.#maxBps, this.#lossBased * 1.08 ** (dt / 1000));
+      this.#lossBased = Math.min(
+        this.#maxBps,
+        Math.max(this.#lossBased * 1.08 ** (dt / 1000), this.#ackedBps ?? 0),
+      );
     }
   }
 
@@ -365,8 +369,11 @@ export class BandwidthEstimator {
     let next = near
       ? rate + Math.max(1_000, 1_200 * 8) * (dt / 200) // about a packet per response time
       : rate * 1.08 ** (dt / 1000);
-    // Never past what was tried: 1.5 times the acknowledged rate (gcc-02 section 5.5).
-    if (acked !== undefined) next = Math.min(next, Math.max(rate, 1.5 * acked + 10_000));
+    // Never past what was tried: 1.5 times the acknowledged rate (gcc-02 section 5.5). Never
+    // below what the receiver got without overuse either: that much demonstrably fits (a
+    // shaper lifted while the sender kept sending: 8 %/s would take 10 s to catch up).
+    if (acked !== undefined)
+      next = Math.max(acked, Math.min(next, Math.max(rate, 1.5 * acked + 10_000)));
     this.#delayBased = Math.min(this.#maxBps, next);
   }
 
