@@ -17,6 +17,8 @@ function simulate(
   propagationMs = 20,
   /** A sender that ignores the estimate and sends this much (nothing adapts its video). */
   sendBps?: number,
+  /** Probe clusters every second (an allocator that wants more); off: nobody asks. */
+  probing = true,
 ) {
   const PACKET = 1_200;
   let seq = 0;
@@ -32,7 +34,7 @@ function simulate(
     const phase = phases.find((p) => t < p.untilMs) ?? phases[phases.length - 1];
     assert.ok(phase);
     credit += ((sendBps ?? estimator.estimate) * 5) / 1000 / 8;
-    if (t % 1000 === 500 && estimator.signal === 'normal' && probe.left === 0) {
+    if (probing && t % 1000 === 500 && estimator.signal === 'normal' && probe.left === 0) {
       cluster++;
       probe = { left: 10, rateBps: 2 * estimator.estimate, credit: PACKET };
     }
@@ -115,6 +117,7 @@ test('a sender that does not adapt: the estimate still finds the link, and follo
     ],
     20,
     1_800_000,
+    false, // no allocator asks for probes yet
   );
   const settled = average(samples, 15_000, 30_000);
   const lowest = Math.min(
@@ -128,8 +131,9 @@ test('a sender that does not adapt: the estimate still finds the link, and follo
   const lifted = samples.find((s) => s.t >= 30_000 && s.estimate > 1_200_000);
   assert.ok(lifted, `reached ${Math.round(samples[samples.length - 1]?.estimate ?? 0)} bit/s`);
   console.log(`non-adapting: 1.2 Mbit/s ${lifted.t - 30_000} ms after the lift`);
-  // What got through without overuse counts at once (8 %/s alone took 10 s).
-  assert.ok(lifted.t - 30_000 < 3_000, `1.2 Mbit/s ${lifted.t - 30_000} ms after the lift`);
+  // What got through without overuse counts at once (simulated time; without that floor
+  // 2.8 s here, and 10 s at 8 %/s toward Chromium).
+  assert.ok(lifted.t - 30_000 < 1_500, `1.2 Mbit/s ${lifted.t - 30_000} ms after the lift`);
 });
 
 test('an unconstrained path lets the estimate grow to what the sender can send', () => {
