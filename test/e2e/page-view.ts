@@ -18,6 +18,35 @@ export interface Inbound {
   identity: string | null;
 }
 
+/** A remote video as the page shows it: its tile's state and its decoding (getStats). */
+export interface RemoteVideo {
+  identity: string;
+  participantSid: string;
+  trackId: string;
+  mid: string;
+  /** Published with simulcast layers: the tile has a pin control. */
+  simulcast: boolean;
+  pin: string;
+  /** The received layer's rid from `subscription.layer` (null: none said, or paused). */
+  rid: string | null;
+  /** The last `subscription.settings` the page sent for it. */
+  settings: { visible: boolean; width: number; height: number; pin: string } | null;
+  framesDecoded: number;
+  totalFreezesDuration: number;
+  frameWidth: number;
+  frameHeight: number;
+}
+
+/** One layer of the page's own simulcast camera: the encoder's flag and what it sent. */
+export interface LocalLayer {
+  rid: string;
+  active: boolean;
+  /** Declared in the publish request. */
+  width: number;
+  bytesSent: number;
+  frameWidth: number;
+}
+
 export interface PageView {
   state: string;
   sessionId: string | null;
@@ -27,6 +56,9 @@ export interface PageView {
   nodeLabel: string | null;
   participants: string[];
   inbound: Inbound[];
+  remoteVideos: RemoteVideo[];
+  /** Empty when the camera is sent as one layer. */
+  localLayers: LocalLayer[];
 }
 
 /** The page's globals as the evaluated functions see them (the test has no DOM typings). */
@@ -45,6 +77,18 @@ interface PageGlobals {
     participants(): string[];
     subscribedTracks(): { mid: string; participantSid: string; identity: string }[];
     subscriberPc: { getStats(): Promise<{ forEach(cb: (s: StatsLike) => void): void }> } | null;
+    publisherPc: { getStats(): Promise<{ forEach(cb: (s: StatsLike) => void): void }> } | null;
+    remoteVideos?(): {
+      identity: string;
+      participantSid: string;
+      trackId: string;
+      mid: string;
+      simulcast: boolean;
+      pin: string;
+      layer: { rid: string | null } | null;
+      settings: RemoteVideo['settings'];
+    }[];
+    localLayers?(): { rid: string; active: boolean; width: number }[];
   };
 }
 
@@ -64,9 +108,13 @@ export function view(page: Page): Promise<PageView> {
         nodeLabel: null,
         participants: [],
         inbound: [],
+        remoteVideos: [],
+        localLayers: [],
       };
     }
     const inbound: Inbound[] = [];
+    const decoding = new Map<string, StatsLike>();
+    const sending = new Map<string, StatsLike>();
     const pc = sfu.subscriberPc;
     if (pc) {
       const tracks = sfu.subscribedTracks();
@@ -74,6 +122,7 @@ export function view(page: Page): Promise<PageView> {
       report.forEach((s) => {
         if (s.type !== 'inbound-rtp') return;
         const mid = typeof s.mid === 'string' ? s.mid : null;
+        if (mid !== null && s.kind === 'video') decoding.set(mid, s);
         const track = tracks.find((t) => t.mid === mid);
         inbound.push({
           id: s.id,
@@ -86,6 +135,37 @@ export function view(page: Page): Promise<PageView> {
         });
       });
     }
+    if (sfu.publisherPc) {
+      const report = await sfu.publisherPc.getStats();
+      report.forEach((s) => {
+        if (s.type === 'outbound-rtp' && s.kind === 'video' && typeof s.rid === 'string')
+          sending.set(s.rid, s);
+      });
+    }
+    const remoteVideos: RemoteVideo[] = (sfu.remoteVideos?.() ?? []).map((v) => {
+      const s = decoding.get(v.mid);
+      return {
+        identity: v.identity,
+        participantSid: v.participantSid,
+        trackId: v.trackId,
+        mid: v.mid,
+        simulcast: v.simulcast,
+        pin: v.pin,
+        rid: v.layer?.rid ?? null,
+        settings: v.settings,
+        framesDecoded: Number(s?.framesDecoded ?? 0),
+        totalFreezesDuration: Number(s?.totalFreezesDuration ?? 0),
+        frameWidth: Number(s?.frameWidth ?? 0),
+        frameHeight: Number(s?.frameHeight ?? 0),
+      };
+    });
+    const localLayers: LocalLayer[] = (sfu.localLayers?.() ?? []).map((l) => ({
+      rid: l.rid,
+      active: l.active,
+      width: l.width,
+      bytesSent: Number(sending.get(l.rid)?.bytesSent ?? 0),
+      frameWidth: Number(sending.get(l.rid)?.frameWidth ?? 0),
+    }));
     return {
       state: sfu.state,
       sessionId: sfu.sessionId,
@@ -96,6 +176,8 @@ export function view(page: Page): Promise<PageView> {
         null,
       participants: sfu.participants(),
       inbound,
+      remoteVideos,
+      localLayers,
     };
   });
 }

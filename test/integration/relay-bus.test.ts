@@ -323,6 +323,33 @@ describe('RedisRelayBus against a real Redis', () => {
     assert.deepEqual(await a.request('node-b', 'offer', bigOffer()), answerTo(bigOffer()));
   });
 
+  test('layers notices: a genuine one arrives as linkLayers; forged and replayed ones are rejected and counted', async () => {
+    const { a, b } = await openPair();
+    const body = { room: 'room-1', linkId: 'L1', tracks: [{ trackId: 'TR_v', layers: [0, 2] }] };
+    const delivered: unknown[] = [];
+    b.on('linkLayers', (from, got) => delivered.push([from, got]));
+    const onB = await spy(b.channel);
+    const got = b.waitFor('linkLayers', { timeoutMs: 5_000 });
+    await a.send('node-b', 'layers', body);
+    assert.deepEqual(await got, ['node-a', body]);
+    await onB.until(1);
+
+    let next = nextRejection(b);
+    await admin.publish(b.channel, onB.seen[0] ?? '');
+    assert.deepEqual(await next, ['duplicate', 'node-a']);
+
+    // A neighbour on Redis asking node-b's links for every layer of the track.
+    next = nextRejection(b);
+    const forger = new EnvelopeCodec({ nodeId: 'node-a', secret: WRONG_SECRET });
+    const greedy = { ...body, tracks: [{ trackId: 'TR_v', layers: [0, 1, 2] }] };
+    await admin.publish(
+      b.channel,
+      forger.seal({ type: 'layers', to: 'node-b', body: greedy }).payload,
+    );
+    assert.deepEqual(await next, ['signature', 'node-a']);
+    assert.deepEqual(delivered, [['node-a', body]]);
+  });
+
   test('a message over 256 KB is refused before it is sent', async () => {
     const prefix = newPrefix();
     const a = await open('node-a', prefix);

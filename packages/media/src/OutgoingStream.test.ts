@@ -4,9 +4,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '@geosfu/common';
 import { RTCPeerConnection, RtpHeader, RtpPacket } from 'werift';
 import { audioCodecs, videoCodecs } from './codecs.js';
+import type { ForwardedPacket } from './ForwardedPacket.js';
 import { OutgoingStream } from './OutgoingStream.js';
 import { iceOptions } from './peerConfig.js';
 import { RTP_HEADER_SIZE } from './rtp.js';
+import { parseVp8 } from './vp8.js';
 
 const LOOPBACK = { rtcPortRange: undefined, rtcHostAddresses: ['127.0.0.1'], announcedIps: [] };
 const codecs = { video: videoCodecs(), audio: audioCodecs() };
@@ -25,11 +27,21 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs = 10_000)
   }
 }
 
-function vp8Packet(sequenceNumber: number, payloadSize = 100): Buffer {
+function vp8Packet(sequenceNumber: number, payloadSize = 100): ForwardedPacket {
   const header = new RtpHeader({ payloadType: 96, sequenceNumber, timestamp: 3000, ssrc: 1 });
   const payload = Buffer.alloc(payloadSize);
   payload[0] = 0x10; // S bit, partition 0: a frame start
-  return new RtpPacket(header, payload).serialize();
+  const vp8 = parseVp8(payload);
+  return {
+    buffer: new RtpPacket(header, payload).serialize(),
+    layer: 0,
+    ssrc: 1,
+    sequenceNumber,
+    timestamp: 3000,
+    marker: false,
+    keyframe: vp8?.keyframe ?? false,
+    vp8,
+  };
 }
 
 test('counts and sends what leaves, drops what cannot, reports PLIs and closes once', async () => {

@@ -44,6 +44,11 @@ export class RtpMunger {
     this.#clockRate = clockRate;
   }
 
+  /** True while outputs equal inputs (before the first switch that moved an origin). */
+  get identity(): boolean {
+    return this.#seqOffset === 0 && this.#tsOffset === 0;
+  }
+
   /** The SSRC being forwarded, undefined before the first switch. */
   get source(): number | undefined {
     return this.#source;

@@ -63,3 +63,13 @@ test('hysteresis: moving up needs a margin, staying does not', () => {
     [1],
   );
 });
+
+test('an unlimited budget gives each video its cap (what the allocator compares with to probe)', () => {
+  const videos = [
+    { layers: camera(), renderWidth: 960 },
+    { layers: camera(), renderWidth: 300, current: 2 },
+    { layers: camera(), renderWidth: 960, pin: 'low' as const },
+    { layers: camera(), renderWidth: 0 },
+  ];
+  assert.deepEqual(allocateLayers(videos, Number.POSITIVE_INFINITY), [2, 1, 0, -1]);
+});

@@ -21,6 +21,7 @@ export {
 export type { ForwardedPacket } from './ForwardedPacket.js';
 export { isH264Keyframe, keyframeDetector } from './keyframe.js';
 export {
+  KEYFRAME_RETRY_MS,
   OutgoingStream,
   type OutgoingStreamObserver,
   type OutgoingStreamOptions,

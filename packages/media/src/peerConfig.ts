@@ -9,6 +9,7 @@ import {
   type RTCRtpCodecParameters,
   useAbsSendTime,
   useSdesMid,
+  useSdesRTPStreamId,
   useTransportWideCC,
 } from 'werift';
 import { audioCodecs, videoCodecs } from './codecs.js';
@@ -47,15 +48,18 @@ export function iceOptions(
 
 /**
  * The publisher side: we receive. No transport-cc (pitfall 3: Chrome's estimate collapsed to
- * ~100 kbps with werift), so the node sends REMB itself. Only the mid extension, which werift
- * needs to demultiplex a bundle before SSRCs are known.
+ * ~100 kbps with werift), so the node sends REMB itself. The mid extension, which werift
+ * needs to demultiplex a bundle before SSRCs are known, and for video the rid extension
+ * (rtp-stream-id), by which werift routes each simulcast layer to its rid's track (pitfall 7).
+ * No repaired-rtp-stream-id: RTX is not negotiated, so no repair stream comes (werift's
+ * router could not route one by rid anyway).
  */
 export function publisherPeerConfig(config: NodeConfig): RTCPeerConnectionConfig {
   return {
     ...iceOptions(config),
     bundlePolicy: 'max-bundle', // pitfall 2: max-compat leaks a socket per m-line on close
     codecs: { audio: audioCodecs(), video: videoCodecs() },
-    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid()] },
+    headerExtensions: { audio: [useSdesMid()], video: [useSdesMid(), useSdesRTPStreamId()] },
   };
 }
 

@@ -109,13 +109,17 @@ export function isVp8Keyframe(payload: Uint8Array): boolean {
   return parseVp8(payload)?.keyframe ?? false;
 }
 
-/** Writes `pictureId` (taken modulo the field's width) into the payload, in place. */
+/**
+ * Writes `pictureId` (taken modulo the field's width) into the payload, in place. `offset`:
+ * where the payload starts in `payload` (a whole RTP packet's buffer, without a copy).
+ */
 export function writeVp8PictureId(
   payload: Uint8Array,
   descriptor: Vp8Descriptor,
   pictureId: number,
+  offset = 0,
 ): void {
-  const at = descriptor.pictureIdOffset;
+  const at = offset + descriptor.pictureIdOffset;
   if (descriptor.pictureIdBits === 15) {
     const v = pictureId & 0x7fff;
     payload[at] = 0x80 | (v >> 8);
@@ -125,11 +129,13 @@ export function writeVp8PictureId(
   }
 }
 
-/** Writes `tl0PicIdx` (modulo 256) into the payload, in place. */
+/** Writes `tl0PicIdx` (modulo 256) into the payload, in place; `offset` as above. */
 export function writeVp8Tl0PicIdx(
   payload: Uint8Array,
   descriptor: Vp8Descriptor,
   tl0PicIdx: number,
+  offset = 0,
 ): void {
-  if (descriptor.tl0PicIdxOffset >= 0) payload[descriptor.tl0PicIdxOffset] = tl0PicIdx & 0xff;
+  if (descriptor.tl0PicIdxOffset >= 0)
+    payload[offset + descriptor.tl0PicIdxOffset] = tl0PicIdx & 0xff;
 }

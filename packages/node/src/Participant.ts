@@ -95,6 +95,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.#publisher = new PublisherPeer({
       ...common,
       identity: this.identity,
+      send: (message) => this.send(message),
       onPeerConnection: (pc) => this.#watchConnection(pc, 'publisher'),
     });
     this.#publisher.on('published', (p) => this.safeEmit('published', p));
@@ -170,6 +171,17 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
 
   unsubscribe(trackId: string): void {
     this.#subscriber.unsubscribe(trackId);
+  }
+
+  /** How this participant shows a video it receives: the node picks the layer from it. */
+  updateSubscription(request: ClientMessageOf<'subscription.settings'>): void {
+    this.#assertOpen();
+    this.#subscriber.updateSettings(request.trackId, {
+      visible: request.visible,
+      width: request.width,
+      height: request.height,
+      pin: request.pin ?? 'auto',
+    });
   }
 
   async subscriberAnswer(request: ClientMessageOf<'subscriber.answer'>): Promise<void> {

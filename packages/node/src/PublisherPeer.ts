@@ -22,7 +22,7 @@ import { addCandidate } from './addCandidate.js';
 import type { NodeMetrics } from './metrics.js';
 import type { PeerAdmission } from './PeerAdmission.js';
 import { Publication } from './Publication.js';
-import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
+import { checkPublishOffer, checkTrackLayers, type PublishOffer } from './publishOffer.js';
 
 export type PublisherPeerEvents = {
   /** A track is ready to be forwarded. */
@@ -45,6 +45,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
   readonly #logger: Logger;
   readonly #admission: PeerAdmission;
   readonly #onPeerConnection: (pc: RTCPeerConnection) => void;
+  readonly #send: (message: ServerMessage) => void;
   #pc: RTCPeerConnection | undefined;
   #sweeper: TransportSweeper | undefined;
   /** The last publish offer accepted: the next one keeps its ICE credentials and m-lines. */
@@ -65,6 +66,8 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     admission: PeerAdmission;
     /** Called once when the PeerConnection is created, so that its liveness can be watched. */
     onPeerConnection: (pc: RTCPeerConnection) => void;
+    /** Sends a message to this participant's client (dynacast's `publication.layers`). */
+    send: (message: ServerMessage) => void;
   }) {
     super((event, error) =>
       options.logger.error({ err: error, event }, 'publisher listener threw'),
@@ -76,6 +79,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     this.#logger = options.logger;
     this.#admission = options.admission;
     this.#onPeerConnection = options.onPeerConnection;
+    this.#send = options.send;
   }
 
   get pc(): RTCPeerConnection | undefined {
@@ -106,6 +110,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
           `m-line "${track.mid}" must be sendonly to publish (it is ${section.direction})`,
         );
       }
+      checkTrackLayers(track, section);
     }
     const newTracks = request.tracks.filter((t) => !known.has(t.mid));
     if (this.#publications.size + newTracks.length > LIMITS.maxTracksPerParticipant) {
@@ -168,11 +173,16 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
         codec,
         metrics: this.#metrics,
         logger: this.#logger,
+        ...(track.layers ? { layers: track.layers } : {}),
         origin: {
           path: 'client',
-          requestKeyframe: () => this.#sendPli(transceiver),
+          requestKeyframe: (layer) => this.#sendPli(transceiver, publication.layers[layer]?.rid),
         },
       });
+      // Dynacast: the publisher sends these rids and may pause the others.
+      publication.on('dynacast', (active) =>
+        this.#send({ type: 'publication.layers', trackId: publication.trackId, active }),
+      );
       this.#mids.set(publication, track.mid);
       this.#publications.set(publication.trackId, publication);
       this.#receive(transceiver, publication);
@@ -187,13 +197,25 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     };
   }
 
-  /** Forwards what the transceiver receives to the publication. */
+  /**
+   * Forwards what the transceiver receives to the publication. A simulcast m-line has one
+   * remote track per rid (pitfall 7: werift creates them all at setRemoteDescription, but its
+   * `ontrack` fires only for the first; each is in `receiver.trackByRID`): each goes to the
+   * publication as the layer of its rid.
+   */
   #receive(transceiver: RTCRtpTransceiver, publication: Publication): void {
     const attached = new WeakSet<MediaStreamTrack>();
+    const rids = publication.layers.map((l) => l.rid);
     const attach = (remote: MediaStreamTrack) => {
       if (attached.has(remote)) return;
+      const layer = rids.indexOf(remote.rid ?? '');
+      // A track of no declared layer: a simulcast m-line's rid-less default track (werift
+      // keeps one), or a rid the request did not declare (checked before, so none).
+      if (layer < 0) return;
       attached.add(remote);
-      const off = remote.onReceiveRtp.subscribe((rtp) => publication.forward(rtp)).unSubscribe;
+      const off = remote.onReceiveRtp.subscribe((rtp) =>
+        publication.forward(rtp, layer),
+      ).unSubscribe;
       publication.once('close', off);
     };
     this.#werift.push(
@@ -261,9 +283,7 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     const pc = this.#pc;
     if (pc?.connectionState !== 'connected') return;
     const videos = pc.getTransceivers().filter((t) => t.kind === 'video');
-    const ssrcs = videos
-      .flatMap((t) => t.receiver.tracks.map((track) => track.ssrc))
-      .filter((s): s is number => typeof s === 'number');
+    const ssrcs = videos.flatMap((t) => receivedSsrcs(t));
     const first = videos[0];
     if (!first || ssrcs.length === 0) return;
     first.receiver.dtlsTransport
@@ -271,8 +291,10 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
       .catch((error: unknown) => this.#logger.debug({ err: error }, 'REMB send failed'));
   }
 
-  #sendPli(transceiver: RTCRtpTransceiver): void {
-    const ssrc = transceiver.receiver.tracks[0]?.ssrc;
+  /** A PLI for the layer of `rid` ('' when not simulcast): its track's SSRC, once known. */
+  #sendPli(transceiver: RTCRtpTransceiver, rid: string | undefined): void {
+    if (rid === undefined) return;
+    const ssrc = rid === '' ? transceiver.receiver.tracks[0]?.ssrc : ssrcOfRid(transceiver, rid);
     if (ssrc === undefined) return;
     // An explicit PLI rather than receiver.sendRtcpPLI, which does nothing unless "nack pli"
     // was negotiated (pitfall 4); a browser always accepts PLI for video.
@@ -300,4 +322,24 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     await this.#sweeper?.close();
     this.removeAllListeners();
   }
+}
+
+/**
+ * The SSRC a simulcast layer arrives on. werift never sets a rid track's `ssrc`; it learns the
+ * SSRC from the first packet carrying the RID header extension (`trackBySSRC`).
+ */
+function ssrcOfRid(transceiver: RTCRtpTransceiver, rid: string): number | undefined {
+  for (const [ssrc, track] of Object.entries(transceiver.receiver.trackBySSRC)) {
+    if (track.rid === rid) return Number(ssrc);
+  }
+  return undefined;
+}
+
+/** Every SSRC a transceiver receives on: its SSRC-signalled tracks and its simulcast layers. */
+function receivedSsrcs(transceiver: RTCRtpTransceiver): number[] {
+  const ssrcs = new Set<number>();
+  for (const track of transceiver.receiver.tracks)
+    if (track.ssrc !== undefined) ssrcs.add(track.ssrc);
+  for (const ssrc of Object.keys(transceiver.receiver.trackBySSRC)) ssrcs.add(Number(ssrc));
+  return [...ssrcs];
 }

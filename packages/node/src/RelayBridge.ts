@@ -1,4 +1,4 @@
-import type { Logger, NodeConfig, StallDetector } from '@geosfu/common';
+import { LIMITS, type Logger, type NodeConfig, type StallDetector } from '@geosfu/common';
 import { codecFromSpec, relayReceiverPeerConfig, relaySenderPeerConfig } from '@geosfu/media';
 import type { NodeRegistry } from '@geosfu/registry';
 import {
@@ -101,6 +101,7 @@ export class RelayBridge {
     const metrics = this.#metrics;
     bus.onRequest((from, _type, body) => relays.handleOffer(from, body));
     bus.on('linkClose', (from, body) => void relays.handleClose(from, body));
+    bus.on('linkLayers', (from, body) => relays.handleLayers(from, body));
     bus.on('rejected', (reason) => metrics.relayRejected.inc({ reason }));
     bus.on('redisError', (op) => metrics.redisErrors.inc({ op }));
     relays.on('relayedTrack', (room, from, track) => this.#onRelayedTrack(room, from, track));
@@ -116,12 +117,17 @@ export class RelayBridge {
       audio: metrics.stream('out', 'audio', 'relay'),
       video: metrics.stream('out', 'video', 'relay'),
     };
+    const layerOut = Array.from({ length: LIMITS.maxSimulcastLayers }, (_, i) =>
+      metrics.relayLayerPackets.labels(String(i)),
+    );
     relays.on('linkOpened', (link) => {
-      link.on('packetOut', (kind, bytes) => {
+      link.on('packetOut', (kind, bytes, layer) => {
         out[kind].packets.inc();
         out[kind].bytes.inc(bytes);
+        if (layer !== undefined) layerOut[layer]?.inc();
       });
     });
+    metrics.countRelayLayers(() => relays.links.reduce((n, link) => n + link.layersCarried, 0));
   }
 
   /** A track relayed from another node becomes a publication of this node's room. */
@@ -129,6 +135,7 @@ export class RelayBridge {
     const room = this.#rooms.get(roomName);
     if (!room || this.#closed) return;
     const { info } = track;
+    const layers = info.layers;
     const publication = new Publication({
       trackId: info.trackId,
       kind: info.kind,
@@ -136,11 +143,20 @@ export class RelayBridge {
       participantSid: info.participantSid,
       identity: info.identity,
       codec: codecFromSpec(info.codec),
-      origin: { path: 'relay', requestKeyframe: () => track.requestKeyframe() },
+      // A PLI for a layer goes back on that layer's m-line of the link.
+      origin: { path: 'relay', requestKeyframe: (layer) => track.requestKeyframe(layer) },
       metrics: this.#metrics,
       logger: this.#logger.child({ component: 'relayed', from, trackId: info.trackId }),
+      // Simulcast: the same layers as at the origin; the link carries exactly those that the
+      // subscribers here need ('exact' demand), and the others read as paused.
+      ...(layers ? { layers, demand: 'exact' as const } : {}),
     });
-    const stop = track.onPacket((rtp) => publication.forward(rtp));
+    const stop = track.onPacket((rtp, layer) => publication.forward(rtp, layer));
+    if (layers) {
+      publication.on('dynacast', (rids) =>
+        track.setDemand(rids.map((rid) => layers.findIndex((l) => l.rid === rid))),
+      );
+    }
     publication.once('close', stop);
     let byTrack = this.#relayed.get(roomName);
     if (!byTrack) {

@@ -237,6 +237,10 @@ export class SignalConnection {
         participant.mute(message.trackId, message.muted);
         if (ref) this.send({ type: 'ok', ...ref });
         return;
+      case 'subscription.settings':
+        participant.updateSubscription(message);
+        if (ref) this.send({ type: 'ok', ...ref });
+        return;
       case 'chat':
         if (this.#room) await this.#host.chat(participant, this.#room, message.text);
         if (ref) this.send({ type: 'ok', ...ref });

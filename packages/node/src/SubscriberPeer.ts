@@ -13,14 +13,14 @@ import {
   subscriberPeerConfig,
   TransportCongestionControl,
   TransportSweeper,
-  UNLIMITED_BUDGET,
 } from '@geosfu/media';
 import { MediaStreamTrack, RTCPeerConnection } from 'werift';
 import { addCandidate } from './addCandidate.js';
+import { LayerAllocator } from './LayerAllocator.js';
 import type { NodeMetrics } from './metrics.js';
 import type { PeerAdmission } from './PeerAdmission.js';
 import type { Publication } from './Publication.js';
-import { Subscription } from './Subscription.js';
+import { Subscription, type SubscriptionSettings } from './Subscription.js';
 
 /** How long the client has to answer a subscriber offer. */
 const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
@@ -47,6 +47,7 @@ export class SubscriberPeer {
   /** Bandwidth estimation toward the subscriber, once its DTLS transport exists. */
   #congestion: TransportCongestionControl | undefined;
   #estimateTimer: NodeJS.Timeout | undefined;
+  readonly #budget: BandwidthBudget;
   #probesCounted = 0;
   /** Keyed by the publication's trackId. */
   readonly #subscriptions = new Map<string, Subscription>();
@@ -57,6 +58,8 @@ export class SubscriberPeer {
   /** No offer goes out before the client has its `joined` reply. */
   #started = false;
   readonly #werift: (() => void)[] = [];
+  /** Chooses the simulcast layer of each video (created with the peer, closed with it). */
+  readonly #allocator: LayerAllocator;
   #closed = false;
 
   constructor(options: {
@@ -79,6 +82,19 @@ export class SubscriberPeer {
     this.#send = options.send;
     this.#onPeerConnection = options.onPeerConnection;
     this.#onFirstMedia = options.onFirstMedia;
+    // A view for the allocator, which exists before the transport and its estimator do.
+    const estimate = () => this.#congestion?.estimateBps;
+    this.#budget = {
+      get estimateBps() {
+        return estimate();
+      },
+      probe: (targetBps: number) => this.#congestion?.probe(targetBps),
+    };
+    this.#allocator = new LayerAllocator({
+      budget: this.#budget,
+      subscriptions: () => this.#subscriptions.values(),
+      logger: this.#logger,
+    });
   }
 
   get pc(): RTCPeerConnection | undefined {
@@ -91,11 +107,11 @@ export class SubscriberPeer {
 
   /**
    * What the subscriber's downlink carries (transport-wide congestion control on its
-   * PeerConnection): the budget its layer allocator spends. Unlimited until the transport
-   * exists.
+   * PeerConnection): the budget its layer allocator spends. No estimate (everything fits)
+   * until the transport's first feedback.
    */
   get budget(): BandwidthBudget {
-    return this.#congestion ?? UNLIMITED_BUDGET;
+    return this.#budget;
   }
 
   /** Called once `joined` has been sent: from now on the node may offer. */
@@ -121,9 +137,43 @@ export class SubscriberPeer {
       logger: this.#logger,
       onClose: (s) => this.#onSubscriptionClosed(s),
       onFirstPacket: this.#onFirstMedia,
+      onLayer: (s, layer) => this.#onLayer(s, layer),
+      onLayersChanged: () => this.#allocator.update(),
     });
     this.#subscriptions.set(publication.trackId, subscription);
+    this.#allocator.update();
     this.#negotiate();
+  }
+
+  /**
+   * How the subscriber shows a video it receives (`subscription.settings`); the allocator
+   * applies it at once. TRACK_NOT_FOUND for a track this participant does not receive.
+   */
+  updateSettings(trackId: string, settings: SubscriptionSettings): void {
+    this.#assertOpen();
+    const subscription = this.#subscriptions.get(trackId);
+    if (!subscription)
+      throw new SfuError(
+        'TRACK_NOT_FOUND',
+        `this participant does not receive a track "${trackId}"`,
+      );
+    subscription.settings = settings;
+    subscription.settingsChanged = true;
+    this.#allocator.update();
+  }
+
+  /** The subscriber now gets another layer of a simulcast video (or none): tell it. */
+  #onLayer(subscription: Subscription, layer: number): void {
+    const publication = subscription.publication;
+    if (!publication.simulcast || this.#closed) return;
+    const info = layer >= 0 ? publication.layers[layer] : undefined;
+    this.#send({
+      type: 'subscription.layer',
+      trackId: publication.trackId,
+      rid: info?.rid ?? null,
+      width: info?.width ?? 0,
+      height: info?.height ?? 0,
+    });
   }
 
   unsubscribe(trackId: string): void {
@@ -134,6 +184,7 @@ export class SubscriberPeer {
     this.#subscriptions.delete(subscription.publication.trackId);
     this.#congestion?.removeSender(subscription.transceiver.sender);
     if (this.#closed || !this.#pc) return;
+    this.#allocator.update();
     try {
       this.#pc.removeTrack(subscription.transceiver.sender);
     } catch (error) {
@@ -151,7 +202,7 @@ export class SubscriberPeer {
       pc.connectionStateChange.subscribe((state) => {
         if (state !== 'connected') return;
         // A subscriber that just connected needs a keyframe of everything it receives.
-        for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+        for (const s of this.#subscriptions.values()) s.requestKeyframe();
         if (this.#renegotiate) this.#negotiate(); // changes held while it connected
       }).unSubscribe,
     );
@@ -232,7 +283,7 @@ export class SubscriberPeer {
     for (const candidate of this.#pendingCandidates.splice(0))
       await addCandidate(pc, candidate, this.#logger);
     if (pc.connectionState === 'connected') {
-      for (const s of this.#subscriptions.values()) s.publication.requestKeyframe();
+      for (const s of this.#subscriptions.values()) s.requestKeyframe();
     }
     if (this.#renegotiate) this.#negotiate();
   }
@@ -288,6 +339,7 @@ export class SubscriberPeer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#allocator.close();
     clearTimeout(this.#answerTimer);
     clearInterval(this.#estimateTimer);
     this.#sampleCongestion(false);

@@ -4,7 +4,7 @@
  * node's state when Prometheus scrapes, so nothing has to keep them in step.
  * Labels stay bounded: never a room, session or participant id.
  */
-import type { TrackKind } from '@geosfu/common';
+import { LIMITS, type TrackKind } from '@geosfu/common';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export type Path = 'client' | 'relay';
@@ -29,6 +29,9 @@ export class NodeMetrics {
   readonly pli: Counter<'direction'>;
   readonly nack: Counter<'direction'>;
   readonly keyframes: Counter;
+  readonly simulcastLayerPackets: Counter<'layer'>;
+  readonly simulcastPausedLayers: Gauge;
+  readonly layerSwitches: Counter<'direction'>;
   readonly signalErrors: Counter<'code'>;
   readonly joinDuration: Histogram;
   readonly subscriberEstimate: Histogram;
@@ -42,6 +45,9 @@ export class NodeMetrics {
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
   readonly relayLinkCloses: Counter;
+  readonly relayLayerPackets: Counter<'layer'>;
+  /** What `sfu_relay_layers_carried` reads; the relay bridge sets it (cluster mode). */
+  #relayLayersCarried: () => number = () => 0;
   readonly relayReceiverCloses: Counter;
   readonly stalls: Counter;
   readonly rtt: Histogram<'path' | 'peer_region'>;
@@ -139,6 +145,26 @@ export class NodeMetrics {
       help: 'Video keyframes received from publishers',
       registers,
     });
+    this.simulcastLayerPackets = new Counter({
+      name: 'sfu_simulcast_layer_packets_total',
+      help: 'RTP packets received from simulcast publishers, by layer index (0 = lowest)',
+      labelNames: ['layer'],
+      registers,
+    });
+    for (let layer = 0; layer < LIMITS.maxSimulcastLayers; layer++)
+      this.simulcastLayerPackets.inc({ layer: String(layer) }, 0);
+    this.simulcastPausedLayers = new Gauge({
+      name: 'sfu_simulcast_paused_layers',
+      help: 'Simulcast layers of publishers on this node paused by dynacast (no subscriber needs them)',
+      registers,
+    });
+    this.layerSwitches = new Counter({
+      name: 'sfu_layer_switches_total',
+      help: "Simulcast layer switches of subscribers (at the target layer's keyframe), up or down",
+      labelNames: ['direction'],
+      registers,
+    });
+    for (const direction of ['up', 'down'] as const) this.layerSwitches.inc({ direction }, 0);
     this.signalErrors = new Counter({
       name: 'sfu_signal_errors_total',
       help: 'Errors sent to signalling clients, by code',
@@ -209,6 +235,23 @@ export class NodeMetrics {
       help: 'Outgoing relay links closed, by reason (link-failed and closed-by-peer are failures; no-participants, room-closed and node-shutdown are not)',
       labelNames: ['reason'],
       registers,
+    });
+    this.relayLayerPackets = new Counter({
+      name: 'sfu_relay_layer_packets_total',
+      help: 'RTP packets sent on relay links on the m-lines of simulcast layers, by layer index (0 = lowest); a layer is sent only while the far node asks for it',
+      labelNames: ['layer'],
+      registers,
+    });
+    for (let layer = 0; layer < LIMITS.maxSimulcastLayers; layer++)
+      this.relayLayerPackets.inc({ layer: String(layer) }, 0);
+    const metrics = this;
+    new Gauge({
+      name: 'sfu_relay_layers_carried',
+      help: 'Simulcast layer m-lines sending now on the relay links of this node (layers the far nodes asked for)',
+      registers,
+      collect() {
+        this.set(metrics.#relayLayersCarried());
+      },
     });
     this.relayReceiverCloses = new Counter({
       name: 'sfu_relay_receiver_closes_total',
@@ -289,6 +332,12 @@ export class NodeMetrics {
   }
 
   /** Counters for one stream, bound once so the packet path does no label lookups. */
+
+  /** The relay bridge's count of layer m-lines sending, read at each scrape. */
+  countRelayLayers(source: () => number): void {
+    this.#relayLayersCarried = source;
+  }
+
   stream(
     direction: Direction,
     kind: TrackKind,

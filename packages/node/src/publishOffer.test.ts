@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SfuError } from '@geosfu/common';
-import { checkPublishOffer, type PublishOffer } from './publishOffer.js';
+import {
+  checkPublishOffer,
+  checkTrackLayers,
+  type PublishOffer,
+  simulcastSendRids,
+} from './publishOffer.js';
 
 const offer = (head: string, ...media: string[]) =>
   ['v=0', 'o=- 1 1 IN IP4 0.0.0.0', 's=-', 't=0 0', head, ...media].filter(Boolean).join('\r\n');
@@ -62,4 +67,98 @@ test('a renegotiation keeps the ICE credentials and the m-lines, in order', () =
     first,
   );
   checkPublishOffer(offer('a=group:BUNDLE 0 3', m('video', '0'), m('video', '3')), stopped);
+});
+
+const simulcastVideo = (mid: string, rids: string[], simulcast = rids.join(';')) =>
+  [
+    m('video', mid),
+    ...rids.map((rid) => `a=rid:${rid} send`),
+    `a=simulcast:send ${simulcast}`,
+  ].join('\r\n');
+
+const layer = (rid: string, width: number) => ({
+  rid,
+  width,
+  height: (width * 9) / 16,
+  maxBitrate: width * 1000,
+});
+
+test('simulcast rids are read from a=simulcast:send, each with its a=rid line', () => {
+  assert.deepEqual(simulcastSendRids('send q;h;f'), ['q', 'h', 'f']);
+  assert.deepEqual(simulcastSendRids('send ~q;h,h2;f recv r'), ['q', 'h', 'f']);
+  assert.deepEqual(simulcastSendRids('recv a;b'), []);
+  const parsed = checkPublishOffer(
+    offer('a=group:BUNDLE 0 1', simulcastVideo('0', ['q', 'h', 'f']), m('audio', '1')),
+  );
+  assert.deepEqual(
+    parsed.sections.map((s) => s.simulcast),
+    [['q', 'h', 'f'], []],
+  );
+  rejects(
+    offer(
+      'a=group:BUNDLE 0',
+      [m('video', '0'), 'a=rid:q send', 'a=simulcast:send q;h'].join('\r\n'),
+    ),
+    /rid "h" without an "a=rid:h send" line/,
+  );
+  rejects(
+    offer('a=group:BUNDLE 0', simulcastVideo('0', ['a', 'b', 'c', 'd'])),
+    /4 simulcast layers; at most 3/,
+  );
+  rejects(
+    offer('a=group:BUNDLE 0 1', simulcastVideo('0', ['q', 'h']), simulcastVideo('1', ['h', 'f'])),
+    /rid "h" is on m-lines "0" and "1"/,
+  );
+  rejects(
+    offer('a=group:BUNDLE 0', [m('audio', '0'), 'a=rid:q send', 'a=simulcast:send q'].join('\r\n')),
+    /simulcast is for video/,
+  );
+});
+
+test("a track's layers must be its m-line's simulcast rids", () => {
+  const parsed = checkPublishOffer(
+    offer(
+      'a=group:BUNDLE 0 1 2',
+      simulcastVideo('0', ['f', 'h', 'q']),
+      m('video', '1'),
+      m('audio', '2'),
+    ),
+  );
+  const [sim, plain, audio] = parsed.sections;
+  assert.ok(sim && plain && audio);
+  const three = [layer('q', 320), layer('h', 640), layer('f', 1280)];
+  // Matching rids in another order, and plain tracks without layers, pass.
+  checkTrackLayers({ mid: '0', kind: 'video', layers: three }, sim);
+  checkTrackLayers({ mid: '1', kind: 'video' }, plain);
+  checkTrackLayers({ mid: '2', kind: 'audio' }, audio);
+
+  const fails = (fn: () => void, code: string, pattern: RegExp) =>
+    assert.throws(
+      fn,
+      (e: unknown) => e instanceof SfuError && e.code === code && pattern.test(e.message),
+    );
+  fails(
+    () =>
+      checkTrackLayers(
+        { mid: '0', kind: 'video', layers: [layer('q', 320), layer('x', 640), layer('f', 1280)] },
+        sim,
+      ),
+    'INVALID_SDP',
+    /declared but not in the offer: x; in the offer but not declared: h/,
+  );
+  fails(
+    () => checkTrackLayers({ mid: '0', kind: 'video' }, sim),
+    'INVALID_SDP',
+    /describe the layers/,
+  );
+  fails(
+    () => checkTrackLayers({ mid: '1', kind: 'video', layers: three }, plain),
+    'INVALID_SDP',
+    /no a=simulcast:send line/,
+  );
+  fails(
+    () => checkTrackLayers({ mid: '2', kind: 'audio', layers: three }, audio),
+    'BAD_REQUEST',
+    /only a video track has simulcast layers/,
+  );
 });

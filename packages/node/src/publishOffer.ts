@@ -16,7 +16,7 @@
  * only one rejected with port 0 may be recycled for a new mid); werift answered an offer that
  * dropped one and left the dropped m-line's publication without a transceiver.
  */
-import { SfuError } from '@geosfu/common';
+import { LIMITS, SfuError } from '@geosfu/common';
 
 export interface OfferSection {
   kind: string;
@@ -24,6 +24,8 @@ export interface OfferSection {
   direction: string;
   /** 0 for a rejected or stopped m-line (RFC 8843 section 7.3.3). */
   port: number;
+  /** Simulcast (RFC 8853): the rids of its `a=simulcast:send` line; empty when not simulcast. */
+  simulcast: string[];
 }
 
 export interface IceCredentials {
@@ -37,6 +39,23 @@ export interface PublishOffer {
 }
 
 const DIRECTION_RE = /^a=(sendrecv|sendonly|recvonly|inactive)$/;
+const RID_RE = /^a=rid:(\S+) send(?:\s|$)/;
+
+/**
+ * The rids of an `a=simulcast:` value's send direction (RFC 8853 section 5.1:
+ * `send q;h;f recv ...`, `,` separates alternatives of one stream, `~` marks one paused):
+ * the first alternative of each stream.
+ */
+export function simulcastSendRids(value: string): string[] {
+  const tokens = value.trim().split(/\s+/);
+  const at = tokens.indexOf('send');
+  const list = at < 0 ? undefined : tokens[at + 1];
+  if (!list) return [];
+  return list
+    .split(';')
+    .map((stream) => (stream.split(',')[0] ?? '').replace(/^~/, ''))
+    .filter(Boolean);
+}
 
 /**
  * Parses and checks an offer. `previous` is the last offer the publisher PeerConnection
@@ -44,14 +63,21 @@ const DIRECTION_RE = /^a=(sendrecv|sendonly|recvonly|inactive)$/;
  */
 export function checkPublishOffer(sdp: string, previous?: PublishOffer): PublishOffer {
   if (!sdp.startsWith('v=0')) throw new SfuError('INVALID_SDP', 'an SDP must start with "v=0"');
-  const sections: (OfferSection & { ufrag?: string; pwd?: string })[] = [];
+  const sections: (OfferSection & { ufrag?: string; pwd?: string; rids: string[] })[] = [];
   const groups: string[][] = [];
   const session: { ufrag?: string; pwd?: string } = {};
   for (const raw of sdp.split(/\r?\n/)) {
     const line = raw.trim();
     if (line.startsWith('m=')) {
       const [kind = '', port = ''] = line.slice(2).split(' ');
-      sections.push({ kind, mid: undefined, direction: 'sendrecv', port: Number(port) });
+      sections.push({
+        kind,
+        mid: undefined,
+        direction: 'sendrecv',
+        port: Number(port),
+        simulcast: [],
+        rids: [],
+      });
       continue;
     }
     const current = sections[sections.length - 1];
@@ -65,6 +91,12 @@ export function checkPublishOffer(sdp: string, previous?: PublishOffer): Publish
     if (!current) continue;
     if (line.startsWith('a=mid:')) current.mid = line.slice('a=mid:'.length);
     else if (DIRECTION_RE.test(line)) current.direction = line.slice(2);
+    else if (line.startsWith('a=simulcast:'))
+      current.simulcast = simulcastSendRids(line.slice('a=simulcast:'.length));
+    else {
+      const rid = RID_RE.exec(line)?.[1];
+      if (rid) current.rids.push(rid);
+    }
   }
   if (sections.length === 0) throw new SfuError('INVALID_SDP', 'the offer has no media section');
 
@@ -97,6 +129,8 @@ export function checkPublishOffer(sdp: string, previous?: PublishOffer): Publish
     }
   }
 
+  checkSimulcast(live);
+
   let ice: IceCredentials | undefined;
   for (const section of live) {
     const ufrag = section.ufrag ?? session.ufrag;
@@ -120,9 +154,99 @@ export function checkPublishOffer(sdp: string, previous?: PublishOffer): Publish
     );
   }
   return {
-    sections: sections.map(({ kind, mid, direction, port }) => ({ kind, mid, direction, port })),
+    sections: sections.map(({ kind, mid, direction, port, simulcast }) => ({
+      kind,
+      mid,
+      direction,
+      port,
+      simulcast,
+    })),
     ice,
   };
+}
+
+/**
+ * Each simulcast m-line sends rids it declares with `a=rid:<rid> send`, at most
+ * LIMITS.maxSimulcastLayers of them, and no rid is on two m-lines: werift routes a packet by
+ * its RID header extension alone, per transport, so a rid on two m-lines would send one
+ * m-line's layer to the other's track.
+ */
+function checkSimulcast(live: readonly (OfferSection & { rids: string[] })[]): void {
+  const owner = new Map<string, string | undefined>();
+  for (const section of live) {
+    if (section.simulcast.length === 0) continue;
+    if (section.kind !== 'video') {
+      throw new SfuError(
+        'INVALID_SDP',
+        `m-line "${section.mid}" is ${section.kind}: simulcast is for video`,
+      );
+    }
+    if (section.simulcast.length > LIMITS.maxSimulcastLayers) {
+      throw new SfuError(
+        'INVALID_SDP',
+        `m-line "${section.mid}" sends ${section.simulcast.length} simulcast layers; at most ${LIMITS.maxSimulcastLayers}`,
+      );
+    }
+    for (const rid of section.simulcast) {
+      if (!section.rids.includes(rid)) {
+        throw new SfuError(
+          'INVALID_SDP',
+          `m-line "${section.mid}" sends simulcast rid "${rid}" without an "a=rid:${rid} send" line`,
+        );
+      }
+      if (owner.has(rid)) {
+        throw new SfuError(
+          'INVALID_SDP',
+          `the rid "${rid}" is on m-lines "${owner.get(rid)}" and "${section.mid}"; give each simulcast m-line its own rids`,
+        );
+      }
+      owner.set(rid, section.mid);
+    }
+  }
+}
+
+/**
+ * A published track's declared `layers` against its m-line: a simulcast video declares
+ * exactly the rids of its `a=simulcast:send` line (in any order: the request's is lowest
+ * first), a video that is not simulcast declares none, audio never does.
+ */
+export function checkTrackLayers(
+  track: { mid: string; kind: string; layers?: readonly { rid: string }[] | undefined },
+  section: OfferSection,
+): void {
+  const offered = section.simulcast;
+  const declared = track.layers?.map((l) => l.rid);
+  if (declared && track.kind !== 'video') {
+    throw new SfuError(
+      'BAD_REQUEST',
+      `track "${track.mid}" is ${track.kind}: only a video track has simulcast layers`,
+    );
+  }
+  if (!declared) {
+    if (offered.length === 0) return;
+    throw new SfuError(
+      'INVALID_SDP',
+      `m-line "${track.mid}" sends simulcast (rids ${offered.join(', ')}): describe the layers in the track's "layers" (rid, width, height, maxBitrate, lowest first)`,
+    );
+  }
+  if (offered.length === 0) {
+    throw new SfuError(
+      'INVALID_SDP',
+      `track "${track.mid}" declares layers ${declared.join(', ')} but its m-line has no a=simulcast:send line`,
+    );
+  }
+  const missing = offered.filter((rid) => !declared.includes(rid));
+  const extra = declared.filter((rid) => !offered.includes(rid));
+  if (missing.length > 0 || extra.length > 0) {
+    const parts = [
+      extra.length > 0 ? `declared but not in the offer: ${extra.join(', ')}` : '',
+      missing.length > 0 ? `in the offer but not declared: ${missing.join(', ')}` : '',
+    ].filter(Boolean);
+    throw new SfuError(
+      'INVALID_SDP',
+      `the layers of track "${track.mid}" are not its m-line's simulcast rids (${parts.join('; ')})`,
+    );
+  }
 }
 
 function checkKeepsMLines(sections: readonly OfferSection[], before: readonly OfferSection[]) {

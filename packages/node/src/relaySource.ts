@@ -5,7 +5,11 @@ import type { Publication } from './Publication.js';
 /** One adapter per publication, so that a link that asks twice gets the same source. */
 const sources = new WeakMap<Publication, RelaySource>();
 
-/** A local publication as a relay link sees it: its track info, its packets, its keyframes. */
+/**
+ * A local publication as a relay link sees it: its track info (with its simulcast layers,
+ * which the link carries on one m-line each), its packets, its keyframes, and the far node's
+ * demand, which counts in the publication's dynacast like a local subscriber's.
+ */
 export function relaySourceOf(publication: Publication): RelaySource {
   let source = sources.get(publication);
   if (!source) {
@@ -17,13 +21,24 @@ export function relaySourceOf(publication: Publication): RelaySource {
         kind: publication.kind,
         source: publication.source,
         codec: codecSpecOf(publication.codec),
+        ...(publication.simulcast
+          ? {
+              layers: publication.layers.map(({ rid, width, height, maxBitrate }) => ({
+                rid,
+                width,
+                height,
+                maxBitrate,
+              })),
+            }
+          : {}),
       },
       attach: (sink) => {
         if (publication.closed) return () => undefined;
         publication.addSubscription(sink);
         return () => publication.removeSubscription(sink);
       },
-      requestKeyframe: () => publication.requestKeyframe(),
+      requestKeyframe: (layer) => publication.requestKeyframe(layer),
+      setDemand: (sink, layer) => publication.setDemand(sink, layer),
     };
     sources.set(publication, source);
   }

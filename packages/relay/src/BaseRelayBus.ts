@@ -15,6 +15,7 @@ import {
   AnswerBody,
   CloseBody,
   type ErrorBody,
+  LayersBody,
   OfferBody,
   RelayNodeId,
   type RelayNotices,
@@ -232,8 +233,13 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
   async send<T extends RelayNoticeType>(to: string, type: T, body: RelayNotices[T]): Promise<void> {
     this.#assertRunning();
     const target = this.#checkTarget(to);
-    if (type !== 'close') throw new SfuError('INVALID_ARGUMENT', `no relay notice ${type}`);
-    const notice = checkArgument(CloseBody, body, 'relay close');
+    const notice =
+      type === 'close'
+        ? checkArgument(CloseBody, body, 'relay close')
+        : type === 'layers'
+          ? checkArgument(LayersBody, body, 'relay layers')
+          : undefined;
+    if (notice === undefined) throw new SfuError('INVALID_ARGUMENT', `no relay notice ${type}`);
     const { payload } = this.#codec.seal({ type, to: target, body: notice });
     try {
       await this.transmit(target, payload);
@@ -311,6 +317,9 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
       }
       case 'close':
         this.safeEmit('linkClose', message.from, message.body);
+        return;
+      case 'layers':
+        this.safeEmit('linkLayers', message.from, message.body);
         return;
     }
   }

@@ -18,6 +18,7 @@ import {
   BODY_SCHEMAS,
   type CloseBody,
   type ErrorBody,
+  type LayersBody,
   MAX_RELAY_MESSAGE_BYTES,
   type OfferBody,
   RELAY_MESSAGE_TYPES,
@@ -82,6 +83,7 @@ export type RelayMessage =
   | (Header & { type: 'offer'; body: OfferBody })
   | (Header & { type: 'answer'; replyTo: string; body: AnswerBody })
   | (Header & { type: 'close'; body: CloseBody })
+  | (Header & { type: 'layers'; body: LayersBody })
   | (Header & { type: 'error'; replyTo: string; body: ErrorBody });
 
 export type OpenResult =

@@ -166,6 +166,35 @@ describe('MemoryRelayBus', () => {
     assert.deepEqual(await got, ['node-a', { room: 'r1', linkId: 'L1', reason: 'no-subscribers' }]);
   });
 
+  test('layers notices arrive as linkLayers; forged or malformed ones are rejected and counted', async () => {
+    const { hub, a, b } = await pair();
+    const body = { room: 'r1', linkId: 'L1', tracks: [{ trackId: 'TR_v', layers: [0, 2] }] };
+    const got = b.waitFor('linkLayers', { timeoutMs: 1_000 });
+    await a.send('node-b', 'layers', body);
+    assert.deepEqual(await got, ['node-a', body]);
+
+    const rogue = new MemoryRelayBus({
+      hub,
+      nodeId: 'node-r',
+      secret: 'not-the-cluster-secret-but-long-enough-!!',
+    });
+    opened.push(rogue);
+    await rogue.start();
+    let delivered = 0;
+    b.on('linkLayers', () => delivered++);
+    const forged = b.waitFor('rejected', { timeoutMs: 1_000 });
+    await rogue.send('node-b', 'layers', body);
+    assert.deepEqual(await forged, ['signature', 'node-r']);
+    // Authentic but unreadable: layer indexes out of range, in the wrong order.
+    const bad = { ...body, tracks: [{ trackId: 'TR_v', layers: [2, 0, 7] }] };
+    const codec = new EnvelopeCodec({ nodeId: 'node-a', secret: hub.secret });
+    const malformed = b.waitFor('rejected', { timeoutMs: 1_000 });
+    hub.publish('node-b', codec.seal({ type: 'layers', to: 'node-b', body: bad }).payload);
+    assert.deepEqual(await malformed, ['malformed', 'node-a']);
+    assert.equal(delivered, 0);
+    await assert.rejects(a.send('node-b', 'layers', bad), hasCode('INVALID_ARGUMENT'));
+  });
+
   test('a node with another secret is rejected as signature, and its request is not run', async () => {
     const { hub, b } = await pair();
     const rogue = new MemoryRelayBus({

@@ -3,6 +3,7 @@ import type { RejectReason } from './EnvelopeCodec.js';
 import type {
   AnswerBody,
   CloseBody,
+  LayersBody,
   OfferBody,
   RelayNotices,
   RelayNoticeType,
@@ -51,6 +52,8 @@ export type RelayBusState = 'new' | 'starting' | 'running' | 'closed';
 export type RelayBusEvents = {
   /** A peer node closed relay link `body.linkId` (a `close` message). */
   linkClose: [from: string, body: CloseBody];
+  /** A peer node says which simulcast layers it needs on relay link `body.linkId`. */
+  linkLayers: [from: string, body: LayersBody];
   /**
    * A message on our channel was dropped. `from` is the sender it claims, if it named one
    * (not proof of anything unless the reason is 'malformed' after a good signature).
@@ -77,7 +80,7 @@ export type RelayBusEvents = {
  *   code of the receiver's `error` reply, TIMEOUT after the last try, SERVICE_UNAVAILABLE if
  *   the last try could not even be sent, CLOSED if the bus closes meanwhile,
  *   MESSAGE_TOO_LARGE or INVALID_ARGUMENT at once for what no retry can fix.
- * - `send` sends a one-way message (a `close`), once: the receiver does not confirm it.
+ * - `send` sends a one-way message (a `close`, a `layers`), once: the receiver does not confirm it.
  * - `onRequest` sets the one handler of incoming requests.
  *
  * Both implementations share the dispatch code (BaseRelayBus) and sign every message:

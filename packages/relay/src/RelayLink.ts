@@ -6,9 +6,9 @@ import {
   type RTCPeerConnectionConfig,
   type RTCRtpTransceiver,
 } from 'werift';
-import type { OfferBody } from './messages.js';
+import type { LayerDemand, OfferBody, RelayTrack } from './messages.js';
 import type { RelayBus } from './RelayBus.js';
-import type { RelaySource } from './types.js';
+import type { RelaySink, RelaySource } from './types.js';
 
 export type RelayLinkState = 'new' | 'negotiating' | 'connected' | 'failed' | 'closed';
 
@@ -16,17 +16,35 @@ export type RelayLinkEvents = {
   state: [RelayLinkState];
   /** The first answer was applied and the PeerConnection connected: set-up time in ms. */
   established: [setupMs: number];
-  /** A packet went out on the link (for metrics; called on the hot path, keep it cheap). */
-  packetOut: [kind: 'audio' | 'video', bytes: number];
-  /** A keyframe request came back from the far node's subscribers. */
+  /**
+   * A packet went out on the link (for metrics; called on the hot path, keep it cheap).
+   * `layer`: the simulcast layer whose m-line sent it; undefined on a track's only m-line.
+   */
+  packetOut: [kind: 'audio' | 'video', bytes: number, layer: number | undefined];
+  /** A keyframe was asked for on the link: a PLI from the far node, or a layer (re)starting. */
   pli: [];
 };
 
+/** One m-line: a track's only one, or one simulcast layer's. */
+interface Line {
+  readonly layer: number;
+  readonly transceiver: RTCRtpTransceiver;
+  /** Sends the layer's packets on the transceiver; created and closed by the link. */
+  readonly stream: OutgoingStream;
+  /** A simulcast layer's line sends only while the far node asks for it; any other always. */
+  sending: boolean;
+}
+
 interface Carried {
-  source: RelaySource;
-  transceiver: RTCRtpTransceiver;
-  /** Sends the source's packets on the transceiver; created and closed by the link. */
-  stream: OutgoingStream;
+  readonly source: RelaySource;
+  /** Lowest layer first; one line when the track is not simulcast. */
+  readonly lines: readonly Line[];
+  readonly simulcast: boolean;
+  /** What the source hands every packet of the track to; routes it to its layer's line. */
+  readonly sink: RelaySink;
+  /** The highest layer the far node needs, as last told to the source (-1: none). */
+  demand: number;
+  /** Stops the source's packets; set once attached. */
   detach: () => void;
 }
 
@@ -40,6 +58,12 @@ let nextLink = 1;
  *
  * Each m-line is an `OutgoingStream` on a `sendonly` transceiver, so that werift hands the far
  * node's PLIs to our sender (pitfall 4), which passes them to the source publication.
+ *
+ * A simulcast video gets one m-line per layer, all created with the track (one
+ * renegotiation), each passing its layer's packets through unchanged. A layer's m-line sends
+ * nothing until the far node asks for that layer (`setDemand`, from its `layers` messages),
+ * so the link carries exactly the layers the far node's subscribers need; the highest of them
+ * goes to the source as this link's dynacast demand.
  */
 export class RelayLink extends TypedEmitter<RelayLinkEvents> {
   readonly room: string;
@@ -50,6 +74,8 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
   #signals: RelayBus;
   #logger: Logger;
   #carried = new Map<string, Carried>();
+  /** The far node's last word on which layers it needs, by track (kept for tracks not added yet). */
+  #demand = new Map<string, ReadonlySet<number>>();
   #negotiating = false;
   #again = false;
   #createdAt = performance.now();
@@ -86,8 +112,8 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
         }
         // The far node's subscribers have been waiting for this: a keyframe of everything.
         for (const c of this.#carried.values()) {
-          c.source.requestKeyframe();
-          this.#startReports(c.transceiver);
+          this.#requestKeyframes(c);
+          for (const line of c.lines) this.#startReports(line.transceiver);
         }
       } else if (state === 'failed' || state === 'closed') {
         if (this.#state !== 'closed') this.#fail(`PeerConnection ${state}`);
@@ -108,6 +134,60 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
     return this.#pc;
   }
 
+  /** Simulcast layer m-lines sending now (the far node asked for them), over all tracks. */
+  get layersCarried(): number {
+    let n = 0;
+    for (const c of this.#carried.values())
+      if (c.simulcast) for (const line of c.lines) if (line.sending) n++;
+    return n;
+  }
+
+  /** Which layers of track `trackId` the link sends now (every line's layer when not simulcast). */
+  layersSent(trackId: string): number[] {
+    const c = this.#carried.get(trackId);
+    return c ? c.lines.filter((l) => l.sending).map((l) => l.layer) : [];
+  }
+
+  /**
+   * The far node's demand for the whole link (a `layers` message): the layers of each
+   * simulcast track it needs; a track it does not name needs none. Resumed layers get a
+   * keyframe request (the far node's subscribers wait for one to switch to them).
+   */
+  setDemand(tracks: readonly LayerDemand[]): void {
+    if (this.#ended()) return;
+    this.#demand = new Map(tracks.map((t) => [t.trackId, new Set(t.layers)]));
+    for (const c of this.#carried.values()) if (c.simulcast) this.#applyDemand(c);
+  }
+
+  #applyDemand(c: Carried): void {
+    const wanted = this.#demand.get(c.source.track.trackId);
+    let highest = -1;
+    for (const line of c.lines) {
+      const sending = wanted?.has(line.layer) ?? false;
+      if (sending) highest = line.layer;
+      if (sending === line.sending) continue;
+      line.sending = sending;
+      this.#logger.debug(
+        { trackId: c.source.track.trackId, layer: line.layer, sending },
+        'relay layer toggled',
+      );
+      // Resuming asks the source for a keyframe of the layer (the stream starts at one).
+      line.stream.setTargetLayer(sending ? line.layer : -1);
+    }
+    if (highest !== c.demand) {
+      c.demand = highest;
+      c.source.setDemand(c.sink, highest);
+    }
+  }
+
+  #requestKeyframes(c: Carried): void {
+    if (!c.simulcast) {
+      c.source.requestKeyframe();
+      return;
+    }
+    for (const line of c.lines) if (line.sending) c.source.requestKeyframe(line.layer);
+  }
+
   /** Makes the link carry exactly these tracks, renegotiating if that changes anything. */
   setSources(sources: readonly RelaySource[]): void {
     if (this.#state === 'closed' || this.#state === 'failed')
@@ -117,12 +197,14 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
     for (const [trackId, carried] of this.#carried) {
       if (wanted.has(trackId)) continue;
       carried.detach();
-      carried.stream.close();
       this.#carried.delete(trackId);
-      try {
-        this.#pc.removeTrack(carried.transceiver.sender);
-      } catch (error) {
-        this.#logger.warn({ err: error }, 'removeTrack failed');
+      for (const line of carried.lines) {
+        line.stream.close();
+        try {
+          this.#pc.removeTrack(line.transceiver.sender);
+        } catch (error) {
+          this.#logger.warn({ err: error }, 'removeTrack failed');
+        }
       }
       changed = true;
     }
@@ -135,25 +217,55 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
   }
 
   #add(source: RelaySource): void {
-    const { codec, kind } = source.track;
-    // A local track carries the source's codec so that the m-line negotiates exactly it.
-    const carrier = new MediaStreamTrack({ kind, codec: codecFromSpec(codec) });
-    const transceiver = this.#pc.addTransceiver(carrier, { direction: 'sendonly' });
-    const stream = new OutgoingStream({
-      sender: transceiver.sender,
-      observer: {
-        sent: (bytes) => this.safeEmit('packetOut', kind, bytes),
-        keyframeRequested: () => {
-          this.safeEmit('pli');
-          source.requestKeyframe();
+    const { codec, kind, layers } = source.track;
+    const simulcast = kind === 'video' && layers !== undefined && layers.length > 1;
+    const lines: Line[] = [];
+    for (let layer = 0; layer < (simulcast ? (layers?.length ?? 1) : 1); layer++) {
+      // A local track carries the source's codec so that the m-line negotiates exactly it.
+      const carrier = new MediaStreamTrack({ kind, codec: codecFromSpec(codec) });
+      const transceiver = this.#pc.addTransceiver(carrier, { direction: 'sendonly' });
+      const tag = simulcast ? layer : undefined;
+      const stream = new OutgoingStream({
+        sender: transceiver.sender,
+        observer: {
+          sent: (bytes) => this.safeEmit('packetOut', kind, bytes, tag),
+          // A PLI from the far node, or the stream waiting for a keyframe to (re)start its layer.
+          keyframeRequested: (asked) => {
+            this.safeEmit('pli');
+            source.requestKeyframe(asked);
+          },
         },
+        // A layer's line sends only that layer, from its first keyframe on, and only once the
+        // far node asks for it (setTargetLayer): a resumed layer starts at a keyframe, and the
+        // stream keeps the line's sequence numbers and timestamps continuous across the pause.
+        initialLayer: simulcast ? -1 : 0,
+        clockRate: codec.clockRate,
+        // The source ended (it closes the stream); the monitor's next reconcile removes it.
+        logger: this.#logger,
+      });
+      lines.push({ layer, transceiver, stream, sending: !simulcast });
+    }
+    const sink: RelaySink = {
+      // Hot path: each layer's packets go to that layer's m-line only, if it sends.
+      send: (packet) => {
+        const line = lines[packet.layer];
+        if (line?.sending) line.stream.send(packet);
       },
-      // The source ended (it closes the stream); the monitor's next reconcile removes it.
-      logger: this.#logger,
-    });
-    const detach = source.attach(stream);
-    this.#carried.set(source.track.trackId, { source, transceiver, stream, detach });
-    if (this.#pc.connectionState === 'connected') this.#startReports(transceiver);
+      close: () => {
+        for (const line of lines) line.stream.close();
+      },
+    };
+    const carried: Carried = { source, lines, simulcast, sink, demand: -1, detach: () => {} };
+    this.#carried.set(source.track.trackId, carried);
+    carried.detach = source.attach(sink);
+    if (simulcast) {
+      // Nothing needed until the far node says so (the publisher may pause every layer for
+      // this link); a demand that came before the track applies now.
+      source.setDemand(sink, -1);
+      this.#applyDemand(carried);
+    }
+    if (this.#pc.connectionState === 'connected')
+      for (const line of lines) this.#startReports(line.transceiver);
   }
 
   /**
@@ -188,15 +300,13 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
             linkId: this.linkId,
             // All candidates are in the SDP: no trickle between servers.
             sdp: this.#pc.localDescription?.sdp ?? offer.sdp,
-            tracks: [...this.#carried.values()]
-              .filter((c) => c.transceiver.mid !== null)
-              .map((c) => ({ ...c.source.track, mid: c.transceiver.mid ?? '' })),
+            tracks: [...this.#carried.values()].flatMap((c) => describe(c)),
           };
           const answer = await this.#signals.request(this.remoteNode, 'offer', body);
           if (this.#ended()) return;
           await this.#pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
           if (this.#pc.connectionState === 'connected') {
-            for (const c of this.#carried.values()) c.source.requestKeyframe();
+            for (const c of this.#carried.values()) this.#requestKeyframes(c);
           }
         } while (this.#again);
       } catch (error) {
@@ -230,7 +340,7 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
     this.#setState('closed');
     for (const c of this.#carried.values()) {
       c.detach();
-      c.stream.close();
+      for (const line of c.lines) line.stream.close();
     }
     this.#carried.clear();
     if (notify) {
@@ -241,4 +351,20 @@ export class RelayLink extends TypedEmitter<RelayLinkEvents> {
     await this.#pc.close().catch(() => undefined);
     this.removeAllListeners();
   }
+}
+
+/** A carried track as the offer names it; nothing until every one of its m-lines has a mid. */
+function describe(c: Carried): RelayTrack[] {
+  const mids = c.lines.map((l) => l.transceiver.mid);
+  const [first] = mids;
+  if (first === undefined || first === null || mids.some((m) => m === null)) return [];
+  const { layers, ...track } = c.source.track;
+  if (!c.simulcast || !layers) return [{ ...track, mid: first }];
+  return [
+    {
+      ...track,
+      mid: first,
+      layers: layers.map((l, k) => ({ ...l, mid: mids[k] ?? '' })),
+    },
+  ];
 }

@@ -1,7 +1,7 @@
 import { type Logger, SfuError, TypedEmitter } from '@geosfu/common';
 import type { NodeRegistry } from '@geosfu/registry';
 import type { RTCPeerConnectionConfig } from 'werift';
-import type { AnswerBody, CloseBody, OfferBody } from './messages.js';
+import type { AnswerBody, CloseBody, LayersBody, OfferBody } from './messages.js';
 import type { RelayBus } from './RelayBus.js';
 import { RelayLink } from './RelayLink.js';
 import {
@@ -208,6 +208,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
         peerConfig: this.#receiverConfig,
         peerTimeoutMs: this.#peerTimeoutMs,
         ...(this.#clock ? { clock: this.#clock } : {}),
+        sendLayers: (layers) => this.#signals.send(from, 'layers', layers),
         logger: this.#logger,
       });
       receiver = created;
@@ -252,6 +253,20 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
       // The far node may want it again later (it restarted): reconcile decides.
       this.#scheduleRebuild(key, body.room);
     }
+  }
+
+  /**
+   * The far node of one of our links says which simulcast layers it needs on it. A message
+   * for a link we no longer have (closed, rebuilt) is dropped: the far node repeats its
+   * demand to the new link once that connects.
+   */
+  handleLayers(from: string, body: LayersBody): void {
+    const link = this.#links.get(`${body.room}\n${from}`);
+    if (!link || link.linkId !== body.linkId) {
+      this.#logger.debug({ from, linkId: body.linkId }, 'relay layers for a link we do not have');
+      return;
+    }
+    link.setDemand(body.tracks);
   }
 
   /**

@@ -7,17 +7,37 @@ import {
   type RTCRtpTransceiver,
   type RtpPacket,
 } from 'werift';
-import type { AnswerBody, OfferBody } from './messages.js';
+import type { AnswerBody, LayersBody, OfferBody } from './messages.js';
 import type { RelayTrackInfo } from './types.js';
 
-/** A relayed track as the receiving node sees it: packets in, keyframe requests out. */
+/**
+ * A relayed track as the receiving node sees it: packets in (of each simulcast layer the
+ * node asked for), keyframe requests and layer demand out.
+ */
 export interface RelayedTrack {
   readonly info: RelayTrackInfo;
-  /** Hands every received RTP packet to `listener`; returns the function that stops it. */
-  onPacket(listener: (rtp: RtpPacket) => void): () => void;
-  /** Sends a PLI back over the link to the sending node, which asks the publisher. */
-  requestKeyframe(): void;
+  /**
+   * Hands every received RTP packet to `listener` with its layer index (0 when not
+   * simulcast); returns the function that stops it.
+   */
+  onPacket(listener: (rtp: RtpPacket, layer: number) => void): () => void;
+  /**
+   * Sends a PLI back over the link for layer `layer`'s m-line (undefined: every m-line) to
+   * the sending node, which asks the publisher.
+   */
+  requestKeyframe(layer?: number): void;
+  /**
+   * Simulcast: the layers this node's subscribers need (indexes, any order); the sending node
+   * sends those and no others. Ignored for a track that is not simulcast (always sent).
+   */
+  setDemand(layers: readonly number[]): void;
 }
+
+/**
+ * How often the whole link's layer demand is sent again although nothing changed: a
+ * `layers` message lost (Redis blinked, the sender restarted its link) heals within this.
+ */
+export const LAYERS_REFRESH_MS = 5_000;
 
 /** How soon a keyframe request that could not go out yet is tried again. */
 const PLI_RETRY_MS = 100;
@@ -54,7 +74,13 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
   readonly linkId: string;
   #pc: RTCPeerConnection;
   #logger: Logger;
-  #tracks = new Map<string, { info: RelayTrackInfo; transceiver: RTCRtpTransceiver }>();
+  /** Each track's m-lines, lowest layer first (one when not simulcast). */
+  #tracks = new Map<string, { info: RelayTrackInfo; transceivers: RTCRtpTransceiver[] }>();
+  /** Layers this node needs, by simulcast track; what every `layers` message says. */
+  #demand = new Map<string, number[]>();
+  #notify: (body: LayersBody) => Promise<void>;
+  #layersScheduled = false;
+  #layersRefresh: NodeJS.Timeout | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
   #pendingPli = new Set<RTCRtpTransceiver>();
@@ -70,6 +96,8 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     peerTimeoutMs: number;
     /** The clock the silence is measured on (the node's StallDetector). */
     clock?: { now(): number };
+    /** Sends a `layers` message to the sending node (the relay bus); failures are retried by the refresh. */
+    sendLayers: (body: LayersBody) => Promise<void>;
     logger: Logger;
   }) {
     super((event, error) =>
@@ -84,9 +112,12 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
       from: this.remoteNode,
       linkId: this.linkId,
     });
+    this.#notify = options.sendLayers;
     this.#pc = new RTCPeerConnection(options.peerConfig);
     this.#pc.connectionStateChange.subscribe((state) => {
       if (state === 'connected') {
+        // The sending node may have rebuilt its side meanwhile: say again what we need.
+        this.#scheduleLayers();
         const pending = [...this.#pendingPli];
         this.#pendingPli.clear();
         for (const t of pending) this.#sendPli(t);
@@ -137,43 +168,103 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     for (const trackId of [...this.#tracks.keys()]) {
       if (!offered.has(trackId)) {
         this.#tracks.delete(trackId);
+        this.#demand.delete(trackId);
         this.safeEmit('trackEnded', trackId);
       }
     }
     for (const track of body.tracks) {
       if (this.#tracks.has(track.trackId)) continue;
-      const transceiver = this.#pc.getTransceivers().find((t) => t.mid === track.mid);
-      if (!transceiver) {
-        this.#logger.warn({ mid: track.mid }, 'relay offer names an m-line it does not have');
+      const mids = track.layers ? track.layers.map((l) => l.mid) : [track.mid];
+      const all = this.#pc.getTransceivers();
+      const transceivers = mids.map((mid) => all.find((t) => t.mid === mid));
+      const missing = mids.filter((_m, k) => transceivers[k] === undefined);
+      if (missing.length > 0) {
+        this.#logger.warn({ mids: missing }, 'relay offer names an m-line it does not have');
         continue;
       }
-      if (track.kind === 'video') fixNackWraparound(transceiver.receiver);
-      const { mid: _mid, ...info } = track;
-      this.#tracks.set(track.trackId, { info, transceiver });
-      this.safeEmit('track', this.#relayedTrack(info, transceiver));
+      const lines = transceivers as RTCRtpTransceiver[];
+      if (track.kind === 'video') for (const t of lines) fixNackWraparound(t.receiver);
+      const { mid: _mid, layers, ...rest } = track;
+      const info: RelayTrackInfo = layers
+        ? { ...rest, layers: layers.map(({ mid: _m, ...layer }) => layer) }
+        : rest;
+      this.#tracks.set(track.trackId, { info, transceivers: lines });
+      if (layers) this.#demand.set(track.trackId, this.#demand.get(track.trackId) ?? []);
+      this.safeEmit('track', this.#relayedTrack(info, lines));
     }
+    this.#scheduleLayers();
     return { room: body.room, linkId: body.linkId, sdp };
   }
 
-  #relayedTrack(info: RelayTrackInfo, transceiver: RTCRtpTransceiver): RelayedTrack {
+  #relayedTrack(info: RelayTrackInfo, lines: readonly RTCRtpTransceiver[]): RelayedTrack {
+    const simulcast = (info.layers?.length ?? 0) > 1;
     return {
       info,
       onPacket: (listener) => {
         const offs: (() => void)[] = [];
-        const attached = new WeakSet<MediaStreamTrack>();
-        const attach = (track: MediaStreamTrack) => {
-          if (attached.has(track)) return;
-          attached.add(track);
-          offs.push(track.onReceiveRtp.subscribe((rtp) => listener(rtp)).unSubscribe);
-        };
-        offs.push(transceiver.onTrack.subscribe(attach).unSubscribe);
-        for (const track of transceiver.receiver.tracks) attach(track);
+        lines.forEach((transceiver, layer) => {
+          const attached = new WeakSet<MediaStreamTrack>();
+          const attach = (track: MediaStreamTrack) => {
+            if (attached.has(track)) return;
+            attached.add(track);
+            offs.push(track.onReceiveRtp.subscribe((rtp) => listener(rtp, layer)).unSubscribe);
+          };
+          offs.push(transceiver.onTrack.subscribe(attach).unSubscribe);
+          for (const track of transceiver.receiver.tracks) attach(track);
+        });
         return () => {
           for (const off of offs) off();
         };
       },
-      requestKeyframe: () => this.#sendPli(transceiver),
+      requestKeyframe: (layer) => {
+        if (layer === undefined) for (const t of lines) this.#sendPli(t);
+        else {
+          const line = lines[layer];
+          if (line) this.#sendPli(line);
+        }
+      },
+      setDemand: (layers) => {
+        if (!simulcast || this.#closed || !this.#tracks.has(info.trackId)) return;
+        const next = [...new Set(layers)]
+          .filter((k) => Number.isInteger(k) && k >= 0 && k < lines.length)
+          .sort((a, b) => a - b);
+        const before = this.#demand.get(info.trackId) ?? [];
+        if (next.length === before.length && next.every((k, i) => k === before[i])) return;
+        this.#demand.set(info.trackId, next);
+        this.#scheduleLayers();
+      },
     };
+  }
+
+  /** Layers this node asks for on the link now, by track (for tests and the admin API). */
+  get layerDemand(): ReadonlyMap<string, readonly number[]> {
+    return this.#demand;
+  }
+
+  /** Changes within one tick go out as one message. */
+  #scheduleLayers(): void {
+    if (this.#closed || this.#layersScheduled) return;
+    this.#layersScheduled = true;
+    setImmediate(() => {
+      this.#layersScheduled = false;
+      this.#sendLayers();
+    });
+  }
+
+  /** The whole link's demand, then again every LAYERS_REFRESH_MS while there is any. */
+  #sendLayers(): void {
+    clearTimeout(this.#layersRefresh);
+    this.#layersRefresh = undefined;
+    if (this.#closed || this.#demand.size === 0) return;
+    const body: LayersBody = {
+      room: this.room,
+      linkId: this.linkId,
+      tracks: [...this.#demand].map(([trackId, layers]) => ({ trackId, layers })),
+    };
+    this.#notify(body).catch((error: unknown) =>
+      this.#logger.debug({ err: error }, 'relay layers not sent; the refresh retries'),
+    );
+    this.#layersRefresh = setTimeout(() => this.#sendLayers(), LAYERS_REFRESH_MS);
   }
 
   /**
@@ -208,6 +299,8 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     this.#closed = true;
     this.#liveness.close();
     clearTimeout(this.#pliRetry);
+    clearTimeout(this.#layersRefresh);
+    this.#demand.clear();
     this.#pendingPli.clear();
     for (const trackId of this.#tracks.keys()) this.safeEmit('trackEnded', trackId);
     this.#tracks.clear();

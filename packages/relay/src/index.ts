@@ -24,11 +24,14 @@ export {
   AnswerBody,
   CloseBody,
   ErrorBody,
+  LayerDemand,
+  LayersBody,
   MAX_RELAY_MESSAGE_BYTES,
   MAX_RELAY_TRACKS,
   OfferBody,
   RELAY_MESSAGE_TYPES,
   RelayCodec,
+  RelayLayer,
   type RelayMessageType,
   type RelayNotices,
   type RelayNoticeType,
@@ -57,4 +60,4 @@ export {
   type RelayReceiverCloseReason,
   type RelayReceiverEvents,
 } from './RelayReceiver.js';
-export type { RelaySource, RelayTrackInfo } from './types.js';
+export type { RelayLayerInfo, RelaySink, RelaySource, RelayTrackInfo } from './types.js';

@@ -9,6 +9,7 @@ import type {
   ParticipantInfo,
   ServerMessageOf,
   SubscribedTrack,
+  SubscriptionPin,
   TrackKind,
 } from '@geosfu/common/protocol';
 import { fixWeriftDtls } from '@geosfu/media';
@@ -16,14 +17,16 @@ import type { RTCPeerConnection } from 'werift';
 import WebSocket from 'ws';
 import { type ChatMessage, type ClientEvents, ClientSession } from '../core/ClientSession.js';
 import type { RouteAnswer } from '../core/route.js';
-import { type SignalClient, SignalError, type WebSocketLike } from '../core/SignalClient.js';
+import { type SignalClient, SignalError } from '../core/SignalClient.js';
 import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
 import type { PeerOptions } from './peer.js';
 import type { PublishOptions } from './publisher.js';
+import type { RtpLog } from './RtpLog.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
 import { nowMs, type SentStreamStats } from './source.js';
 import type { ReceivedIntervalStats } from './subscriber.js';
 import { WeriftDriver } from './WeriftDriver.js';
+import { adaptWebSocket } from './wsAdapter.js';
 
 // Every bot is a DTLS client towards its node (nodes answer a=setup:passive).
 fixWeriftDtls();
@@ -67,6 +70,9 @@ export interface BotOptions {
   connectTimeoutMs?: number;
 }
 
+/** Which layer of a simulcast video the node sends (`rid` null: paused). */
+export type SubscriptionLayerInfo = ClientEvents['subscriptionLayer'][1];
+
 export interface BotStats {
   received: ReceivedStreamStats[];
   sent: SentStreamStats[];
@@ -81,8 +87,10 @@ export type BotEvents = Pick<
   | 'participantJoined'
   | 'trackPublished'
   | 'trackUnpublished'
+  | 'layersRequested'
   | 'chat'
   | 'serverError'
+  | 'subscriptionLayer'
 > & {
   firstPacket: [identity: string, kind: TrackKind, atMs: number];
   firstKeyframe: [identity: string, kind: TrackKind, atMs: number];
@@ -116,29 +124,6 @@ interface Waiter {
 const CLOSE_WAIT_MS = 1_000;
 const CLOCK_PING_TIMEOUT_MS = 5_000;
 
-/** Adapts the `ws` package's EventEmitter API to the handler properties SignalClient uses. */
-function adaptWebSocket(ws: WebSocket): WebSocketLike {
-  const adapter: WebSocketLike = {
-    get readyState() {
-      return ws.readyState;
-    },
-    send: (data) => ws.send(data),
-    close: (code, reason) => ws.close(code, reason),
-    onopen: null,
-    onclose: null,
-    onerror: null,
-    onmessage: null,
-  };
-  ws.on('open', () => adapter.onopen?.(undefined));
-  ws.on('close', (code, reason) => adapter.onclose?.({ code, reason: reason.toString() }));
-  // Without an 'error' listener an EventEmitter throws; the close event carries what matters.
-  ws.on('error', (error) => adapter.onerror?.(error));
-  ws.on('message', (data, isBinary) => {
-    if (!isBinary) adapter.onmessage?.({ data: data.toString() });
-  });
-  return adapter;
-}
-
 export class Bot extends TypedEmitter<BotEvents> {
   readonly #log: Logger;
   readonly #options: BotOptions;
@@ -147,6 +132,8 @@ export class Bot extends TypedEmitter<BotEvents> {
   #ws: WebSocket | undefined;
   readonly #waiters = new Set<Waiter>();
   readonly #packetWaiters = new Set<() => void>();
+  /** The last `subscription.layer` of each received simulcast video, by trackId. */
+  readonly #layers = new Map<string, SubscriptionLayerInfo>();
   #closing: Promise<void> | undefined;
   #publishing: Promise<void> | undefined;
   #closedReason: string | undefined;
@@ -333,6 +320,24 @@ export class Bot extends TypedEmitter<BotEvents> {
     await this.signal.request({ type: 'unpublish', trackId }, 'ok');
   }
 
+  /** Tells the node how the bot "shows" a received video, as a page does; awaits `ok`. */
+  async updateSubscription(
+    trackId: string,
+    settings: { visible: boolean; width: number; height: number; pin?: SubscriptionPin },
+  ): Promise<void> {
+    await this.signal.request({ type: 'subscription.settings', trackId, ...settings }, 'ok');
+  }
+
+  /** The last `subscription.layer` the node sent for a received simulcast video. */
+  subscriptionLayer(trackId: string): SubscriptionLayerInfo | undefined {
+    return this.#layers.get(trackId);
+  }
+
+  /** Logs every RTP packet of the received track from now on; undefined before subscribing. */
+  recordRtp(trackId: string): RtpLog | undefined {
+    return this.#session.driver?.subscriber?.recordRtp(trackId);
+  }
+
   /** Sends a PLI upstream for a subscribed stream; false when no such stream is subscribed. */
   async requestKeyframe(identity: string, kind: TrackKind = 'video'): Promise<boolean> {
     return (await this.#session.driver?.subscriber?.requestKeyframe(identity, kind)) ?? false;
@@ -474,7 +479,17 @@ export class Bot extends TypedEmitter<BotEvents> {
     s.on('participantLeft', (left) => this.safeEmit('participantLeft', left));
     s.on('trackPublished', (sid, track) => this.safeEmit('trackPublished', sid, track));
     s.on('trackUnpublished', (sid, trackId) => this.safeEmit('trackUnpublished', sid, trackId));
+    s.on('layersRequested', (trackId, rids) => {
+      // Dynacast: the simulcast video sends only what someone needs.
+      const publisher = s.driver?.publisher;
+      if (publisher?.trackId('video') === trackId) publisher.setActiveLayers(rids);
+      this.safeEmit('layersRequested', trackId, rids);
+    });
     s.on('chat', (message) => this.safeEmit('chat', message));
+    s.on('subscriptionLayer', (trackId, layer) => {
+      this.#layers.set(trackId, layer);
+      this.safeEmit('subscriptionLayer', trackId, layer);
+    });
     s.on('serverError', (error) => {
       this.#log.warn(error, 'server error');
       this.safeEmit('serverError', error);

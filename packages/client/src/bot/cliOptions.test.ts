@@ -36,6 +36,24 @@ describe('parseCli', () => {
   it('refuses an empty pin', () => {
     assert.throws(() => parseCli([...BASE, '--region', ' ']), /--region needs a value/);
   });
+
+  it('takes --simulcast for a published VP8 video only', () => {
+    const ok = parseCli([...BASE, '--publish', 'video,audio', '--simulcast']);
+    assert.ok(ok !== 'help');
+    assert.equal(ok.publish?.simulcast, true);
+    const plain = parseCli([...BASE, '--publish', 'video']);
+    assert.ok(plain !== 'help');
+    assert.equal(plain.publish?.simulcast, undefined);
+    assert.throws(() => parseCli([...BASE, '--simulcast']), /--simulcast needs --publish video/);
+    assert.throws(
+      () => parseCli([...BASE, '--publish', 'audio', '--simulcast']),
+      /--simulcast needs --publish video/,
+    );
+    assert.throws(
+      () => parseCli([...BASE, '--publish', 'video', '--codec', 'h264', '--simulcast']),
+      /not with --codec h264/,
+    );
+  });
 });
 
 describe('sfu-bot', () => {
@@ -67,5 +85,6 @@ describe('sfu-bot', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /--region R/);
     assert.match(r.stdout, /--node ID/);
+    assert.match(r.stdout, /--simulcast/);
   });
 });

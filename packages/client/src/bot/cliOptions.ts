@@ -21,6 +21,11 @@ export const USAGE = `usage: sfu-bot --url http://host:7880 --room R --identity 
   --json                    print one JSON object on stdout at the end, with the route taken
   --host-addresses A[,B]    use only these local addresses for ICE (e.g. 127.0.0.1)
   --codec vp8|h264          video codec (default vp8)
+  --simulcast               send the video as three VP8 simulcast layers (rids q, h, f:
+                            320x180 at 150 kbit/s, 640x360 at 500, 1280x720 at 1500; RID
+                            header extension, a keyframe per layer on that layer's PLI) and
+                            pause the layers the node says nobody needs (dynacast);
+                            --bitrate does not apply
   --h264-profile ID         H264 profile-level-id (default 42e01f; Chrome uses 42001f)
   --bitrate BPS             video bitrate (default 1500000)
   --fps N                   video frame rate (default 30)
@@ -115,6 +120,9 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
   if (profile !== undefined && !/^[0-9a-fA-F]{6}$/.test(profile)) {
     throw new UsageError(`--h264-profile must be 6 hex digits (e.g. 42001f), got "${profile}"`);
   }
+  if (values.simulcast && codec !== 'vp8') {
+    throw new UsageError('--simulcast sends VP8 layers: not with --codec h264');
+  }
   let publish: PublishOptions | undefined;
   if (values.publish !== undefined && values.publish !== 'none') {
     const kinds = values.publish.split(',').map((k) => k.trim());
@@ -131,7 +139,13 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
       bitrate: numberFlag(values, 'bitrate', (n) => n >= 10_000, 'a bitrate >= 10000 bit/s'),
       fps: numberFlag(values, 'fps', (n) => n > 0 && n <= 120, 'in (0, 120]'),
       keyframeIntervalMs: numberFlag(values, 'keyframe-interval', (n) => n >= 0, '>= 0 ms'),
+      ...(values.simulcast ? { simulcast: true } : {}),
     };
+    if (values.simulcast && !publish.video) {
+      throw new UsageError('--simulcast needs --publish video');
+    }
+  } else if (values.simulcast) {
+    throw new UsageError('--simulcast needs --publish video');
   }
   const percent = (name: string) =>
     numberFlag(values, name, (n) => n >= 0 && n <= 100, 'a percentage in [0, 100]');
@@ -178,6 +192,7 @@ function parse(argv: string[]) {
       json: { type: 'boolean' },
       'host-addresses': { type: 'string' },
       codec: { type: 'string' },
+      simulcast: { type: 'boolean' },
       'h264-profile': { type: 'string' },
       bitrate: { type: 'string' },
       fps: { type: 'string' },

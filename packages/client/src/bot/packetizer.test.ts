@@ -60,6 +60,27 @@ describe('Vp8Packetizer', () => {
     assert.ok(delta.every((b) => !isVp8Keyframe(b)));
   });
 
+  it('writes a TL0PICIDX per frame and the layer size in key frames, for a simulcast layer', () => {
+    const p = new Vp8Packetizer({ maxPayload, tl0PicIdx: true, width: 320, height: 180 });
+    const key = p.packetize(5000, true, 0, 0);
+    const delta = p.packetize(500, false, 0, 1);
+    const [k0, k1] = key.map((b) => parseVp8(b));
+    const d0 = parseVp8(delta[0] as Buffer);
+    assert.ok(k0 && k1 && d0);
+    assert.equal(k0.size, 5);
+    assert.equal(k0.keyframe, true);
+    assert.equal(k1.tl0PicIdx, k0.tl0PicIdx, 'one TL0PICIDX per frame');
+    assert.equal(
+      d0.tl0PicIdx,
+      (k0.tl0PicIdx + 1) & 0xff,
+      'every frame is in TL0: it counts frames',
+    );
+    assert.equal(d0.pictureId, (k0.pictureId + 1) & 0x7fff);
+    const header = (key[0] as Buffer).subarray(k0.size);
+    assert.deepEqual([...header.subarray(3, 6)], [0x9d, 0x01, 0x2a]);
+    assert.deepEqual([header.readUInt16LE(6), header.readUInt16LE(8)], [320, 180]);
+  });
+
   it('gives every packet its own bytes (werift keeps payloads for retransmission)', () => {
     const p = new Vp8Packetizer({ maxPayload });
     const a = p.packetize(3000, false, 1, 1);

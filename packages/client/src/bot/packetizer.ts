@@ -84,19 +84,43 @@ export interface Packetizer {
 // VP8 (RFC 7741)
 // ---------------------------------------------------------------------------------------
 
-/** Descriptor as Chrome sends it: X=1, I=1 with a 15-bit PictureID (M=1). */
+/**
+ * Descriptor as Chrome sends it: X=1, I=1 with a 15-bit PictureID (M=1), and with simulcast
+ * L=1 and a TL0PICIDX (Chrome writes one per layer; every frame here is in temporal layer 0,
+ * so it counts frames).
+ */
 const VP8_DESCRIPTOR_SIZE = 4;
 const VP8_KEYFRAME_HEADER_SIZE = 10;
 const VP8_INTERFRAME_HEADER_SIZE = 3;
 
+export interface Vp8PacketizerOptions {
+  maxPayload?: number;
+  initialPictureId?: number;
+  /** Write a TL0PICIDX (the L bit), as a simulcast layer carries (default false). */
+  tl0PicIdx?: boolean;
+  /** The size a keyframe announces (default 640x360). */
+  width?: number;
+  height?: number;
+}
+
 export class Vp8Packetizer implements Packetizer {
   #pictureId: number;
+  #tl0PicIdx: number;
+  readonly #withTl0: boolean;
+  readonly #descriptorSize: number;
   readonly #maxPayload: number;
+  readonly #width: number;
+  readonly #height: number;
 
-  constructor(options: { maxPayload?: number; initialPictureId?: number } = {}) {
+  constructor(options: Vp8PacketizerOptions = {}) {
     this.#maxPayload = options.maxPayload ?? DEFAULT_MAX_PAYLOAD;
     this.#pictureId = (options.initialPictureId ?? Math.floor(Math.random() * 0x8000)) & 0x7fff;
-    if (this.#maxPayload <= VP8_DESCRIPTOR_SIZE + PROBE_SIZE + VP8_KEYFRAME_HEADER_SIZE) {
+    this.#tl0PicIdx = Math.floor(Math.random() * 0x100);
+    this.#withTl0 = options.tl0PicIdx ?? false;
+    this.#descriptorSize = VP8_DESCRIPTOR_SIZE + (this.#withTl0 ? 1 : 0);
+    this.#width = options.width ?? 640;
+    this.#height = options.height ?? 360;
+    if (this.#maxPayload <= this.#descriptorSize + PROBE_SIZE + VP8_KEYFRAME_HEADER_SIZE) {
       throw new RangeError(`maxPayload ${this.#maxPayload} is too small for VP8`);
     }
   }
@@ -105,17 +129,29 @@ export class Vp8Packetizer implements Packetizer {
     const headerSize = keyframe ? VP8_KEYFRAME_HEADER_SIZE : VP8_INTERFRAME_HEADER_SIZE;
     // The VP8 frame header is part of the frame's bytes, so a frame is never smaller than it.
     const frameSize = Math.max(Math.floor(size), headerSize);
-    const chunks = splitSizes(frameSize, this.#maxPayload - VP8_DESCRIPTOR_SIZE - PROBE_SIZE);
-    const payloads = allocateFrame(chunks.map((c) => VP8_DESCRIPTOR_SIZE + c + PROBE_SIZE));
+    const descriptorSize = this.#descriptorSize;
+    const chunks = splitSizes(frameSize, this.#maxPayload - descriptorSize - PROBE_SIZE);
+    const payloads = allocateFrame(chunks.map((c) => descriptorSize + c + PROBE_SIZE));
     const pictureId = this.#pictureId;
     this.#pictureId = (this.#pictureId + 1) & 0x7fff;
+    const tl0PicIdx = this.#tl0PicIdx;
+    this.#tl0PicIdx = (this.#tl0PicIdx + 1) & 0xff;
     payloads.forEach((p, i) => {
       // X=1, S on the first packet of the frame, partition index 0.
       p[0] = i === 0 ? 0x90 : 0x80;
-      p[1] = 0x80; // I: a PictureID follows
+      p[1] = this.#withTl0 ? 0xc0 : 0x80; // I: a PictureID follows; L: a TL0PICIDX
       p[2] = 0x80 | (pictureId >> 8); // M: 15-bit PictureID
       p[3] = pictureId & 0xff;
-      if (i === 0) writeVp8FrameHeader(p.subarray(VP8_DESCRIPTOR_SIZE), keyframe, frameSize);
+      if (this.#withTl0) p[4] = tl0PicIdx;
+      if (i === 0) {
+        writeVp8FrameHeader(
+          p.subarray(descriptorSize),
+          keyframe,
+          frameSize,
+          this.#width,
+          this.#height,
+        );
+      }
       writeProbe(p, sendTimeMs, frame);
     });
     return payloads;
@@ -123,7 +159,13 @@ export class Vp8Packetizer implements Packetizer {
 }
 
 /** The uncompressed VP8 data chunk header (RFC 6386 section 9.1). */
-function writeVp8FrameHeader(out: Buffer, keyframe: boolean, frameSize: number): void {
+function writeVp8FrameHeader(
+  out: Buffer,
+  keyframe: boolean,
+  frameSize: number,
+  width: number,
+  height: number,
+): void {
   // A plausible first partition size; nothing decodes these frames, but keep it in range.
   const firstPartSize = Math.min(Math.floor(frameSize / 4), 0x7ffff);
   // Bit 0 is P, the inverse key frame flag; show_frame (bit 4) is set; version 0.
@@ -131,12 +173,12 @@ function writeVp8FrameHeader(out: Buffer, keyframe: boolean, frameSize: number):
   out[1] = (firstPartSize >> 3) & 0xff;
   out[2] = (firstPartSize >> 11) & 0xff;
   if (keyframe) {
-    // Start code, then 640x360 without scaling, as a real key frame carries.
+    // Start code, then the size without scaling, as a real key frame carries.
     out[3] = 0x9d;
     out[4] = 0x01;
     out[5] = 0x2a;
-    out.writeUInt16LE(640, 6);
-    out.writeUInt16LE(360, 8);
+    out.writeUInt16LE(width & 0x3fff, 6);
+    out.writeUInt16LE(height & 0x3fff, 8);
   }
 }
 

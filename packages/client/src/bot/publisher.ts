@@ -5,7 +5,7 @@
  * in the loopback test.
  */
 import type { Logger } from '@geosfu/common';
-import type { IceCandidate, TrackKind } from '@geosfu/common/protocol';
+import type { IceCandidate, SimulcastLayer, TrackKind } from '@geosfu/common/protocol';
 import { RTCPeerConnection, type RTCRtpTransceiver, type RtpPacket, useOPUS } from 'werift';
 import type { VideoCodecName } from './packetizer.js';
 import {
@@ -15,6 +15,7 @@ import {
   publisherVideoCodecs,
   waitForConnected,
 } from './peer.js';
+import { BOT_SIMULCAST_LAYERS, SimulcastVideoSource, simulcastOffer } from './simulcast.js';
 import {
   type SentStreamStats,
   SyntheticAudioSource,
@@ -32,12 +33,25 @@ export interface PublishOptions extends Omit<VideoSourceOptions, 'codec' | 'h264
   audioPayloadSize?: number;
   /** First RTP sequence number of each stream (default random below 0x8000). */
   initialSequenceNumber?: number;
+  /**
+   * Send the video as three simulcast layers (BOT_SIMULCAST_LAYERS, VP8 only; `bitrate` is
+   * then each layer's own cap) and honour dynacast's `publication.layers`.
+   */
+  simulcast?: boolean;
 }
 
 export interface OfferedTrack {
   mid: string;
   kind: TrackKind;
   source: 'synthetic';
+  layers?: SimulcastLayer[];
+}
+
+/** What a published track's media comes from. */
+interface BotSource {
+  start(): void;
+  stop(): void;
+  stats(): SentStreamStats;
 }
 
 /** Sends the offer to the other side and returns its answer and the track ids it assigned. */
@@ -49,7 +63,7 @@ export type PublishExchange = (
 interface Published {
   kind: TrackKind;
   transceiver: RTCRtpTransceiver;
-  source: SyntheticVideoSource | SyntheticAudioSource;
+  source: BotSource;
   trackId: string | undefined;
 }
 
@@ -58,6 +72,7 @@ export class BotPublisher {
   readonly #tracks: Published[] = [];
   readonly #log: Logger;
   readonly #onPli: ((kind: TrackKind) => void) | undefined;
+  #simulcast: SimulcastVideoSource | undefined;
   #closed = false;
 
   constructor(
@@ -86,7 +101,28 @@ export class BotPublisher {
       canSend: () => transceiver.sender.dtlsTransport?.state === 'connected',
       onError: (error: unknown) => this.#log.error({ err: error }, 'synthetic source failed'),
     });
-    if (options.video ?? true) {
+    if ((options.video ?? true) && options.simulcast) {
+      if (videoCodec !== 'vp8') throw new RangeError('simulcast is VP8 only');
+      const transceiver = this.pc.addTransceiver('video', { direction: 'sendonly' });
+      this.#simulcast = new SimulcastVideoSource(
+        transceiver,
+        BOT_SIMULCAST_LAYERS,
+        {
+          fps: options.fps,
+          keyframeIntervalMs: options.keyframeIntervalMs,
+          keyframeSizeFactor: options.keyframeSizeFactor,
+          initialSequenceNumber: options.initialSequenceNumber,
+        },
+        this.#log,
+        () => this.#onPli?.('video'),
+      );
+      this.#tracks.push({
+        kind: 'video',
+        transceiver,
+        source: this.#simulcast,
+        trackId: undefined,
+      });
+    } else if (options.video ?? true) {
       // Pitfall 4: only a sendonly transceiver's sender sees the PLIs.
       const transceiver = this.pc.addTransceiver('video', { direction: 'sendonly' });
       const source = new SyntheticVideoSource(
@@ -120,11 +156,17 @@ export class BotPublisher {
   async negotiate(exchange: PublishExchange): Promise<void> {
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription(offer);
+    let sdp = localSdp(this.pc);
     const tracks: OfferedTrack[] = this.#tracks.map((t) => {
       if (t.transceiver.mid === null) throw new Error(`no mid for the ${t.kind} transceiver`);
-      return { mid: t.transceiver.mid, kind: t.kind, source: 'synthetic' };
+      const track: OfferedTrack = { mid: t.transceiver.mid, kind: t.kind, source: 'synthetic' };
+      if (t.source === this.#simulcast && this.#simulcast) {
+        sdp = simulcastOffer(sdp, t.transceiver.mid, this.#simulcast.rids);
+        track.layers = [...BOT_SIMULCAST_LAYERS];
+      }
+      return track;
     });
-    const answer = await exchange(localSdp(this.pc), tracks);
+    const answer = await exchange(sdp, tracks);
     if (this.#closed) return;
     await this.pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
     for (const { mid, trackId } of answer.tracks) {
@@ -150,6 +192,11 @@ export class BotPublisher {
     if (!t) return false;
     t.source.stop();
     return true;
+  }
+
+  /** Dynacast: the rids of the simulcast video to send; the others pause. */
+  setActiveLayers(rids: readonly string[]): void {
+    this.#simulcast?.setActive(rids);
   }
 
   async addRemoteCandidate(candidate: IceCandidate | null): Promise<void> {

@@ -27,6 +27,16 @@ export interface SentStreamStats {
   frames: number;
   keyframes: number;
   plisReceived: number;
+  /** A simulcast video: each layer's own counts, lowest first (the fields above sum them). */
+  layers?: SentLayerStats[];
+}
+
+/** One simulcast layer of a sent video. */
+export interface SentLayerStats extends Omit<SentStreamStats, 'layers'> {
+  rid: string;
+  ssrc: number;
+  /** False while paused (dynacast told the bot nobody needs it). */
+  sending: boolean;
 }
 
 export interface VideoSourceOptions {
@@ -41,6 +51,11 @@ export interface VideoSourceOptions {
   /** Key frames are this many times larger than delta frames (default 5). */
   keyframeSizeFactor?: number;
   maxPayload?: number;
+  /** VP8: the size a keyframe announces (default 640x360). */
+  width?: number;
+  height?: number;
+  /** VP8: write a TL0PICIDX in each descriptor, as a simulcast layer does (default false). */
+  tl0PicIdx?: boolean;
 }
 
 export interface AudioSourceOptions {
@@ -199,7 +214,12 @@ export class SyntheticVideoSource extends SyntheticSource {
             maxPayload: options.maxPayload,
             profileLevelId: options.h264ProfileLevelId,
           })
-        : new Vp8Packetizer({ maxPayload: options.maxPayload });
+        : new Vp8Packetizer({
+            maxPayload: options.maxPayload,
+            tl0PicIdx: options.tl0PicIdx,
+            width: options.width,
+            height: options.height,
+          });
     this.#deltaSize = Math.max(1, Math.round(bitrate / 8 / fps));
     this.#keySize = Math.round(this.#deltaSize * (options.keyframeSizeFactor ?? 5));
     this.#keyframeIntervalMs = options.keyframeIntervalMs ?? 10_000;
@@ -207,6 +227,11 @@ export class SyntheticVideoSource extends SyntheticSource {
 
   override requestKeyframe(): void {
     super.requestKeyframe();
+    this.#keyframePending = true;
+  }
+
+  /** The next frame is a keyframe, without a PLI (an encoder resuming a paused layer). */
+  keyframeNext(): void {
     this.#keyframePending = true;
   }
 

@@ -14,6 +14,7 @@ import {
   useOPUS,
 } from 'werift';
 import { localSdp, type PeerOptions, peerConfig, subscriberVideoCodecs } from './peer.js';
+import { RtpLog } from './RtpLog.js';
 import {
   PACKET,
   ReceivedStream,
@@ -47,6 +48,8 @@ export class BotSubscriber {
   readonly #streams = new Map<string, ReceivedStream>();
   readonly #attached = new WeakSet<MediaStreamTrack>();
   readonly #unsubscribe: (() => void)[] = [];
+  /** Tracks whose every packet is logged (`recordRtp`), by trackId. */
+  readonly #logs = new Map<string, RtpLog>();
   /** Bumped on every negotiation: payload type -> codec caches are rebuilt after it. */
   #generation = 0;
   #closed = false;
@@ -111,6 +114,19 @@ export class BotSubscriber {
       kind: s.kind,
       ...s.takeInterval(atMs),
     }));
+  }
+
+  /**
+   * Starts logging every packet of the subscribed track `trackId` (from now on; the same log
+   * when called again), for tests that check what arrived packet by packet.
+   */
+  recordRtp(trackId: string): RtpLog {
+    let log = this.#logs.get(trackId);
+    if (!log) {
+      log = new RtpLog();
+      this.#logs.set(trackId, log);
+    }
+    return log;
   }
 
   /** Sends a PLI for this participant's stream (werift never sends one by itself). */
@@ -183,6 +199,8 @@ export class BotSubscriber {
       this.#streams.set(key, stream);
     }
     const { header, payload } = rtp;
+    if (this.#logs.size > 0 && info)
+      this.#logs.get(info.trackId)?.push(header.sequenceNumber, header.timestamp, payload, codec);
     const outcome = stream.onPacket(
       {
         ssrc: header.ssrc,

@@ -3,6 +3,10 @@
  * see and hear everyone else, chat. URL parameters `?room=R&name=N&autojoin=1` skip the form;
  * `?region=X` or `?node=ID` pin where `/v1/route` sends the page (otherwise: the nearest node).
  */
+import type { SubscriptionPin } from '@geosfu/common/protocol';
+import type { ReceivedLayer } from './RemoteVideos.js';
+import type { ViewSettings } from './SettingsReporter.js';
+import type { LocalLayerState } from './SimulcastSender.js';
 import { Session, type SessionState } from './session.js';
 import { type ConnectionStats, NodeStatsView, type NodeView, StatsSampler } from './stats.js';
 import { DemoUi } from './ui.js';
@@ -26,6 +30,24 @@ export interface SfuTestHook {
   }[];
   readonly subscriberPc: RTCPeerConnection | null;
   readonly publisherPc: RTCPeerConnection | null;
+  /** Each remote video shown: its pin, the layer the node says it sends, what it was told. */
+  remoteVideos(): RemoteVideoView[];
+  /** Our camera's simulcast layers and whether each is sent now (empty: one layer). */
+  localLayers(): LocalLayerState[];
+}
+
+export interface RemoteVideoView {
+  identity: string;
+  participantSid: string;
+  trackId: string;
+  mid: string;
+  /** The track was published with simulcast layers (the pin control shows). */
+  simulcast: boolean;
+  pin: SubscriptionPin;
+  /** The last `subscription.layer` for it (rid null: paused); null before the first. */
+  layer: ReceivedLayer | null;
+  /** The last `subscription.settings` sent for it on this connection. */
+  settings: ViewSettings | null;
 }
 
 declare global {
@@ -183,6 +205,7 @@ async function sampleStats(): Promise<void> {
   ]);
   if (session.state !== 'joined') return;
   ui.renderStats(up, down, nodeStats);
+  ui.renderTileStats(down);
   ui.setSpeaking(DemoUi.speakingFrom(session, up, down));
 }
 
@@ -211,6 +234,24 @@ const hook: SfuTestHook = Object.freeze({
   get publisherPc() {
     return session.publisherPc;
   },
+  remoteVideos: () =>
+    [...session.peers.values()].flatMap((peer) => {
+      const video = peer.video;
+      if (!video) return [];
+      return [
+        {
+          identity: peer.identity,
+          participantSid: peer.sessionId,
+          trackId: video.trackId,
+          mid: video.mid,
+          simulcast: (peer.tracks.get(video.trackId)?.layers?.length ?? 0) > 1,
+          pin: session.videos.pin(video.trackId),
+          layer: session.videos.layer(video.trackId),
+          settings: session.videos.sentSettings(video.trackId),
+        },
+      ];
+    }),
+  localLayers: () => session.local.simulcast?.state() ?? [],
 });
 Object.defineProperty(window, '__sfu', { value: hook, writable: false, configurable: false });
 

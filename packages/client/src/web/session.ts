@@ -15,8 +15,11 @@ import type {
 } from '@geosfu/common/protocol';
 import { ClientSession, type ConnectOptions } from '../core/ClientSession.js';
 import type { RouteAnswer } from '../core/route.js';
-import { SignalError, type WebSocketLike } from '../core/SignalClient.js';
+import type { WebSocketLike } from '../core/SignalClient.js';
 import { BrowserDriver } from './BrowserDriver.js';
+import { captureMedia, errorText } from './captureMedia.js';
+import { RemoteVideos } from './RemoteVideos.js';
+import { SimulcastSender } from './SimulcastSender.js';
 
 export type SessionState = 'idle' | 'joining' | 'joined' | 'left' | 'error';
 
@@ -41,6 +44,8 @@ export interface LocalMedia {
   /** Server track ids, known once the publish is answered. */
   audioTrackId: string | null;
   videoTrackId: string | null;
+  /** The camera's layers when it is sent as simulcast (null: one layer, or not published). */
+  simulcast: SimulcastSender | null;
 }
 
 export type ChatLine =
@@ -88,14 +93,6 @@ const LEAVE_TEXT: Record<LeaveReason, string> = {
   'server-shutdown': 'The server shut down.',
 };
 
-function errorText(error: unknown): string {
-  if (error instanceof SignalError) return `${error.message} (${error.code})`;
-  if (error instanceof DOMException && error.name === 'NotAllowedError') {
-    return 'Camera and microphone access was denied.';
-  }
-  return error instanceof Error ? error.message : String(error);
-}
-
 export class Session extends TypedEmitter<SessionEvents> {
   state: SessionState = 'idle';
   /** Why the session ended or failed, for the UI. */
@@ -114,6 +111,8 @@ export class Session extends TypedEmitter<SessionEvents> {
   /** The others, rebuilt from the connection's roster and subscriber on every change. */
   readonly peers = new Map<string, RemotePeer>();
   readonly local: LocalMedia = Session.#emptyLocal();
+  /** The remote videos' pins, received layers and the settings the node is told. */
+  readonly videos = new RemoteVideos(() => this.safeEmit('change'));
 
   /** The connection to the current node; a new one for every join and every move. */
   #core: ClientSession<BrowserDriver> | null = null;
@@ -137,6 +136,7 @@ export class Session extends TypedEmitter<SessionEvents> {
       camMuted: false,
       audioTrackId: null,
       videoTrackId: null,
+      simulcast: null,
     };
   }
 
@@ -192,7 +192,7 @@ export class Session extends TypedEmitter<SessionEvents> {
     this.#joinOptions = options;
     this.#setState('joining');
     try {
-      const media = await this.#openLocalMedia();
+      const media = await captureMedia((level, text) => this.#notice(level, text));
       if (epoch !== this.#epoch) {
         for (const track of media?.getTracks() ?? []) track.stop();
         return;
@@ -236,6 +236,7 @@ export class Session extends TypedEmitter<SessionEvents> {
         }),
     });
     this.#core = core;
+    this.videos.attach(core);
     core.on('routed', (answer) => {
       this.route = answer;
       this.nodeId = answer?.nodeId ?? null;
@@ -315,12 +316,14 @@ export class Session extends TypedEmitter<SessionEvents> {
   #teardown({ keepMedia = false }: { keepMedia?: boolean } = {}): void {
     void this.#core?.close(1000, 'leave');
     this.#core = null;
+    this.videos.detach();
     this.#unpublished.clear();
     this.#unconfirmedChat = [];
     if (keepMedia) {
       // The tracks go on to the next node's publisher; the server ids were this node's.
       this.local.audioTrackId = null;
       this.local.videoTrackId = null;
+      this.local.simulcast = null;
     } else {
       for (const track of this.local.stream?.getTracks() ?? []) track.stop();
       Object.assign(this.local, Session.#emptyLocal());
@@ -330,34 +333,6 @@ export class Session extends TypedEmitter<SessionEvents> {
     this.nodeId = null;
     this.region = null;
     this.route = null;
-  }
-
-  async #openLocalMedia(): Promise<MediaStream | null> {
-    if (!navigator.mediaDevices?.getUserMedia) {
-      this.#notice('warn', 'This browser cannot capture media here (it needs https or localhost).');
-      return null;
-    }
-    const video: MediaTrackConstraints = {
-      width: { ideal: 960 },
-      height: { ideal: 540 },
-      frameRate: { ideal: 24, max: 30 },
-    };
-    try {
-      return await navigator.mediaDevices.getUserMedia({ audio: true, video });
-    } catch (error) {
-      // No camera, or the camera is busy: try the microphone alone, then nothing at all.
-      try {
-        const audioOnly = await navigator.mediaDevices.getUserMedia({ audio: true });
-        this.#notice('warn', `No camera (${errorText(error)}). Joining with microphone only.`);
-        return audioOnly;
-      } catch {
-        this.#notice(
-          'warn',
-          `No camera or microphone (${errorText(error)}). Joining to watch only.`,
-        );
-        return null;
-      }
-    }
   }
 
   #setLocalStream(stream: MediaStream | null): void {
@@ -411,6 +386,12 @@ export class Session extends TypedEmitter<SessionEvents> {
       sync();
     });
     core.on('trackMuted', sync);
+    core.on('layersRequested', (trackId, rids) => {
+      // Dynacast: the node says which of our camera's layers someone needs.
+      const simulcast = this.local.simulcast;
+      if (!simulcast || trackId !== this.local.videoTrackId) return;
+      void simulcast.request(rids).then(() => this.safeEmit('change'));
+    });
     core.on('chat', (m) => {
       const self = m.from.sessionId === this.sessionId;
       if (self) {
@@ -502,13 +483,20 @@ export class Session extends TypedEmitter<SessionEvents> {
   ): Promise<void> {
     const driver = core.driver;
     if (!driver) return;
-    const ids = await driver.publish(stream, (sdp, tracks) =>
+    const published = await driver.publish(stream, (sdp, tracks) =>
       core.publish(sdp, tracks, PUBLISH_TIMEOUT_MS),
     );
-    if (!ids || epoch !== this.#epoch) return;
+    if (!published || epoch !== this.#epoch) return;
+    for (const trackId of published.stale) core.signal.send({ type: 'unpublish', trackId });
     await core.publisherAnswered();
-    if (ids.audio) this.local.audioTrackId = ids.audio;
-    if (ids.video) this.local.videoTrackId = ids.video;
+    if (published.audio) this.local.audioTrackId = published.audio;
+    if (published.video) this.local.videoTrackId = published.video;
+    if (published.simulcast) {
+      const { sender, plan } = published.simulcast;
+      this.local.simulcast = new SimulcastSender(sender, plan.layers, (error) =>
+        this.#notice('warn', `Could not pause or resume a video layer: ${errorText(error)}`),
+      );
+    }
     // Mute toggles made while publishing was under way: tell the server now.
     if (this.local.micMuted) this.#sendMute(this.local.audioTrackId, true);
     if (this.local.camMuted) this.#sendMute(this.local.videoTrackId, true);

@@ -23,6 +23,28 @@ export interface ConnectionStats {
   audioLevelByMid: Map<string, number>;
   /** Audio level (0..1) of the local microphone, when this connection sends it. */
   localAudioLevel: number | null;
+  /** Each inbound video m-line's decoding, by mid. */
+  videoByMid: Map<string, VideoStats>;
+  /** Each outbound simulcast layer, by rid. */
+  layersByRid: Map<string, OutboundLayerStats>;
+}
+
+/** A received video as decoded here (`inbound-rtp`). */
+export interface VideoStats {
+  frameWidth: number;
+  frameHeight: number;
+  framesPerSecond: number | null;
+  framesDecoded: number;
+  /** Seconds the video was frozen (Chromium's freeze detection). */
+  totalFreezesDuration: number;
+}
+
+/** One simulcast layer as the encoder sends it (`outbound-rtp` with a rid). */
+export interface OutboundLayerStats {
+  bytesSent: number;
+  frameWidth: number;
+  frameHeight: number;
+  framesPerSecond: number | null;
 }
 
 const num = (entry: StatsEntry | undefined, field: string): number | null => {
@@ -53,6 +75,8 @@ export class StatsSampler {
     let packetsLost = 0;
     const audioLevelByMid = new Map<string, number>();
     let localAudioLevel: number | null = null;
+    const videoByMid = new Map<string, VideoStats>();
+    const layersByRid = new Map<string, OutboundLayerStats>();
     const next = new Map<string, { bytes: number; timestamp: number }>();
 
     for (const entry of entries.values()) {
@@ -64,9 +88,28 @@ export class StatsSampler {
           // bits per millisecond is kilobits per second.
           bits += ((bytes - before.bytes) * 8) / (entry.timestamp - before.timestamp);
         }
+        const video = str(entry, 'kind') === 'video';
+        const rid = str(entry, 'rid');
+        if (this.direction === 'outbound' && video && rid !== null) {
+          layersByRid.set(rid, {
+            bytesSent: bytes,
+            frameWidth: num(entry, 'frameWidth') ?? 0,
+            frameHeight: num(entry, 'frameHeight') ?? 0,
+            framesPerSecond: num(entry, 'framesPerSecond'),
+          });
+        }
         if (this.direction === 'inbound') {
           packetsLost += Math.max(0, num(entry, 'packetsLost') ?? 0);
           const mid = str(entry, 'mid');
+          if (mid !== null && video) {
+            videoByMid.set(mid, {
+              frameWidth: num(entry, 'frameWidth') ?? 0,
+              frameHeight: num(entry, 'frameHeight') ?? 0,
+              framesPerSecond: num(entry, 'framesPerSecond'),
+              framesDecoded: num(entry, 'framesDecoded') ?? 0,
+              totalFreezesDuration: num(entry, 'totalFreezesDuration') ?? 0,
+            });
+          }
           const level = num(entry, 'audioLevel');
           if (mid !== null && level !== null && str(entry, 'kind') === 'audio') {
             audioLevelByMid.set(mid, level);
@@ -86,6 +129,8 @@ export class StatsSampler {
       packetsLost,
       audioLevelByMid,
       localAudioLevel,
+      videoByMid,
+      layersByRid,
     };
   }
 }

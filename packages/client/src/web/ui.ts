@@ -1,46 +1,21 @@
 /** The DOM side of the demo: video tiles, the people list, chat, controls and the stats line. */
 import { byId, h, hueOf, initials } from './dom.js';
 import { ICONS } from './icons.js';
+import type { RemoteVideos } from './RemoteVideos.js';
 import type { ChatLine, Notice, RemotePeer, Session } from './session.js';
 import { type ConnectionStats, formatBitrate, formatRtt, type NodeView } from './stats.js';
-
-/** What one tile shows; the local tile and remote tiles use the same shape. */
-interface TileModel {
-  key: string;
-  name: string;
-  self: boolean;
-  video: MediaStreamTrack | null;
-  audio: MediaStreamTrack | null;
-  camOff: boolean;
-  micOff: boolean;
-}
-
-interface Tile {
-  root: HTMLDivElement;
-  video: HTMLVideoElement;
-  audio: HTMLAudioElement | null;
-  avatar: HTMLDivElement;
-  name: HTMLSpanElement;
-  mic: HTMLSpanElement;
-}
+import { type TileModel, VideoTile } from './VideoTile.js';
 
 const SPEAKING_LEVEL = 0.04;
 /** The gap between tiles, as in style.css. */
 const TILE_GAP = 12;
 
-function setSource(media: HTMLMediaElement, track: MediaStreamTrack | null): boolean {
-  const current =
-    media.srcObject instanceof MediaStream ? (media.srcObject.getTracks()[0] ?? null) : null;
-  if (current === track) return false;
-  media.srcObject = track ? new MediaStream([track]) : null;
-  return track !== null;
-}
-
-function remoteModel(peer: RemotePeer): TileModel {
+function remoteModel(peer: RemotePeer, videos: RemoteVideos): TileModel {
   const published = [...peer.tracks.values()];
   const videoInfo = peer.video ? peer.tracks.get(peer.video.trackId) : undefined;
   const audioInfo = published.find((t) => t.kind === 'audio');
   const videoMuted = videoInfo?.muted ?? published.find((t) => t.kind === 'video')?.muted ?? false;
+  const trackId = peer.video?.trackId ?? null;
   return {
     key: peer.sessionId,
     name: peer.name || peer.identity,
@@ -49,6 +24,12 @@ function remoteModel(peer: RemotePeer): TileModel {
     audio: peer.audio?.track ?? null,
     camOff: !peer.video || videoMuted || peer.video.track.muted,
     micOff: !audioInfo || audioInfo.muted,
+    trackId,
+    mid: peer.video?.mid ?? null,
+    simulcast: (videoInfo?.layers?.length ?? 0) > 1,
+    pin: trackId ? videos.pin(trackId) : 'auto',
+    layer: trackId ? videos.layer(trackId) : null,
+    sending: [],
   };
 }
 
@@ -77,7 +58,7 @@ export class DemoUi {
   readonly toasts = byId('toasts', HTMLDivElement);
   readonly soundButton = byId('enable-sound', HTMLButtonElement);
 
-  #tiles = new Map<string, Tile>();
+  #tiles = new Map<string, VideoTile>();
   #speaking = new Set<string>();
 
   constructor(private readonly session: Session) {
@@ -159,8 +140,14 @@ export class DemoUi {
       audio: null,
       camOff: !s.local.video || s.local.camMuted,
       micOff: !s.local.audio || s.local.micMuted,
+      trackId: null,
+      mid: null,
+      simulcast: false,
+      pin: 'auto',
+      layer: null,
+      sending: s.local.simulcast?.state() ?? [],
     };
-    const others = [...s.peers.values()].map(remoteModel);
+    const others = [...s.peers.values()].map((peer) => remoteModel(peer, s.videos));
     return [self, ...others];
   }
 
@@ -169,15 +156,18 @@ export class DemoUi {
     const keep = new Set(models.map((m) => m.key));
     for (const [key, tile] of this.#tiles) {
       if (keep.has(key)) continue;
-      tile.video.srcObject = null;
-      if (tile.audio) tile.audio.srcObject = null;
-      tile.root.remove();
+      tile.close();
       this.#tiles.delete(key);
     }
     for (const model of models) {
       let tile = this.#tiles.get(model.key);
       if (!tile) {
-        tile = this.#createTile(model);
+        const videos = this.session.videos;
+        tile = new VideoTile(model, {
+          pin: (trackId, pin) => videos.setPin(trackId, pin),
+          observe: (trackId, view) => videos.observe(trackId, view),
+          forget: (trackId) => videos.forget(trackId),
+        });
         this.#tiles.set(model.key, tile);
         this.grid.append(tile.root);
       }
@@ -209,46 +199,25 @@ export class DemoUi {
     this.grid.style.setProperty('--tile-w', `${Math.max(80, best.tileWidth)}px`);
   }
 
-  #createTile(model: TileModel): Tile {
-    const video = h('video', { attrs: { autoplay: '', playsinline: '' } });
-    video.muted = true; // sound plays through the <audio> element, so autoplay is never blocked
-    if (model.self) video.classList.add('mirror');
-    const audio = model.self ? null : h('audio', { attrs: { autoplay: '' } });
-    const avatar = h('div', { class: 'avatar' }, initials(model.name));
-    avatar.style.setProperty('--hue', String(hueOf(model.name)));
-    const mic = h('span', { class: 'mic' });
-    const name = h('span', { class: 'name' });
-    const label = h('div', { class: 'label' }, mic, name);
-    const root = h(
-      'div',
-      { class: 'tile', attrs: { 'data-key': model.key } },
-      video,
-      avatar,
-      label,
-    );
-    if (audio) root.append(audio);
-    if (model.self) root.classList.add('self');
-    return { root, video, audio, avatar, name, mic };
-  }
-
-  #updateTile(tile: Tile, model: TileModel): void {
-    tile.name.textContent = model.self ? `${model.name} (you)` : model.name;
-    tile.avatar.textContent = initials(model.name);
-    tile.mic.innerHTML = model.micOff ? ICONS.micOff : '';
-    tile.mic.hidden = !model.micOff;
-    tile.mic.title = model.micOff ? 'Microphone off' : '';
-    tile.root.classList.toggle('cam-off', model.camOff);
-    tile.root.classList.toggle('mic-off', model.micOff);
+  #updateTile(tile: VideoTile, model: TileModel): void {
     tile.root.classList.toggle('speaking', !model.micOff && this.#speaking.has(model.key));
-    if (setSource(tile.video, model.video)) {
-      tile.video.play().catch(() => undefined);
-    }
-    if (tile.audio && setSource(tile.audio, model.audio)) {
-      tile.audio.play().catch((error: unknown) => {
+    const changed = tile.update(model);
+    if (changed.video) tile.video.play().catch(() => undefined);
+    if (changed.audio) {
+      tile.audio?.play().catch((error: unknown) => {
         if (error instanceof DOMException && error.name === 'NotAllowedError') {
           this.soundButton.hidden = false;
         }
       });
+    }
+  }
+
+  /** Each remote tile's decoded size and rate, from the subscriber's stats. */
+  renderTileStats(down: ConnectionStats | null): void {
+    const mids = new Map(this.#models().map((m) => [m.key, m.mid]));
+    for (const tile of this.#tiles.values()) {
+      const mid = mids.get(tile.key) ?? null;
+      tile.setStats(mid === null ? null : (down?.videoByMid.get(mid) ?? null));
     }
   }
 

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type SimulcastLayer, silentLogger } from '@geosfu/common';
+import type { BandwidthBudget } from '@geosfu/media';
+import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
+import { LayerAllocator, RETARGET_MIN_INTERVAL_MS } from './LayerAllocator.js';
+import { NodeMetrics } from './metrics.js';
+import { Publication } from './Publication.js';
+import { Subscription } from './Subscription.js';
+
+const metrics = new NodeMetrics(
+  { nodeId: 'n1', region: 'r1', version: 'test' },
+  {
+    rooms: () => 0,
+    participants: () => 0,
+    handshakes: () => ({ active: 0, waiting: 0 }),
+    publishedTracks: () => 0,
+    subscriptions: () => 0,
+    relayLinks: () => [],
+  },
+);
+const vp8 = new RTCRtpCodecParameters({ mimeType: 'video/VP8', clockRate: 90000 });
+const LAYERS: SimulcastLayer[] = [
+  { rid: 'q', width: 320, height: 180, maxBitrate: 150_000 },
+  { rid: 'h', width: 640, height: 360, maxBitrate: 500_000 },
+  { rid: 'f', width: 1280, height: 720, maxBitrate: 1_500_000 },
+];
+
+const closers: (() => unknown)[] = [];
+after(async () => {
+  for (const close of closers.reverse()) await close();
+});
+
+async function waitUntil(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await sleep(10);
+  }
+}
+
+/** A budget a test moves by hand, recording the probes it is asked for. */
+class TestBudget implements BandwidthBudget {
+  estimateBps: number | undefined;
+  probes: number[] = [];
+  constructor(estimateBps?: number) {
+    this.estimateBps = estimateBps;
+  }
+  probe(targetBps: number): void {
+    this.probes.push(targetBps);
+  }
+}
+
+/** A simulcast publication whose three layers arrive (one packet each marks them active). */
+function simulcastPublication(): Publication {
+  const p = new Publication({
+    kind: 'video',
+    source: 'camera',
+    participantSid: 'PA_1',
+    identity: 'alice',
+    codec: vp8,
+    origin: { path: 'client', requestKeyframe: () => {} },
+    metrics,
+    logger: silentLogger(),
+    layers: LAYERS,
+  });
+  closers.push(() => p.close());
+  let seq = 0;
+  const feed = () => {
+    seq++;
+    for (const layer of [0, 1, 2]) {
+      const header = new RtpHeader({
+        payloadType: 96,
+        sequenceNumber: seq,
+        timestamp: seq,
+        ssrc: layer,
+      });
+      // Ten packets a second at the layer's declared rate, so that the measured rates match.
+      const payload = Buffer.alloc((LAYERS[layer]?.maxBitrate ?? 0) / 80);
+      payload[0] = 0x10;
+      payload[1] = 0x01;
+      p.forward(new RtpPacket(header, payload), layer);
+    }
+  };
+  feed();
+  // Media keeps arriving, so that the layers stay active.
+  const feeder = setInterval(feed, 100);
+  closers.push(() => clearInterval(feeder));
+  return p;
+}
+
+/** A subscription on a real (unconnected) sendonly transceiver, and its allocator. */
+function subscriber(budget: BandwidthBudget) {
+  const pc = new RTCPeerConnection({});
+  closers.push(() => pc.close());
+  const publication = simulcastPublication();
+  const subscription = new Subscription({
+    publication,
+    transceiver: pc.addTransceiver('video', { direction: 'sendonly' }),
+    metrics,
+    logger: silentLogger(),
+    onClose: () => {},
+  });
+  closers.push(() => subscription.close());
+  const allocator = new LayerAllocator({
+    budget,
+    subscriptions: () => [subscription],
+    logger: silentLogger(),
+  });
+  closers.push(() => allocator.close());
+  return { publication, subscription, allocator };
+}
+
+const settled = (s: Subscription, layer: number) => () => s.targetLayer === layer;
+
+test('without settings a video gets its top layer; its size, pin and visibility then decide at once', async () => {
+  const { subscription: s, allocator } = subscriber(new TestBudget());
+  allocator.update();
+  await waitUntil('the top layer', settled(s, 2));
+  const set = (settings: Subscription['settings']) => {
+    s.settings = settings;
+    s.settingsChanged = true;
+    allocator.update();
+  };
+  set({ visible: true, width: 300, height: 170, pin: 'auto' });
+  await waitUntil('the layer of a 300 px tile', settled(s, 0));
+  set({ visible: true, width: 600, height: 340, pin: 'auto' });
+  await waitUntil('the layer of a 600 px tile', settled(s, 1));
+  set({ visible: true, width: 600, height: 340, pin: 'high' });
+  await waitUntil('pinned high', settled(s, 2));
+  set({ visible: true, width: 1280, height: 720, pin: 'low' });
+  await waitUntil('pinned low', settled(s, 0));
+  set({ visible: false, width: 1280, height: 720, pin: 'auto' });
+  await waitUntil('hidden: paused', settled(s, -1));
+  set({ visible: true, width: 0, height: 0, pin: 'auto' });
+  await sleep(50);
+  assert.equal(s.targetLayer, -1, '0 x 0 is hidden too');
+  set({ visible: true, width: 0, height: 720, pin: 'auto' });
+  await waitUntil('a height alone means the width of its aspect ratio', settled(s, 2));
+});
+
+test('the budget decides below the size cap, probes for the next layer, and moves at most once a second', async () => {
+  const budget = new TestBudget(400_000);
+  const { subscription: s, allocator } = subscriber(budget);
+  allocator.update();
+  // 400 kbit/s: layer 0 (its cap, 150 kbit/s, while nothing is measured), not layer 1.
+  await waitUntil('layer 0 on 400 kbit/s', settled(s, 0));
+  await waitUntil('a probe', () => budget.probes.length > 0);
+  assert.equal(budget.probes[0], 500_000, 'the rate layer 1 would need');
+  budget.estimateBps = 5_000_000;
+  allocator.update();
+  await waitUntil('up to the top on 5 Mbit/s', settled(s, 2));
+  const movedAt = s.retargetedAt;
+  budget.estimateBps = 400_000;
+  allocator.update();
+  await sleep(20);
+  if (performance.now() - movedAt < RETARGET_MIN_INTERVAL_MS)
+    assert.equal(s.targetLayer, 2, 'not again within a second of the last move');
+  await waitUntil('down once the second is over', settled(s, 0));
+  assert.ok(s.retargetedAt - movedAt >= RETARGET_MIN_INTERVAL_MS);
+});

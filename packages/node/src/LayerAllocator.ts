@@ -1,0 +1,186 @@
+import type { Logger } from '@geosfu/common';
+import { allocateLayers, type BandwidthBudget, type VideoDemand } from '@geosfu/media';
+import type { PublicationLayer } from './Publication.js';
+import type { Subscription } from './Subscription.js';
+
+/** How often the allocator runs without a change to react to (estimates move by themselves). */
+export const ALLOCATE_INTERVAL_MS = 500;
+/**
+ * A video's target changes at most this often when only the estimate or the layers' bitrates
+ * moved (a subscriber's settings and a dead current layer apply at once): each switch costs a
+ * keyframe, and an estimate that wobbles must not make the picture flap.
+ */
+export const RETARGET_MIN_INTERVAL_MS = 1_000;
+
+/**
+ * Chooses, for one subscriber, the layer of each simulcast video it receives: the highest that
+ * fits its bandwidth budget and the size it renders (`allocateLayers`, with its upgrade margin),
+ * every ALLOCATE_INTERVAL_MS and soon after any change (settings, a publication's layers, a
+ * subscription added or removed). Single-layer videos are only paused when hidden; they and
+ * audio are paid for first, out of the estimate, at their measured rate.
+ *
+ * A layer is available when it arrives (`active`) or is paused by dynacast (`paused`: it
+ * resumes when demanded); it costs its measured rate when active, else its declared cap. A
+ * video whose choice is a paused layer keeps its current layer, or, when it has none that
+ * still arrives, gets the best arriving layer below until the paused one is back.
+ */
+export class LayerAllocator {
+  readonly #budget: BandwidthBudget;
+  readonly #logger: Logger;
+  readonly #subscriptions: () => Iterable<Subscription>;
+  readonly #timer: NodeJS.Timeout;
+  #scheduled = false;
+  #closed = false;
+
+  constructor(options: {
+    budget: BandwidthBudget;
+    /** The subscriber's subscriptions, read on every run. */
+    subscriptions: () => Iterable<Subscription>;
+    logger: Logger;
+  }) {
+    this.#budget = options.budget;
+    this.#subscriptions = options.subscriptions;
+    this.#logger = options.logger;
+    this.#timer = setInterval(() => this.#run(), ALLOCATE_INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  /** Something changed: run soon (changes of one moment coalesce into one run). */
+  update(): void {
+    if (this.#scheduled || this.#closed) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#run();
+    });
+  }
+
+  #run(): void {
+    if (this.#closed) return;
+    try {
+      this.#allocate(performance.now());
+    } catch (error) {
+      // A bug here must not stop the timer of every later run.
+      this.#logger.error({ err: error }, 'layer allocation failed');
+    }
+  }
+
+  #allocate(now: number): void {
+    const simulcast: Subscription[] = [];
+    let fixedBps = 0;
+    for (const s of this.#subscriptions()) {
+      if (s.closed) continue;
+      const publication = s.publication;
+      if (publication.kind === 'video' && publication.simulcast) {
+        simulcast.push(s);
+        continue;
+      }
+      if (publication.kind === 'video') {
+        const target = renderWidth(s) > 0 ? 0 : -1;
+        if (target !== s.targetLayer || s.settingsChanged) s.retarget(target, target, now);
+        s.settingsChanged = false;
+      }
+      if (s.targetLayer >= 0) fixedBps += publication.layers[0]?.bitrateBps ?? 0;
+    }
+    if (simulcast.length === 0) return;
+    const estimate = this.#budget.estimateBps;
+    const budget =
+      estimate === undefined ? Number.POSITIVE_INFINITY : Math.max(0, estimate - fixedBps);
+    const demands = simulcast.map((s): VideoDemand => {
+      const pin = s.settings?.pin;
+      const current = s.targetLayer;
+      return {
+        layers: s.publication.layers.map((l) => ({
+          width: l.width,
+          bitrateBps: costOf(l),
+          active: l.active || l.paused,
+        })),
+        renderWidth: renderWidth(s),
+        ...(pin === 'low' || pin === 'high' ? { pin } : {}),
+        ...(current >= 0 ? { current } : {}),
+      };
+    });
+    const targets = allocateLayers(demands, budget);
+    // What each video would get with no budget limit: its cap by size and pin.
+    const caps =
+      estimate === undefined ? targets : allocateLayers(demands, Number.POSITIVE_INFINITY);
+    let spent = 0;
+    for (const [i, s] of simulcast.entries()) {
+      const layers = s.publication.layers;
+      const chosen = targets[i] ?? -1;
+      if (chosen >= 0) spent += costOf(layers[chosen]);
+      if (chosen < 0 && renderWidth(s) > 0) {
+        // Visible, but no layer arrives (the publisher stalled or has not started): nothing
+        // to switch to; the stream keeps its target and resumes with the media.
+        s.settingsChanged = false;
+        continue;
+      }
+      const layer = standIn(layers, chosen, s.currentLayer);
+      const urgent =
+        s.settingsChanged ||
+        layer === -1 ||
+        (s.currentLayer >= 0 && !layers[s.currentLayer]?.active) ||
+        now - s.retargetedAt >= RETARGET_MIN_INTERVAL_MS;
+      s.settingsChanged = false;
+      if (layer !== s.targetLayer && !urgent) continue;
+      s.retarget(layer, chosen, now);
+    }
+    if (estimate === undefined) return;
+    // A video held below its cap by the budget alone: let the estimator find out whether the
+    // next layer up would fit (one probe per run, the cheapest step).
+    let probe = Number.POSITIVE_INFINITY;
+    for (const [i, s] of simulcast.entries()) {
+      const chosen = targets[i] ?? -1;
+      const cap = caps[i] ?? -1;
+      if (chosen < 0 || chosen >= cap) continue;
+      const layers = s.publication.layers;
+      let next = chosen + 1;
+      while (next < cap && !(layers[next]?.active || layers[next]?.paused)) next++;
+      const step = costOf(layers[next]) - costOf(layers[chosen]);
+      if (step > 0 && step < probe) probe = step;
+    }
+    if (Number.isFinite(probe)) this.#budget.probe(fixedBps + spent + probe);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+  }
+}
+
+/**
+ * What a layer costs: its measured rate while it arrives, its declared cap while it is paused
+ * (or before its first measurement).
+ */
+function costOf(layer: PublicationLayer | undefined): number {
+  if (!layer) return 0;
+  return layer.active && layer.bitrateBps > 0 ? layer.bitrateBps : layer.maxBitrate;
+}
+
+/**
+ * The width the subscriber renders the video at; 0 when hidden. Before any settings, the top
+ * layer's width (visible, full size).
+ */
+function renderWidth(s: Subscription): number {
+  const settings = s.settings;
+  const layers = s.publication.layers;
+  const top = layers[layers.length - 1];
+  if (!settings) return Math.max(1, top?.width ?? 1);
+  if (!settings.visible) return 0;
+  if (settings.width > 0) return settings.width;
+  if (settings.height <= 0) return 0;
+  // Only a height: the width it means at the top layer's aspect ratio.
+  return top && top.height > 0 ? Math.round((settings.height * top.width) / top.height) : 1;
+}
+
+/**
+ * The layer to send for the chosen one: itself when it arrives; when it is paused at the
+ * publisher (resuming on demand), the current layer while that still arrives (the stream keeps
+ * it until the chosen one's keyframe), else the best arriving layer below.
+ */
+function standIn(layers: readonly PublicationLayer[], chosen: number, current: number): number {
+  if (chosen < 0 || layers[chosen]?.active) return chosen;
+  if (current >= 0 && layers[current]?.active) return chosen;
+  for (let i = chosen - 1; i >= 0; i--) if (layers[i]?.active) return i;
+  return chosen;
+}
