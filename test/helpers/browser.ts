@@ -44,6 +44,10 @@ export interface OpenBrowserOptions {
   viewport?: { width: number; height: number };
   /** Print the pages' console output and errors to stderr as they happen. */
   verbose?: boolean;
+  /** Another Chromium binary or wrapper (netns.ts runs Chromium inside a namespace). */
+  executablePath?: string;
+  /** Flags on top of CHROMIUM_FLAGS. */
+  extraArgs?: readonly string[];
 }
 
 export interface BrowserHandle {
@@ -73,9 +77,9 @@ export async function openBrowser(options: OpenBrowserOptions = {}): Promise<Bro
   let context: BrowserContext;
   try {
     context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM_PATH,
+      executablePath: options.executablePath ?? CHROMIUM_PATH,
       headless: true,
-      args: [...CHROMIUM_FLAGS],
+      args: [...CHROMIUM_FLAGS, ...(options.extraArgs ?? [])],
       viewport: options.viewport ?? { width: 1280, height: 720 },
       timeout: 30_000,
     });

@@ -12,8 +12,10 @@
  *   bottleneck): the rate drops to 85 % of what was received meanwhile. Otherwise the rate
  *   grows, multiplicatively (8 %/s) far from the last overuse and additively near it, never
  *   past 1.5 times what the receiver acknowledged (more has not been tried);
- * - loss-based: more than 10 % loss over a report cuts the rate by half the loss; under 2 %
- *   lets it grow again. A shaper with a short queue (a token bucket) drops before delay grows.
+ * - loss-based: more than 10 % loss over a report cuts the rate by half the loss, but not
+ *   below the acknowledged rate; under 2 % lets it grow again, at once to the acknowledged
+ *   rate if that is higher (as the delay-based rate does while there is no overuse). A shaper with a short queue (a
+ *   token bucket) drops before delay grows.
  *
  * - probing: 8 %/s takes 18 s from 600 kbit/s to 2.5 Mbit/s. To find out sooner whether more
  *   fits, the sender sends a short burst (a probe cluster, padding if it has nothing else) at
@@ -313,11 +315,19 @@ export class BandwidthEstimator {
       // must not cut again (libwebrtc waits 300 ms plus the RTT).
       if (nowMs - this.#lastLossDecreaseMs < LOSS_DECREASE_GAP_MS) return;
       this.#lastLossDecreaseMs = nowMs;
-      this.#lossBased = Math.max(this.#minBps, this.estimate * (1 - 0.5 * loss));
+      // Never below what the receiver got meanwhile: that much demonstrably fits. A sender
+      // that does not (or cannot yet) slow down keeps losing a fixed share, and the cut
+      // alone would take the estimate to the minimum in a few seconds (seen toward Chromium
+      // behind a 600 kbit/s tbf with 1.8 Mbit/s of video sent into it: 50 kbit/s).
+      const cut = this.estimate * (1 - 0.5 * loss);
+      this.#lossBased = Math.max(this.#minBps, cut, this.#ackedBps ?? 0);
     } else if (loss < LOSS_LOW) {
       // Little loss: grow again, from where loss put it (not straight back to the delay-based
       // rate, which a shaper that drops instead of queueing never holds back).
-      this.#lossBased = Math.min(this.#maxBps, this.#lossBased * 1.08 ** (dt / 1000));
+      this.#lossBased = Math.min(
+        this.#maxBps,
+        Math.max(this.#lossBased * 1.08 ** (dt / 1000), this.#ackedBps ?? 0),
+      );
     }
   }
 
@@ -359,8 +369,11 @@ export class BandwidthEstimator {
     let next = near
       ? rate + Math.max(1_000, 1_200 * 8) * (dt / 200) // about a packet per response time
       : rate * 1.08 ** (dt / 1000);
-    // Never past what was tried: 1.5 times the acknowledged rate (gcc-02 section 5.5).
-    if (acked !== undefined) next = Math.min(next, Math.max(rate, 1.5 * acked + 10_000));
+    // Never past what was tried: 1.5 times the acknowledged rate (gcc-02 section 5.5). Never
+    // below what the receiver got without overuse either: that much demonstrably fits (a
+    // shaper lifted while the sender kept sending: 8 %/s would take 10 s to catch up).
+    if (acked !== undefined)
+      next = Math.max(acked, Math.min(next, Math.max(rate, 1.5 * acked + 10_000)));
     this.#delayBased = Math.min(this.#maxBps, next);
   }
 

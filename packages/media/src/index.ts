@@ -41,6 +41,10 @@ export {
 export { REORDER_WINDOW, RtpMunger, seqDiff } from './RtpMunger.js';
 export { pliPacket, rembPacket } from './rtcp.js';
 export { forwardablePacket, RTP_HEADER_SIZE } from './rtp.js';
+export {
+  TransportCongestionControl,
+  type TransportCongestionControlOptions,
+} from './TransportCongestionControl.js';
 export { TransportSweeper } from './TransportSweeper.js';
 export {
   type FeedbackTransport,
@@ -48,6 +52,7 @@ export {
   TwccFeedback,
   type TwccFeedbackOptions,
 } from './TwccFeedback.js';
+export { transportFeedbackResults, unwrapReferenceTime } from './transportFeedback.js';
 export { Vp8Munger } from './Vp8Munger.js';
 export {
   isVp8Keyframe,

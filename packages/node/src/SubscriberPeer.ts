@@ -11,8 +11,8 @@ import {
 import {
   type BandwidthBudget,
   subscriberPeerConfig,
+  TransportCongestionControl,
   TransportSweeper,
-  UNLIMITED_BUDGET,
 } from '@geosfu/media';
 import { MediaStreamTrack, RTCPeerConnection } from 'werift';
 import { addCandidate } from './addCandidate.js';
@@ -24,6 +24,8 @@ import { Subscription, type SubscriptionSettings } from './Subscription.js';
 
 /** How long the client has to answer a subscriber offer. */
 const SUBSCRIBER_ANSWER_TIMEOUT_MS = 15_000;
+/** How often the estimate toward the subscriber is sampled into sfu_subscriber_estimate_bps. */
+const ESTIMATE_SAMPLE_MS = 1_000;
 
 /**
  * The subscribing half of a participant: the PeerConnection the node offers on, one
@@ -42,6 +44,11 @@ export class SubscriberPeer {
   readonly #onFirstMedia: () => void;
   #pc: RTCPeerConnection | undefined;
   #sweeper: TransportSweeper | undefined;
+  /** Bandwidth estimation toward the subscriber, once its DTLS transport exists. */
+  #congestion: TransportCongestionControl | undefined;
+  #estimateTimer: NodeJS.Timeout | undefined;
+  readonly #budget: BandwidthBudget;
+  #probesCounted = 0;
   /** Keyed by the publication's trackId. */
   readonly #subscriptions = new Map<string, Subscription>();
   #negotiating = false;
@@ -66,11 +73,6 @@ export class SubscriberPeer {
     onPeerConnection: (pc: RTCPeerConnection) => void;
     /** First media packet sent to this participant (join time metric). */
     onFirstMedia: () => void;
-    /**
-     * The bandwidth estimate toward this subscriber that the layer allocator spends; without
-     * one everything fits (each video gets the layer its size asks for).
-     */
-    budget?: BandwidthBudget;
   }) {
     this.#sessionId = options.sessionId;
     this.#config = options.config;
@@ -80,8 +82,16 @@ export class SubscriberPeer {
     this.#send = options.send;
     this.#onPeerConnection = options.onPeerConnection;
     this.#onFirstMedia = options.onFirstMedia;
+    // A view for the allocator, which exists before the transport and its estimator do.
+    const estimate = () => this.#congestion?.estimateBps;
+    this.#budget = {
+      get estimateBps() {
+        return estimate();
+      },
+      probe: (targetBps: number) => this.#congestion?.probe(targetBps),
+    };
     this.#allocator = new LayerAllocator({
-      budget: options.budget ?? UNLIMITED_BUDGET,
+      budget: this.#budget,
       subscriptions: () => this.#subscriptions.values(),
       logger: this.#logger,
     });
@@ -93,6 +103,15 @@ export class SubscriberPeer {
 
   get subscriptions(): ReadonlyMap<string, Subscription> {
     return this.#subscriptions;
+  }
+
+  /**
+   * What the subscriber's downlink carries (transport-wide congestion control on its
+   * PeerConnection): the budget its layer allocator spends. No estimate (everything fits)
+   * until the transport's first feedback.
+   */
+  get budget(): BandwidthBudget {
+    return this.#budget;
   }
 
   /** Called once `joined` has been sent: from now on the node may offer. */
@@ -163,6 +182,7 @@ export class SubscriberPeer {
 
   #onSubscriptionClosed(subscription: Subscription): void {
     this.#subscriptions.delete(subscription.publication.trackId);
+    this.#congestion?.removeSender(subscription.transceiver.sender);
     if (this.#closed || !this.#pc) return;
     this.#allocator.update();
     try {
@@ -213,6 +233,7 @@ export class SubscriberPeer {
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         this.#sweeper?.sweep();
+        this.#watchCongestion();
         if (this.#closed) return;
         const tracks: SubscribedTrack[] = [];
         for (const s of this.#subscriptions.values()) {
@@ -267,6 +288,35 @@ export class SubscriberPeer {
     if (this.#renegotiate) this.#negotiate();
   }
 
+  /**
+   * Creates the transport's congestion control once the (bundled) DTLS transport exists, and
+   * hands it every sender. With max-bundle there is one transport for the PeerConnection's life.
+   */
+  #watchCongestion(): void {
+    if (this.#closed) return;
+    for (const s of this.#subscriptions.values()) {
+      const sender = s.transceiver.sender;
+      const transport = sender.dtlsTransport;
+      if (!transport) continue;
+      if (!this.#congestion) {
+        this.#congestion = new TransportCongestionControl({ transport, logger: this.#logger });
+        this.#estimateTimer = setInterval(() => this.#sampleCongestion(true), ESTIMATE_SAMPLE_MS);
+        this.#estimateTimer.unref();
+      }
+      this.#congestion.addSender(sender);
+    }
+  }
+
+  /** The estimate into its histogram (`estimate`), the probes sent since last time into theirs. */
+  #sampleCongestion(estimate: boolean): void {
+    const congestion = this.#congestion;
+    if (!congestion) return;
+    const bps = congestion.estimateBps;
+    if (estimate && bps !== undefined) this.#metrics.subscriberEstimate.observe(bps);
+    this.#metrics.subscriberProbes.inc(congestion.probes - this.#probesCounted);
+    this.#probesCounted = congestion.probes;
+  }
+
   async trickle(candidate: IceCandidate): Promise<void> {
     const pc = this.#pc;
     if (!pc)
@@ -291,6 +341,9 @@ export class SubscriberPeer {
     this.#closed = true;
     this.#allocator.close();
     clearTimeout(this.#answerTimer);
+    clearInterval(this.#estimateTimer);
+    this.#sampleCongestion(false);
+    this.#congestion?.close();
     for (const off of this.#werift.splice(0)) off();
     for (const s of [...this.#subscriptions.values()]) s.close();
     this.#pc = undefined;

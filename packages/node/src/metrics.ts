@@ -35,6 +35,8 @@ export class NodeMetrics {
   readonly layerSwitches: Counter<'direction'>;
   readonly signalErrors: Counter<'code'>;
   readonly joinDuration: Histogram;
+  readonly subscriberEstimate: Histogram;
+  readonly subscriberProbes: Counter;
   readonly admissionWait: Histogram<'result'>;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
@@ -300,6 +302,22 @@ export class NodeMetrics {
       name: 'sfu_join_duration_seconds',
       help: 'From a join message to the first media packet sent to that participant',
       buckets: [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10],
+      registers,
+    });
+    // One sample per subscriber PeerConnection per second (SubscriberPeer), from its
+    // transport-wide congestion control feedback.
+    this.subscriberEstimate = new Histogram({
+      name: 'sfu_subscriber_estimate_bps',
+      help: 'Bandwidth estimate toward each subscriber (bit/s), sampled once per second per subscriber',
+      buckets: [
+        50_000, 100_000, 200_000, 300_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000,
+        3_000_000, 5_000_000, 10_000_000, 20_000_000,
+      ],
+      registers,
+    });
+    this.subscriberProbes = new Counter({
+      name: 'sfu_subscriber_probes_total',
+      help: 'Probe clusters (short padding bursts above the estimate) sent toward subscribers',
       registers,
     });
     // Every series of the media counters exists from the start, at 0: rate() and increase()
