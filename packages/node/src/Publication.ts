@@ -7,7 +7,13 @@ import {
   type TrackSource,
   TypedEmitter,
 } from '@geosfu/common';
-import { type ForwardedPacket, forwardablePacket, keyframeDetector, parseVp8 } from '@geosfu/media';
+import {
+  type ForwardedPacket,
+  forwardablePacket,
+  keyframeDetector,
+  parseVp8,
+  wireBytes,
+} from '@geosfu/media';
 import type { Counter } from 'prom-client';
 import type { RTCRtpCodecParameters, RtpPacket } from 'werift';
 import { Dynacast } from './Dynacast.js';
@@ -219,7 +225,8 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     if (!state) return;
     const payload = rtp.payload;
     this.packetsIn++;
-    state.count(payload.length);
+    // On the wire, as the subscriber's estimate counts it (the allocator spends one on the other).
+    state.count(wireBytes(payload.length, rtp.header.serializeSize));
     this.#counters.packets.inc();
     this.#counters.bytes.inc(payload.length);
     this.#layerPackets[layer]?.inc();

@@ -10,7 +10,10 @@ export interface PublicationLayer {
   readonly height: number;
   /** The declared bitrate cap, bits per second; 0 when unknown. */
   readonly maxBitrate: number;
-  /** Measured over the last ~2 s (LAYER_BITRATE_WINDOW_MS). */
+  /**
+   * Measured over the last ~2 s (LAYER_BITRATE_WINDOW_MS), in bits on the wire (payload, RTP
+   * header, SRTP tag, UDP/IP: `wireBytes`), as the subscriber estimate it is spent from counts.
+   */
   readonly bitrateBps: number;
   /** Media arrived within the last ~1 s (LAYER_INACTIVE_AFTER_MS). */
   readonly active: boolean;
@@ -46,7 +49,7 @@ export class LayerState implements PublicationLayer {
   keyframes = 0;
   #bytesThisTick = 0;
   #packetsThisTick = 0;
-  /** Payload bytes per tick, the last WINDOW_TICKS ticks (a ring). */
+  /** Wire bytes per tick, the last WINDOW_TICKS ticks (a ring). */
   readonly #window = new Array<number>(WINDOW_TICKS).fill(0);
   #windowAt = 0;
   #ticks = 0;
@@ -60,11 +63,11 @@ export class LayerState implements PublicationLayer {
     this.maxBitrate = layer.maxBitrate;
   }
 
-  /** Hot path: one packet of `payloadBytes`. */
-  count(payloadBytes: number): void {
+  /** Hot path: one packet of `bytes` on the wire. */
+  count(bytes: number): void {
     this.packets++;
     this.#packetsThisTick++;
-    this.#bytesThisTick += payloadBytes;
+    this.#bytesThisTick += bytes;
   }
 
   /** Every LAYER_TICK_MS: updates the bitrate and activity; true when `active` changed. */
