@@ -50,25 +50,27 @@ describe('a shaped subscriber on the publisher node', () => {
     timeout: 300_000,
   }, async (t) => {
     const origin = new URL(node.url).origin;
-    const outside = await openBrowser({ t, extraArgs: net.chromiumArgs(origin) });
-    const inside = await openBrowser({
-      t,
-      executablePath: net.chromiumPath,
-      extraArgs: net.chromiumArgs(origin),
-    });
+    const browsers = {
+      p: await openBrowser({ t, extraArgs: net.chromiumArgs(origin) }),
+      u: await openBrowser({ t, extraArgs: net.chromiumArgs(origin) }),
+      s: await openBrowser({
+        t,
+        executablePath: net.chromiumPath,
+        extraArgs: net.chromiumArgs(origin),
+      }),
+    };
     const markPassed = reportOnFailure(
       t,
       {
         get logs() {
-          return [...outside.logs, ...inside.logs];
+          return Object.values(browsers).flatMap((b) => b.logs);
         },
       },
       [node],
     );
     const url = (q: URLSearchParams) => `${origin}/?${q}`;
     await runShapedRoom((line) => t.diagnostic(line), {
-      outside,
-      inside,
+      browsers,
       net,
       urls: { p: url, u: url, s: url },
     });
