@@ -185,6 +185,25 @@ test('a layer bitrate counts packets as the wire carries them, as the subscriber
   assert.equal(p.layers[0]?.bitrateBps, Math.round((20 * wire * 8) / tickSeconds));
 });
 
+test('padding-only packets (Chrome probing on a layer it sends no frames on) do not make the layer active', async () => {
+  const { p } = publication(LAYERS);
+  const sink = new Sink();
+  p.addSubscription(sink);
+  const padding = (seq: number) =>
+    new RtpPacket(
+      new RtpHeader({ payloadType: 96, sequenceNumber: seq, ssrc: 102 }),
+      Buffer.alloc(0),
+    );
+  for (let i = 1; i <= 20; i++) p.forward(padding(i), 2);
+  assert.equal(p.layers[2]?.active, false);
+  await sleep(LAYER_TICK_MS + 100);
+  assert.equal(p.layers[2]?.active, false);
+  assert.equal(p.layers[2]?.bitrateBps, 0);
+  assert.equal(sink.packets.length, 20, 'still forwarded: the sequence numbers stay continuous');
+  p.forward(packet(102, 21, 0, true), 2);
+  assert.equal(p.layers[2]?.active, true);
+});
+
 test('keyframe requests go to one layer, merged per layer within the gap', async () => {
   const { p, plis } = publication(LAYERS);
   p.addSubscription(new Sink()); // a sink that never declares a demand: no layer pauses

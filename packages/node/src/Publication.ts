@@ -225,8 +225,12 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     if (!state) return;
     const payload = rtp.payload;
     this.packetsIn++;
+    // Padding only (werift strips the padding: nothing left): Chrome probes its uplink with it,
+    // on a layer whose encoder sends no frames when bandwidth-limited. It is forwarded (the
+    // sequence numbers stay continuous) but is no sign of the layer nor part of its cost.
+    const media = payload.length > 0;
     // On the wire, as the subscriber's estimate counts it (the allocator spends one on the other).
-    state.count(wireBytes(payload.length, rtp.header.serializeSize));
+    if (media) state.count(wireBytes(payload.length, rtp.header.serializeSize));
     this.#counters.packets.inc();
     this.#counters.bytes.inc(payload.length);
     this.#layerPackets[layer]?.inc();
@@ -238,7 +242,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
       state.keyframes++;
       this.#metrics.keyframes.inc();
     }
-    if (!state.active) {
+    if (!state.active && media) {
       // Becoming active is reported at once (an allocator may switch up now); becoming
       // inactive waits for the tick.
       state.active = true;

@@ -53,8 +53,8 @@ export class LayerState implements PublicationLayer {
   readonly #window = new Array<number>(WINDOW_TICKS).fill(0);
   #windowAt = 0;
   #ticks = 0;
-  /** Ticks since the last packet. */
-  #quietTicks = 0;
+  /** Ticks since the last packet (a layer never heard from is as quiet as an inactive one). */
+  #quietTicks = INACTIVE_TICKS;
 
   constructor(layer: { rid: string; width: number; height: number; maxBitrate: number }) {
     this.rid = layer.rid;
@@ -84,6 +84,14 @@ export class LayerState implements PublicationLayer {
     const active = this.#quietTicks < INACTIVE_TICKS;
     if (active === this.active) return false;
     this.active = active;
+    if (!active) {
+      // The rate starts again from the layer's return: averaged over the quiet ticks too, a
+      // resumed layer looked a fraction of its cost for 2 s, and an allocator moved a video up
+      // onto it that the link could not carry (seen behind a relay under a 600 kbit/s shaper).
+      this.#window.fill(0);
+      this.#ticks = 0;
+      this.bitrateBps = 0;
+    }
     return true;
   }
 }
