@@ -14,6 +14,7 @@ import {
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PROBE_SIZE } from '../packages/client/src/bot/packetizer.js';
+import type { Measurement } from './lib.js';
 
 /** RTP payload bytes: with the 12-byte header and werift's mid extension ~1200 on the wire. */
 export const PAYLOAD_SIZE = 1180;
@@ -241,4 +242,28 @@ export function serve(handlers: Record<string, (args: never) => unknown>): void 
   });
   // The parent's end of the pipe closing means the benchmark is gone: leave too.
   process.on('disconnect', () => process.exit(0));
+}
+
+// ---------------------------------------------------------------------------------------
+// The selection part (bench/fanout-select.ts), as the parent asks for and reads it.
+
+export type SelectMode = 'passthrough' | 'settled' | 'rewrite' | 'switching';
+export const SELECT_MODES: readonly SelectMode[] = [
+  'passthrough',
+  'settled',
+  'rewrite',
+  'switching',
+];
+/** switching: each sink's target moves to another layer every this many frames. */
+export const SWITCH_EVERY_FRAMES = 15;
+
+export interface SelectResult {
+  mode: SelectMode;
+  n: number;
+  /** Per input packet (one Publication.forward to N sinks). */
+  m: Measurement;
+  /** Packets the sinks sent per input packet, over the whole measurement. */
+  sentPerInput: number;
+  /** Layer switches per 1000 packets sent. */
+  switchesPerK: number;
 }
