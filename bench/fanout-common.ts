@@ -14,7 +14,6 @@ import {
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PROBE_SIZE } from '../packages/client/src/bot/packetizer.js';
-import type { Measurement } from './lib.js';
 
 /** RTP payload bytes: with the 12-byte header and werift's mid extension ~1200 on the wire. */
 export const PAYLOAD_SIZE = 1180;
@@ -260,8 +259,10 @@ export const SWITCH_EVERY_FRAMES = 15;
 export interface SelectResult {
   mode: SelectMode;
   n: number;
-  /** Per input packet (one Publication.forward to N sinks). */
-  m: Measurement;
+  /** CPU µs per input packet (one Publication.forward to N sinks), median round. */
+  usPerOp: number;
+  /** (slowest - fastest round) / median. */
+  spread: number;
   /** Packets the sinks sent per input packet, over the whole measurement. */
   sentPerInput: number;
   /** Layer switches per 1000 packets sent. */

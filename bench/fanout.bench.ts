@@ -319,7 +319,7 @@ const SELECT_LABEL: Record<SelectMode, string> = {
 };
 
 /** µs of our packet path per packet a sink sent. */
-const usPerSent = (r: SelectResult) => r.m.usPerOp / r.sentPerInput;
+const usPerSent = (r: SelectResult) => r.usPerOp / r.sentPerInput;
 
 function selectionTable(results: SelectResult[], oursN10: number | undefined): BenchSubTable {
   const columns: BenchColumn[] = [
@@ -332,7 +332,6 @@ function selectionTable(results: SelectResult[], oursN10: number | undefined): B
     { key: 'delta', label: 'Δ vs single layer µs/fwd pkt', format: { significant: 2 } },
     { key: 'share', label: 'Δ / ours µs CPU/fwd pkt N=10', format: { decimals: 1 }, suffix: ' %' },
     { key: 'switches', label: 'switches/1k fwd', format: { decimals: 1 } },
-    { key: 'gc', label: 'GC', format: { decimals: 1 }, suffix: ' %' },
   ];
   const rows = results.map((r) => {
     const base = results.find((x) => x.n === r.n && x.mode === 'passthrough');
@@ -341,13 +340,12 @@ function selectionTable(results: SelectResult[], oursN10: number | undefined): B
       mode: SELECT_LABEL[r.mode],
       n: r.n,
       sends: r.sentPerInput,
-      call: r.m.usPerOp / r.n,
+      call: r.usPerOp / r.n,
       us: usPerSent(r),
-      spread: r.m.spread * 100,
+      spread: r.spread * 100,
       delta,
       share: delta !== null && oursN10 ? (delta / oursN10) * 100 : null,
       switches: r.mode === 'switching' ? r.switchesPerK : null,
-      gc: r.m.gcShare * 100,
     };
   });
   return {
@@ -376,7 +374,7 @@ function selectionNotes(results: SelectResult[], oursN10: number | undefined): s
       : 'Selection and rewriting: no N=10 figures for ours in this run to compare with.';
   return [
     summary,
-    `The selection table is measured in-process, in a child process of its own (bench/fanout-select.ts): one \`Publication\` (VP8, the bot's q/h/f layers, or one layer) forwarding to N real \`Subscription\`s, each with its \`OutgoingStream\`: Publication.forward (descriptor parse, header-extension strip, metrics, one ForwardedPacket) then OutgoingStream.send per sink (layer filter, RtpMunger/Vp8Munger, the buffer copy once an origin moved, metrics) — the node's packet path. Isolated: werift's sender. Each stream's sender is a stand-in that keeps the buffer and returns, so werift's sendRtp, SRTP and the UDP write, which are the same for every mode and most of the end-to-end µs CPU/fwd pkt, are not in these figures; the ratio column sets what selection and rewriting add against the whole end-to-end cost. Input: 1/2/5 packets per frame on q/h/f (their bitrate caps in ~1200-byte packets at 30 fps; single layer: the top layer's 5), a keyframe every 10 frames on each layer. Sinks spread over the layers top first (N=1: f; N=10: 4 f, 3 h, 3 q), so a simulcast sink is handed 8 packets for the 1–5 it sends: "sent/in pkt" is what left per Publication.forward. settled: each sink on its layer from its first packet (numbers unchanged, the shared buffer sent as is). settled after a switch: each sink came from another layer once, so every packet is copied and renumbered. switching: every sink's target moves every ${SWITCH_EVERY_FRAMES} frames (a switch about every half second at 30 fps, far more often than an allocator does), Subscription.retarget as the allocator calls it, the switch at the target's next keyframe. µs/fwd pkt: median round (${SELECT_ROUNDS} rounds of ${SELECT_ROUND_MS} ms after ${SELECT_WARMUP_MS} ms warm-up) of wall time per Publication.forward, divided by the packets sent per forward; µs/in pkt/sink: the same per forward and sink (every sink is handed every packet); spread: (slowest − fastest round) / median; GC: share of the rounds in GC pauses. The synthetic source's per-packet numbering (a few byte writes) is inside the timing in every mode.`,
+    `The selection table is measured in-process, in a child process of its own (bench/fanout-select.ts): one \`Publication\` (VP8, the bot's q/h/f layers, or one layer) forwarding to N real \`Subscription\`s, each with its \`OutgoingStream\`: Publication.forward (descriptor parse, header-extension strip, metrics, one ForwardedPacket) then OutgoingStream.send per sink (layer filter, RtpMunger/Vp8Munger, the buffer copy once an origin moved, metrics) — the node's packet path. Isolated: werift's sender. Each stream's sender is a stand-in that keeps the buffer and returns, so werift's sendRtp, SRTP and the UDP write, which are the same for every mode and most of the end-to-end µs CPU/fwd pkt, are not in these figures; the ratio column sets what selection and rewriting add against the whole end-to-end cost. Input: 1/2/5 packets per frame on q/h/f (their bitrate caps in ~1200-byte packets at 30 fps; single layer: the top layer's 5), a keyframe every 10 frames on each layer. Sinks spread over the layers top first (N=1: f; N=10: 4 f, 3 h, 3 q), so a simulcast sink is handed 8 packets for the 1–5 it sends: "sent/in pkt" is what left per Publication.forward. settled: each sink on its layer from its first packet (numbers unchanged, the shared buffer sent as is). settled after a switch: each sink came from another layer once, so every packet is copied and renumbered. switching: every sink's target moves every ${SWITCH_EVERY_FRAMES} frames (a switch about every half second at 30 fps, far more often than an allocator does), Subscription.retarget as the allocator calls it, the switch at the target's next keyframe. µs/fwd pkt: CPU time of the process (process.cpuUsage, user + system, GC included, as in µs CPU/fwd pkt above) per Publication.forward, median of ${SELECT_ROUNDS} rounds of ${SELECT_ROUND_MS} ms after ${SELECT_WARMUP_MS} ms warm-up, divided by the packets sent per forward; µs/in pkt/sink: the same per forward and sink (every sink is handed every packet); spread: (highest − lowest round) / median. The synthetic source's per-packet numbering (a few byte writes) is inside the timing in every mode.`,
     'An end-to-end simulcast row (a --simulcast publisher in the ladder above) is not measured yet: the in-process table is the selection cost.',
   ];
 }
