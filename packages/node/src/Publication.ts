@@ -91,8 +91,9 @@ export class Publication extends TypedEmitter<PublicationEvents> {
   #isKeyframe: (payload: Uint8Array) => boolean;
   readonly #video: boolean;
   readonly #vp8: boolean;
-  /** Packets received from the source, for tests and stats. */
+  /** Packets and payload bytes received from the source, every layer, for tests and stats. */
   packetsIn = 0;
+  bytesIn = 0;
   keyframesIn = 0;
 
   constructor(options: {
@@ -219,6 +220,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     if (!state) return;
     const payload = rtp.payload;
     this.packetsIn++;
+    this.bytesIn += payload.length;
     state.count(payload.length);
     this.#counters.packets.inc();
     this.#counters.bytes.inc(payload.length);
