@@ -242,3 +242,29 @@ export function serve(handlers: Record<string, (args: never) => unknown>): void 
   // The parent's end of the pipe closing means the benchmark is gone: leave too.
   process.on('disconnect', () => process.exit(0));
 }
+
+// ---------------------------------------------------------------------------------------
+// The selection part (bench/fanout-select.ts), as the parent asks for and reads it.
+
+export type SelectMode = 'passthrough' | 'settled' | 'rewrite' | 'switching';
+export const SELECT_MODES: readonly SelectMode[] = [
+  'passthrough',
+  'settled',
+  'rewrite',
+  'switching',
+];
+/** switching: each sink's target moves to another layer every this many frames. */
+export const SWITCH_EVERY_FRAMES = 15;
+
+export interface SelectResult {
+  mode: SelectMode;
+  n: number;
+  /** CPU µs per input packet (one Publication.forward to N sinks), median round. */
+  usPerOp: number;
+  /** (slowest - fastest round) / median. */
+  spread: number;
+  /** Packets the sinks sent per input packet, over the whole measurement. */
+  sentPerInput: number;
+  /** Layer switches per 1000 packets sent. */
+  switchesPerK: number;
+}

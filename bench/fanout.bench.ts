@@ -7,16 +7,33 @@
  *   naive     a minimal werift SFU, `sender.replaceTrack(remoteTrack)` per subscriber
  *   ceiling   dgram + AES-128-GCM per packet from node:crypto (bench/fanout-forwarder.ts)
  *
+ * Then, in-process in its own child (bench/fanout-select.ts), what simulcast layer selection
+ * and rewriting add per forwarded packet on the node's packet path, werift's sender isolated,
+ * compared with the single-layer path and with ours' µs CPU/fwd pkt above.
+ *
  *   npm run bench -- fanout
  *   node --conditions=source --import tsx bench/fanout.bench.ts   (prints, writes nothing)
+ *   FANOUT_QUICK=1 ...            a smoke run of the machinery
+ *   FANOUT_SELECTION_ONLY=1 ...   the selection part alone
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { metricValue } from '../test/helpers/metrics.js';
 import { type NodeProcess, startNode } from '../test/helpers/node-process.js';
-import { Child, cpuSeconds, histPercentileMs, mergeHist, PAYLOAD_SIZE } from './fanout-common.js';
+import {
+  Child,
+  cpuSeconds,
+  histPercentileMs,
+  mergeHist,
+  PAYLOAD_SIZE,
+  SELECT_MODES,
+  type SelectMode,
+  type SelectResult,
+  SWITCH_EVERY_FRAMES,
+} from './fanout-common.js';
 import {
   type BenchColumn,
   type BenchResult,
+  type BenchSubTable,
   type BenchTarget,
   emitResult,
   finishedResult,
@@ -26,6 +43,8 @@ import {
 const NAME = 'fanout';
 /** FANOUT_QUICK=1: N = 1 and 10, two steps each (a smoke test of the machinery). */
 const QUICK = Boolean(process.env.FANOUT_QUICK);
+/** FANOUT_SELECTION_ONLY=1: only the in-process selection part (no ladder; use --no-docs). */
+const SELECTION_ONLY = Boolean(process.env.FANOUT_SELECTION_ONLY);
 const FANOUTS = QUICK ? [1, 10] : [1, 10, 50];
 /** Forwarded packets/s the steps aim at (input = this / N), ×1.6 apart. */
 const LADDER = [2_000, 3_200, 5_000, 8_000, 12_500, 20_000, 32_000, 50_000, 80_000].slice(
@@ -42,6 +61,10 @@ const SATURATED = 0.9;
 /** After this long the remaining sweeps take every other step. */
 const COARSE_AFTER_MS = 150_000;
 const TARGET_COST_RATIO = 0.5;
+/** The selection part: timed rounds of each mode (median reported), warm-up first. */
+const SELECT_ROUNDS = QUICK ? 3 : 7;
+const SELECT_ROUND_MS = QUICK ? 100 : 300;
+const SELECT_WARMUP_MS = QUICK ? 100 : 500;
 const TARGET_THROUGHPUT_RATIO = 0.7;
 
 type System = 'ours' | 'naive' | 'ceiling';
@@ -231,6 +254,33 @@ async function runStep(
   };
 }
 
+/** The in-process part: every mode at every N, in one child process of its own. */
+async function measureSelection(live: Set<Child>): Promise<SelectResult[]> {
+  const child = new Child('./fanout-select.ts');
+  live.add(child);
+  const out: SelectResult[] = [];
+  try {
+    for (const n of FANOUTS) {
+      for (const mode of SELECT_MODES) {
+        progress.step(`selection N=${n}: ${mode}`);
+        out.push(
+          await child.call<SelectResult>('run', {
+            mode,
+            n,
+            rounds: SELECT_ROUNDS,
+            roundMs: SELECT_ROUND_MS,
+            warmupMs: SELECT_WARMUP_MS,
+          }),
+        );
+      }
+    }
+  } finally {
+    await child.stop();
+    live.delete(child);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------
 
 const lossFree = (s: Sweep) => s.steps.filter((x) => x.loss <= LOSS_LIMIT);
@@ -261,7 +311,75 @@ function stoppedBy(s: Sweep): string {
   return `${pct(last.loss * 100) / 100} % loss at ${last.fwdTarget.toLocaleString('en-US')}/s; fwd ${pct(last.fwdCpu)} %, max client ${pct(client)} %: ${who}`;
 }
 
-function buildResult(sweeps: Sweep[]): BenchResult {
+const SELECT_LABEL: Record<SelectMode, string> = {
+  passthrough: 'single layer (today)',
+  settled: 'simulcast, settled: selection',
+  rewrite: 'simulcast, settled after a switch: selection + rewriting',
+  switching: 'simulcast, switching: selection + rewriting + switches',
+};
+
+/** µs of our packet path per packet a sink sent. */
+const usPerSent = (r: SelectResult) => r.usPerOp / r.sentPerInput;
+
+function selectionTable(results: SelectResult[], oursN10: number | undefined): BenchSubTable {
+  const columns: BenchColumn[] = [
+    { key: 'mode', label: 'path (werift sender isolated)' },
+    { key: 'n', label: 'N', format: 'int' },
+    { key: 'sends', label: 'sent/in pkt', format: { decimals: 2 } },
+    { key: 'call', label: 'µs/in pkt/sink', format: { significant: 3 } },
+    { key: 'us', label: 'µs/fwd pkt', format: { significant: 3 } },
+    { key: 'spread', label: 'spread', format: 'int', suffix: ' %' },
+    { key: 'delta', label: 'Δ vs single layer µs/fwd pkt', format: { significant: 2 } },
+    { key: 'share', label: 'Δ / ours µs CPU/fwd pkt N=10', format: { decimals: 1 }, suffix: ' %' },
+    { key: 'switches', label: 'switches/1k fwd', format: { decimals: 1 } },
+  ];
+  const rows = results.map((r) => {
+    const base = results.find((x) => x.n === r.n && x.mode === 'passthrough');
+    const delta = base && r.mode !== 'passthrough' ? usPerSent(r) - usPerSent(base) : null;
+    return {
+      mode: SELECT_LABEL[r.mode],
+      n: r.n,
+      sends: r.sentPerInput,
+      call: r.usPerOp / r.n,
+      us: usPerSent(r),
+      spread: r.spread * 100,
+      delta,
+      share: delta !== null && oursN10 ? (delta / oursN10) * 100 : null,
+      switches: r.mode === 'switching' ? r.switchesPerK : null,
+    };
+  });
+  return {
+    title: 'Simulcast selection and rewriting, per forwarded packet (in-process)',
+    columns,
+    rows,
+  };
+}
+
+function selectionNotes(results: SelectResult[], oursN10: number | undefined): string[] {
+  const at10 = (mode: SelectMode) => results.find((r) => r.n === 10 && r.mode === mode);
+  const base = at10('passthrough');
+  const summary =
+    base && oursN10
+      ? `Selection and rewriting at N=10, beside ours' ${oursN10.toFixed(1)} µs CPU/fwd pkt end to end in this run: the single-layer path costs ${usPerSent(base).toFixed(2)} µs of it (${((usPerSent(base) / oursN10) * 100).toFixed(1)} %); ${(
+          ['settled', 'rewrite', 'switching'] as const
+        )
+          .map((mode) => {
+            const r = at10(mode);
+            if (!r) return '';
+            const d = usPerSent(r) - usPerSent(base);
+            return `${mode} ${usPerSent(r).toFixed(2)} µs (${d >= 0 ? '+' : ''}${d.toFixed(2)} µs, ${d >= 0 ? '+' : ''}${((d / oursN10) * 100).toFixed(1)} % of ours)`;
+          })
+          .filter((x) => x !== '')
+          .join(', ')}.`
+      : 'Selection and rewriting: no N=10 figures for ours in this run to compare with.';
+  return [
+    summary,
+    `The selection table is measured in-process, in a child process of its own (bench/fanout-select.ts): one \`Publication\` (VP8, the bot's q/h/f layers, or one layer) forwarding to N real \`Subscription\`s, each with its \`OutgoingStream\`: Publication.forward (descriptor parse, header-extension strip, metrics, one ForwardedPacket) then OutgoingStream.send per sink (layer filter, RtpMunger/Vp8Munger, the buffer copy once an origin moved, metrics) — the node's packet path. Isolated: werift's sender. Each stream's sender is a stand-in that keeps the buffer and returns, so werift's sendRtp, SRTP and the UDP write, which are the same for every mode and most of the end-to-end µs CPU/fwd pkt, are not in these figures; the ratio column sets what selection and rewriting add against the whole end-to-end cost. Input: 1/2/5 packets per frame on q/h/f (their bitrate caps in ~1200-byte packets at 30 fps; single layer: the top layer's 5), a keyframe every 10 frames on each layer. Sinks spread over the layers top first (N=1: f; N=10: 4 f, 3 h, 3 q), so a simulcast sink is handed 8 packets for the 1–5 it sends: "sent/in pkt" is what left per Publication.forward. settled: each sink on its layer from its first packet (numbers unchanged, the shared buffer sent as is). settled after a switch: each sink came from another layer once, so every packet is copied and renumbered. switching: every sink's target moves every ${SWITCH_EVERY_FRAMES} frames (a switch about every half second at 30 fps, far more often than an allocator does), Subscription.retarget as the allocator calls it, the switch at the target's next keyframe. µs/fwd pkt: CPU time of the process (process.cpuUsage, user + system, GC included, as in µs CPU/fwd pkt above) per Publication.forward, median of ${SELECT_ROUNDS} rounds of ${SELECT_ROUND_MS} ms after ${SELECT_WARMUP_MS} ms warm-up, divided by the packets sent per forward; µs/in pkt/sink: the same per forward and sink (every sink is handed every packet); spread: (highest − lowest round) / median. The synthetic source's per-packet numbering (a few byte writes) is inside the timing in every mode.`,
+    'An end-to-end simulcast row (a --simulcast publisher in the ladder above) is not measured yet: the in-process table is the selection cost.',
+  ];
+}
+
+function buildResult(sweeps: Sweep[], selection: SelectResult[]): BenchResult {
   const columns: BenchColumn[] = [
     { key: 'system', label: 'forwarder' },
     { key: 'n', label: 'N', format: 'int' },
@@ -349,9 +467,12 @@ function buildResult(sweeps: Sweep[]): BenchResult {
     `Latency: send time written into the payload by the publisher process (performance.timeOrigin + now(), the bots' probe) vs arrival at a subscriber's onReceiveRtp (werift) or after decryption (ceiling), over all subscribers; 10 µs histogram buckets. It includes both clients' werift/crypto work and their event loops, so it is an upper bound on what the forwarder adds. "½-load" is the highest loss-free step at ≤ half of the row's rate. EL p99: event-loop delay p99 of the forwarder during the step (ours: nodejs_eventloop_lag_p99_seconds from /metrics, prom-client resets it on each scrape; baselines: monitorEventLoopDelay with the same 10 ms resolution).`,
     `Setup: ${PAYLOAD_SIZE}-byte VP8-looking RTP payloads (descriptor, keyframe on each step's first packet, probe trailer), ~1200 bytes with the header; one packet per 1 ms timer tick batch. ours: one node process (--dev, SFU_LOG_LEVEL=info); the publisher is a bot (its own synthetic source silenced, the benchmark's packets sent through its werift sender), subscribers are bots joining the same room. naive: a werift PeerConnection per peer, offers over a local HTTP endpoint, same peerConfig as the bots (max-bundle, iceStunGatherTimeout 0, 127.0.0.1, no header extensions). ceiling: RTP header as AAD, AES-128-GCM with a 16-byte tag, a KeyObject per key and a cipher object per packet, one dgram socket in, one per receiver. The publisher runs in its own process; subscribers in 1 (N=1), 2 (N=10) or 3 (N=50) processes. The machine has 2 cores: the forwarder shares them with the client processes, so its throughput is that of whatever CPU the clients leave it.`,
   );
+  const oursN10 = ((s) => (s ? best(s)?.usPerFwd : undefined))(get('ours', 10));
+  notes.push(...selectionNotes(selection, oursN10));
   return finishedResult(NAME, 'Fan-out: 1 publisher to N subscribers', started, {
     columns,
     rows,
+    tables: [selectionTable(selection, oursN10)],
     targets,
     notes,
   });
@@ -359,18 +480,20 @@ function buildResult(sweeps: Sweep[]): BenchResult {
 
 async function main(): Promise<void> {
   const sweeps: Sweep[] = [];
+  let selection: SelectResult[] = [];
   const live = new Set<Child>();
   const kill = () => {
     for (const c of live) c.proc.kill('SIGKILL');
   };
   process.on('exit', kill);
   try {
-    for (const system of SYSTEMS) await sweepSystem(system, sweeps, live);
+    if (!SELECTION_ONLY) for (const system of SYSTEMS) await sweepSystem(system, sweeps, live);
+    selection = await measureSelection(live);
   } finally {
     progress.done();
     kill();
   }
-  emitResult(buildResult(sweeps));
+  emitResult(buildResult(sweeps, selection));
 }
 
 await main();

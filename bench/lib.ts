@@ -38,6 +38,7 @@ export {
   type BenchCell,
   type BenchColumn,
   type BenchResult,
+  type BenchSubTable,
   type BenchTable,
   type BenchTarget,
   emitResult,

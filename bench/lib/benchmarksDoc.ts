@@ -19,6 +19,9 @@ export function renderSection(result: BenchResult): string {
     renderTable(result),
     '',
   ];
+  for (const table of result.tables ?? []) {
+    lines.push(`### ${table.title}`, '', renderTable(table), '');
+  }
   if (result.targets.length > 0) lines.push(...renderTargets(result.targets, true), '');
   for (const note of result.notes) lines.push(`- ${note}`);
   if (result.notes.length > 0) lines.push('');

@@ -77,6 +77,7 @@ export function renderText(result: BenchResult): string {
     renderTable(result),
     '',
   ];
+  for (const table of result.tables ?? []) lines.push(table.title, '', renderTable(table), '');
   if (result.targets.length > 0) lines.push(...renderTargets(result.targets, false), '');
   for (const note of result.notes) lines.push(`- ${note}`);
   return lines.join('\n');

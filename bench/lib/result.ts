@@ -46,14 +46,23 @@ export interface BenchResult {
   load?: { before: number; after: number } | undefined;
   columns: BenchColumn[];
   rows: Record<string, BenchCell>[];
+  /** Further tables, printed after the main one (a benchmark that measures two things). */
+  tables?: BenchSubTable[] | undefined;
   targets: BenchTarget[];
   notes: string[];
+}
+
+/** A further table of a result: its own title, columns and rows. */
+export interface BenchSubTable {
+  title: string;
+  columns: BenchColumn[];
+  rows: Record<string, BenchCell>[];
 }
 
 export const BENCH_NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 /** What a benchmark measured; {@link finishedResult} adds who measured it and when. */
-export type BenchTable = Pick<BenchResult, 'columns' | 'rows' | 'targets' | 'notes'>;
+export type BenchTable = Pick<BenchResult, 'columns' | 'rows' | 'tables' | 'targets' | 'notes'>;
 
 /**
  * The result of a run that began at `started` (a Date.now()) and ends now: every benchmark
@@ -107,17 +116,12 @@ export function parseBenchResult(raw: unknown, expectedName?: string): BenchResu
   if (typeof durationMs !== 'number') fail('durationMs');
   if (machine !== undefined && !isObject(machine)) fail('machine');
   if (raw.load !== undefined && !isObject(raw.load)) fail('load');
-  if (!Array.isArray(columns) || columns.length === 0) return fail('columns');
-  for (const [i, c] of columns.entries()) {
-    if (!isObject(c) || typeof c.key !== 'string' || typeof c.label !== 'string') {
-      fail(`columns[${i}]`);
-    }
-  }
-  if (!Array.isArray(rows)) return fail('rows');
-  for (const [i, r] of rows.entries()) {
-    if (!isObject(r)) fail(`rows[${i}]`);
-    for (const v of Object.values(r as object)) {
-      if (v !== null && typeof v !== 'string' && typeof v !== 'number') fail(`rows[${i}] cell`);
+  checkTable(columns, rows, '', fail);
+  if (raw.tables !== undefined) {
+    if (!Array.isArray(raw.tables)) fail('tables');
+    for (const [k, t] of (raw.tables as unknown[]).entries()) {
+      if (!isObject(t) || typeof t.title !== 'string') return fail(`tables[${k}]`);
+      checkTable(t.columns, t.rows, `tables[${k}].`, fail);
     }
   }
   if (!Array.isArray(targets)) return fail('targets');
@@ -134,6 +138,28 @@ export function parseBenchResult(raw: unknown, expectedName?: string): BenchResu
   }
   if (!Array.isArray(notes) || !notes.every((n) => typeof n === 'string')) fail('notes');
   return raw as unknown as BenchResult;
+}
+
+function checkTable(
+  columns: unknown,
+  rows: unknown,
+  at: string,
+  fail: (what: string) => never,
+): void {
+  if (!Array.isArray(columns) || columns.length === 0) fail(`${at}columns`);
+  for (const [i, c] of columns.entries()) {
+    if (!isObject(c) || typeof c.key !== 'string' || typeof c.label !== 'string') {
+      fail(`${at}columns[${i}]`);
+    }
+  }
+  if (!Array.isArray(rows)) fail(`${at}rows`);
+  for (const [i, r] of rows.entries()) {
+    if (!isObject(r)) fail(`${at}rows[${i}]`);
+    for (const v of Object.values(r as object)) {
+      if (v !== null && typeof v !== 'string' && typeof v !== 'number')
+        fail(`${at}rows[${i}] cell`);
+    }
+  }
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -29,6 +29,8 @@ const TARGET_ESTIMATE = 1_500_000;
  * a second after the first probe, then fell to ~100 kbit/s.
  */
 const HOLD_SAMPLES = 10;
+/** What the publisher sends once the estimate is there: over 3x what werift's feedback allowed. */
+const FOLLOWING_BITRATE = 400_000;
 /** The estimate has to get there within this (Chrome starts at 300 kbit/s; ~5-10 s here). */
 const ESTIMATE_DEADLINE_MS = 30_000;
 
@@ -241,14 +243,17 @@ describe('congestion feedback toward a Chromium publisher', () => {
     // The REMB still caps it: Chrome sends at most the smaller of its estimate and the REMB.
     const estimate = history.at(-1)?.available ?? 0;
     assert.ok(estimate <= REMB_CAP * 1.02, `estimate ${estimate} bit/s above the REMB cap`);
-    // The encoder follows the estimate: once it is there, the stream carries well over the
-    // 300 kbit/s that Chrome starts from.
+    // The encoder follows the estimate: the stream carries several times what werift's
+    // feedback let through (its estimate collapsed to 36-99 kbit/s, the encoder's target to
+    // 30-120 kbit/s). Not the estimate itself: on a CPU-starved machine Chrome's pacer and
+    // encoder hold the target well below it (seen: 1.66 Mbit/s estimated, 500-600 kbit/s
+    // target, "bandwidth" limitation, with two other Chromium tests running).
     const sending = await waitUntil(
       'the outbound bitrate to follow the estimate',
       async () => {
         history.push(await stats(page));
         const rate = bitrate(history, '');
-        return rate >= 1_000_000 ? rate : undefined;
+        return rate >= FOLLOWING_BITRATE ? rate : undefined;
       },
       20_000,
       1_000,

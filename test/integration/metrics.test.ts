@@ -454,6 +454,22 @@ describe('metrics of two nodes with a relay link', () => {
     );
     for (const name of ['sfu_rtt_seconds', 'sfu_jitter_seconds', 'sfu_loss_ratio'])
       assert.ok(!withoutSamples.includes(name), `${name} has samples`);
+    // The simulcast row must not read "no data" on a node without simulcast traffic: these
+    // series exist from the start, at 0.
+    const simulcast = [
+      'sfu_layer_switches_total',
+      'sfu_simulcast_layer_packets_total',
+      'sfu_simulcast_paused_layers',
+      'sfu_subscriber_estimate_bps',
+      'sfu_subscriber_probes_total',
+      'sfu_relay_layers_carried',
+      'sfu_relay_layer_packets_total',
+      'sfu_publisher_feedback_packets_total',
+    ];
+    for (const name of simulcast) {
+      assert.ok(wanted.has(name), `the dashboard queries ${name}`);
+      assert.ok(!withoutSamples.includes(name), `${name} has samples`);
+    }
 
     // The queries parse as PromQL (Grafana's variables replaced by what they expand to).
     const dir = mkdtempSync(join(tmpdir(), 'geosfu-dashboard-'));

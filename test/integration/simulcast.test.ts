@@ -2,8 +2,8 @@
  * Simulcast ingest through one node with real werift bots on loopback: a `--simulcast`
  * publisher's three layers are each kept by the node (per-layer counters), a PLI reaches the
  * layer it names, a subscriber gets one layer on one SSRC, dynacast pauses the layers nobody
- * needs at the publisher and resumes them when someone does, and bad layer declarations get
- * coded errors.
+ * needs at the publisher and resumes them when someone does, bad layer declarations get
+ * coded errors, and the publisher's `stats` reply shows its simulcast video.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -286,5 +286,54 @@ describe('simulcast ingest', () => {
 
     c.send({ type: 'chat', id: 'still', text: 'still here' });
     await c.waitFor((m) => m.type === 'ok' && m.ref === 'still');
+  });
+
+  test("a simulcast publisher's stats reply has its video once, with every layer's packets", async () => {
+    const pub = await bots.connect({
+      room: 'stats',
+      identity: 'pub',
+      publish: { video: true, audio: true, simulcast: true },
+      subscribe: false,
+    });
+    // A subscriber needs every layer (no demand declared): all three flow.
+    const sub = await bots.connect({ room: 'stats', identity: 'sub' });
+    const trackOf = (kind: 'audio' | 'video') =>
+      waitUntil(`the subscriber receives the ${kind}`, () =>
+        sub.subscribedTracks().find((t) => t.kind === kind && t.identity === 'pub'),
+      );
+    const video = (await trackOf('video')).trackId;
+    const audio = (await trackOf('audio')).trackId;
+    const inbound = async () => {
+      const reply = await pub.signal.request({ type: 'stats' }, 'stats');
+      return { reply, streams: reply.streams.filter((s) => s.direction === 'inbound') };
+    };
+    const first = await waitUntil('inbound video packets in the stats reply', async () => {
+      const { reply, streams } = await inbound();
+      const mine = streams.find((s) => s.trackId === video);
+      return mine && mine.packets > 0 ? { reply, streams, mine } : undefined;
+    });
+    // One inbound stream per publication, each under its own track id: nothing unnamed, no
+    // video counted as another m-line's.
+    assert.deepEqual(
+      first.streams.map((s) => `${s.kind}:${s.trackId}`).sort(),
+      [`audio:${audio}`, `video:${video}`].sort(),
+      JSON.stringify(first.reply),
+    );
+    assert.ok(first.mine.bytes > first.mine.packets, JSON.stringify(first.mine));
+    // Later replies count on: the node's own counts of every layer.
+    const later = await waitUntil(
+      'the video counters grow',
+      async () => {
+        const now = (await inbound()).streams.find((s) => s.trackId === video);
+        return now && now.packets > first.mine.packets && now.bytes > first.mine.bytes
+          ? now
+          : undefined;
+      },
+      15_000,
+      250,
+    );
+    console.log(
+      `stats reply, simulcast video in: ${JSON.stringify(first.mine)} then ${JSON.stringify(later)}`,
+    );
   });
 });

@@ -91,3 +91,20 @@ test('within one source the mapping crosses the 16-bit wrap', () => {
   });
   assert.deepEqual(out, [65_534, 65_535, 0, 1]);
 });
+
+test('a source forwarded for more than 32768 packets keeps going across sequence wraps', () => {
+  const m = new RtpMunger(90_000);
+  const source = layer(444, 60_000, 1_000);
+  const packets = source.next(140_000);
+  const first = packets[0];
+  assert.ok(first);
+  m.switchTo(444, first.seq, first.ts, 0);
+  let dropped = 0;
+  for (const p of packets) if (!m.map(p.ssrc, p.seq, p.ts, 0)) dropped++;
+  assert.equal(dropped, 0);
+  // Still a duplicate and a packet from before the window are refused.
+  const last = packets.at(-1);
+  assert.ok(last);
+  assert.equal(m.map(444, last.seq, last.ts, 0), false);
+  assert.equal(m.map(444, (last.seq - REORDER_WINDOW - 5) & 0xffff, last.ts, 0), false);
+});

@@ -88,6 +88,12 @@ export class RtpMunger {
       if (ahead >= REORDER_WINDOW) this.#seen.fill(0);
       else for (let s = 1; s < ahead; s++) this.#seen[(this.#highestIn + s) % REORDER_WINDOW] = 0;
       this.#highestIn = sequenceNumber;
+      // The switching point trails the window: 16-bit serial arithmetic against a fixed
+      // start would call every packet from 32768 after it "older" (half of each wrap lost).
+      // Anything before the window is dropped below anyway.
+      if (seqDiff(sequenceNumber, this.#startSeq) > REORDER_WINDOW) {
+        this.#startSeq = (sequenceNumber - REORDER_WINDOW) & 0xffff;
+      }
     } else if (ahead <= -REORDER_WINDOW || this.#seen[slot] === 1) {
       return false;
     }

@@ -116,6 +116,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     return this.#publisher.publications;
   }
 
+  /** The mid of the publisher m-line a publication of this participant arrives on. */
+  publicationMid(publication: Publication): string | undefined {
+    return this.#publisher.midOf(publication);
+  }
+
   get subscriptions(): ReadonlyMap<string, Subscription> {
     return this.#subscriber.subscriptions;
   }

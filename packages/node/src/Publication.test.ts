@@ -172,6 +172,8 @@ test('simulcast: each layer is counted, measured and reported on its own', async
   assert.ok((rates[0] ?? 0) < (rates[1] ?? 0) && (rates[1] ?? 0) < (rates[2] ?? 0), `${rates}`);
   p.forward(packet(1, 1, 0, false), 3); // no such layer: ignored
   assert.equal(p.packetsIn, 60);
+  // Payload bytes of every layer (the `stats` reply's simulcast inbound stream): 106 each.
+  assert.equal(p.bytesIn, 60 * 106);
 });
 
 test('a layer bitrate counts packets as the wire carries them, as the subscriber estimate does', async () => {

@@ -97,8 +97,9 @@ export class Publication extends TypedEmitter<PublicationEvents> {
   #isKeyframe: (payload: Uint8Array) => boolean;
   readonly #video: boolean;
   readonly #vp8: boolean;
-  /** Packets received from the source, for tests and stats. */
+  /** Packets and payload bytes received from the source, every layer, for tests and stats. */
   packetsIn = 0;
+  bytesIn = 0;
   keyframesIn = 0;
 
   constructor(options: {
@@ -225,6 +226,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     if (!state) return;
     const payload = rtp.payload;
     this.packetsIn++;
+    this.bytesIn += payload.length;
     // Padding only (werift strips the padding: nothing left): Chrome probes its uplink with it,
     // on a layer whose encoder sends no frames when bandwidth-limited. It is forwarded (the
     // sequence numbers stay continuous) but is no sign of the layer nor part of its cost.

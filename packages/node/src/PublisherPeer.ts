@@ -95,6 +95,11 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
     return this.#publications;
   }
 
+  /** The mid of the m-line `publication` arrives on (stats find its werift receiver by it). */
+  midOf(publication: Publication): string | undefined {
+    return this.#mids.get(publication);
+  }
+
   async publish(request: ClientMessageOf<'publish'>): Promise<ServerMessage> {
     const offer = checkPublishOffer(request.sdp, this.#lastOffer);
     const { sections } = offer;

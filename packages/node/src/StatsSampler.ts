@@ -2,6 +2,7 @@ import type { Logger, ServerMessage, StreamStats } from '@geosfu/common';
 import type { RTCPeerConnection } from 'werift';
 import type { NodeMetrics, Path } from './metrics.js';
 import type { Participant } from './Participant.js';
+import type { Publication } from './Publication.js';
 
 /** How often RTT, jitter and loss are sampled into the metrics. */
 const STATS_INTERVAL_MS = 5_000;
@@ -113,7 +114,11 @@ export class StatsSampler {
     }
   }
 
-  /** The `stats` reply: the node's view of a participant's own streams. */
+  /**
+   * The `stats` reply: the node's view of a participant's own streams. Each publication
+   * appears once, as the inbound stream of its own m-line (found by its mid); each
+   * subscription as the outbound stream of its m-line.
+   */
   async participantStats(
     participant: Participant,
     ref: string | undefined,
@@ -123,19 +128,15 @@ export class StatsSampler {
     const trackOfMid = new Map<string, { trackId: string; kind: 'audio' | 'video' }>();
     for (const s of participant.subscriptions.values()) {
       if (s.mid)
-        trackOfMid.set(`out:${s.mid}`, {
+        trackOfMid.set(s.mid, {
           trackId: s.publication.trackId,
           kind: s.publication.kind,
         });
     }
-    for (const p of participant.publications.values()) {
-      const t = publisher
-        ?.getTransceivers()
-        .find((x) => x.receiver.tracks.some((tr) => tr.ssrc !== undefined) && x.kind === p.kind);
-      if (t?.mid) trackOfMid.set(`in:${t.mid}`, { trackId: p.trackId, kind: p.kind });
-    }
-    await collect(publisher, 'inbound', trackOfMid, streams);
-    await collect(subscriber, 'outbound', trackOfMid, streams);
+    const inbound = publisher ? await statValues(publisher) : [];
+    for (const p of participant.publications.values())
+      streams.push(inboundStream(p, participant.publicationMid(p), publisher, inbound));
+    await collectOutbound(subscriber, trackOfMid, streams);
     // Bitrate over the interval since this participant's previous stats request.
     const now = performance.now();
     const previous =
@@ -159,38 +160,68 @@ function finite(v: unknown): number | undefined {
 
 type StatValue = Record<string, unknown> & { type?: string; kind?: string; mid?: string };
 
-async function collect(
+async function statValues(pc: RTCPeerConnection): Promise<StatValue[]> {
+  return [...(await pc.getStats()).values()] as unknown as StatValue[];
+}
+
+/**
+ * One publication's inbound stream. werift's inbound-rtp entries are per received SSRC; those
+ * of the publication's m-line are found through its transceiver (by mid) and the SSRCs of its
+ * receiver's tracks. A simulcast m-line has none (pitfall 7) or one per layer at most: its
+ * packets and bytes are the publication's own counts, every layer, and loss and jitter what
+ * werift's entries say, if any.
+ */
+function inboundStream(
+  publication: Publication,
+  mid: string | undefined,
   pc: RTCPeerConnection | undefined,
-  direction: 'inbound' | 'outbound',
+  values: StatValue[],
+): StreamStats {
+  const transceiver =
+    mid === undefined ? undefined : pc?.getTransceivers().find((t) => t.mid === mid);
+  const ssrcs = new Set(transceiver?.receiver.tracks.map((t) => t.ssrc) ?? []);
+  const entries = values.filter(
+    (s) => s.type === 'inbound-rtp' && typeof s.ssrc === 'number' && ssrcs.has(s.ssrc),
+  );
+  const num = (v: unknown) => finite(v) ?? 0;
+  const [only] = entries;
+  const own = publication.simulcast || entries.length !== 1 || !only;
+  const jitters = entries.map((s) => finite(s.jitter)).filter((j) => j !== undefined);
+  return {
+    trackId: publication.trackId,
+    kind: publication.kind,
+    direction: 'inbound',
+    packets: own ? publication.packetsIn : num(only.packetsReceived),
+    bytes: own ? publication.bytesIn : num(only.bytesReceived),
+    packetsLost: entries.reduce((sum, s) => sum + num(s.packetsLost), 0),
+    jitterMs: jitters.length > 0 ? Math.max(...jitters) * 1000 : null,
+    rttMs: null,
+    bitrateKbps: 0,
+  };
+}
+
+/** The subscriber PeerConnection's outbound streams, named by the subscriptions' mids. */
+async function collectOutbound(
+  pc: RTCPeerConnection | undefined,
   trackOfMid: Map<string, { trackId: string; kind: 'audio' | 'video' }>,
   out: StreamStats[],
 ): Promise<void> {
   if (!pc) return;
-  const report = await pc.getStats();
-  const values = [...report.values()] as unknown as StatValue[];
-  const rtpType = direction === 'inbound' ? 'inbound-rtp' : 'outbound-rtp';
+  const values = await statValues(pc);
   for (const s of values) {
-    if (s.type !== rtpType) continue;
+    if (s.type !== 'outbound-rtp') continue;
     const kind = s.kind === 'audio' ? 'audio' : 'video';
-    const mapped =
-      typeof s.mid === 'string'
-        ? trackOfMid.get(`${direction === 'inbound' ? 'in' : 'out'}:${s.mid}`)
-        : undefined;
+    const mapped = typeof s.mid === 'string' ? trackOfMid.get(s.mid) : undefined;
     const remote = values.find((r) => r.type === 'remote-inbound-rtp' && r.localId === s.id);
     const num = (v: unknown) => finite(v) ?? 0;
     out.push({
       trackId: mapped?.trackId ?? String(s.trackIdentifier ?? s.id ?? ''),
       kind: mapped?.kind ?? kind,
-      direction,
-      packets: num(direction === 'inbound' ? s.packetsReceived : s.packetsSent),
-      bytes: num(direction === 'inbound' ? s.bytesReceived : s.bytesSent),
-      packetsLost: num(direction === 'inbound' ? s.packetsLost : remote?.packetsLost),
-      jitterMs:
-        typeof s.jitter === 'number'
-          ? s.jitter * 1000
-          : typeof remote?.jitter === 'number'
-            ? remote.jitter * 1000
-            : null,
+      direction: 'outbound',
+      packets: num(s.packetsSent),
+      bytes: num(s.bytesSent),
+      packetsLost: num(remote?.packetsLost),
+      jitterMs: typeof remote?.jitter === 'number' ? remote.jitter * 1000 : null,
       rttMs: typeof remote?.roundTripTime === 'number' ? remote.roundTripTime * 1000 : null,
       bitrateKbps: 0,
     });
