@@ -191,7 +191,7 @@ async function measure(
   // Warm-up 1: S decodes both remote videos (P's and U's).
   const decoding = (v: PageView, ids: string[]) =>
     ids.every((id) => (videoOf(v, id)?.framesDecoded ?? 0) > 0);
-  const first = await until(pages.s, 'S to decode P and U', (v) => decoding(v, [NAMES.p, NAMES.u]));
+  await until(pages.s, 'S to decode P and U', (v) => decoding(v, [NAMES.p, NAMES.u]));
   await until(pages.u, 'U to decode P and S', (v) => decoding(v, [NAMES.p, NAMES.s]));
   await until(pages.p, 'P to decode U and S', (v) => decoding(v, [NAMES.u, NAMES.s]));
 
@@ -201,8 +201,13 @@ async function measure(
   );
 
   // Pin P's video high at S (see the header: that makes `f` S's top layer for it).
-  const pVideo = videoOf(first, NAMES.p);
-  assert.ok(pVideo?.simulcast, `P's video at S is not simulcast: ${JSON.stringify(pVideo)}`);
+  // The tile learns that the video has layers from its track info, which may come after the
+  // first frames (a relayed track's info is updated when the link learns the layers).
+  const withLayers = await until(pages.s, "P's video at S to show its layers (pin control)", (v) =>
+    Boolean(videoOf(v, NAMES.p)?.simulcast),
+  );
+  const pVideo = videoOf(withLayers, NAMES.p);
+  assert.ok(pVideo);
   const pin = pages.s.locator(`.tile[data-key="${pVideo.participantSid}"] .pin`);
   await pin.waitFor({ state: 'visible', timeout: MEDIA_TIMEOUT_MS });
   await pin.locator('button[data-pin="high"]').click();
