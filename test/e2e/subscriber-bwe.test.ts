@@ -8,9 +8,10 @@
  * The estimate is read from the node's `sfu_subscriber_estimate_bps` histogram (one sample per
  * subscriber per second): the mean of the samples taken between two scrapes. The page is the
  * only subscriber on the node (the bot publishes and does not subscribe), so every sample is
- * its estimate. Nothing adapts the video to the estimate yet (the layer allocator is another
- * part of issue 14): the bot's 1.8 Mbit/s go into a 600 kbit/s link, and the estimate must
- * find the link anyway.
+ * its estimate. The bot publishes one layer, so the layer allocator has nothing to move down
+ * to: the bot's 1.8 Mbit/s go into a 600 kbit/s link whatever the estimate says, and the
+ * estimate must find the link anyway. (Video adapting to the estimate is shown with simulcast
+ * pages in shaped-subscriber.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -10,10 +10,9 @@ import {
 import type { BandwidthBudget } from './BandwidthBudget.js';
 import { BandwidthEstimator, type BandwidthEstimatorOptions } from './BandwidthEstimator.js';
 import { transportFeedbackResults, unwrapReferenceTime } from './transportFeedback.js';
+import { wireBytes } from './wireBytes.js';
 
 /** Bytes a packet costs on the wire beyond its RTP bytes: the SRTP tag and IPv4 + UDP headers. */
-const SRTP_TAG_BYTES = 10;
-const UDP_IP_BYTES = 28;
 /** At most one probe this often: a probe costs the link a burst, and its result needs a RTT. */
 const PROBE_GAP_MS = 1_500;
 /** A probe cluster: this long, sent in ticks of PROBE_TICK_MS. */
@@ -193,7 +192,7 @@ export class TransportCongestionControl implements BandwidthBudget {
     if (!sender) return;
     this.#lastProbeMs = now;
     const cluster = ++this.#cluster;
-    const packetBytes = PROBE_PADDING_BYTES + 12 + 8 + SRTP_TAG_BYTES + UDP_IP_BYTES;
+    const packetBytes = wireBytes(PROBE_PADDING_BYTES, 12 + 8);
     const total = Math.max(10, Math.ceil((targetBps * PROBE_DURATION_MS) / 8_000 / packetBytes));
     const perTick = Math.max(1, Math.ceil((total * PROBE_TICK_MS) / PROBE_DURATION_MS));
     let sent = 0;
@@ -282,7 +281,7 @@ export class TransportCongestionControl implements BandwidthBudget {
     const value = Buffer.allocUnsafe(2);
     value.writeUInt16BE(seq, 0);
     extension.payload = value;
-    const bytes = payload.length + header.serializeSize + SRTP_TAG_BYTES + UDP_IP_BYTES;
+    const bytes = wireBytes(payload.length, header.serializeSize);
     this.estimator.onPacketSent(seq, bytes, performance.now(), cluster);
   }
 

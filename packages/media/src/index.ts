@@ -63,3 +63,4 @@ export {
 } from './vp8.js';
 export { fixWeriftDtls } from './weriftDtls.js';
 export { fixNackWraparound, preferPassiveDtls, silenceWeriftTwcc } from './weriftFixes.js';
+export { SRTP_TAG_BYTES, UDP_IP_BYTES, wireBytes } from './wireBytes.js';

@@ -4,7 +4,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type SimulcastLayer, silentLogger } from '@geosfu/common';
 import type { BandwidthBudget } from '@geosfu/media';
 import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
-import { LayerAllocator, RETARGET_MIN_INTERVAL_MS } from './LayerAllocator.js';
+import {
+  ALLOCATE_INTERVAL_MS,
+  LayerAllocator,
+  RETARGET_MIN_INTERVAL_MS,
+  UPGRADE_HOLD_MS,
+} from './LayerAllocator.js';
 import { NodeMetrics } from './metrics.js';
 import { Publication } from './Publication.js';
 import { Subscription } from './Subscription.js';
@@ -150,7 +155,7 @@ test('the budget decides below the size cap, probes for the next layer, and move
   assert.equal(budget.probes[0], 500_000, 'the rate layer 1 would need');
   budget.estimateBps = 5_000_000;
   allocator.update();
-  await waitUntil('up to the top on 5 Mbit/s', settled(s, 2));
+  await waitUntil('up to the top on 5 Mbit/s', settled(s, 2), UPGRADE_HOLD_MS + 5_000);
   const movedAt = s.retargetedAt;
   budget.estimateBps = 400_000;
   allocator.update();
@@ -159,4 +164,37 @@ test('the budget decides below the size cap, probes for the next layer, and move
     assert.equal(s.targetLayer, 2, 'not again within a second of the last move');
   await waitUntil('down once the second is over', settled(s, 0));
   assert.ok(s.retargetedAt - movedAt >= RETARGET_MIN_INTERVAL_MS);
+});
+
+test('a peak of the estimate moves nothing up; an estimate that stays up does, after the hold', async () => {
+  const budget = new TestBudget(400_000);
+  const { subscription: s, allocator } = subscriber(budget);
+  allocator.update();
+  // A probe for layer 1: the allocator ran on 400 kbit/s (the target may be 0 before any run).
+  await waitUntil('layer 0 on 400 kbit/s', () => settled(s, 0)() && budget.probes.length > 0);
+  // A peak: two allocator runs at 5 Mbit/s, then back.
+  budget.estimateBps = 5_000_000;
+  allocator.update();
+  await sleep(600);
+  budget.estimateBps = 400_000;
+  allocator.update();
+  const until = performance.now() + UPGRADE_HOLD_MS + 500;
+  while (performance.now() < until) {
+    assert.equal(s.targetLayer, 0, 'a peak is not capacity');
+    await sleep(50);
+  }
+  // 5 Mbit/s that stays: up once it has held for UPGRADE_HOLD_MS after the last 400 kbit/s
+  // sample (taken by a run up to ALLOCATE_INTERVAL_MS before now).
+  const rose = performance.now();
+  budget.estimateBps = 5_000_000;
+  allocator.update();
+  await waitUntil('up to the top', settled(s, 2), UPGRADE_HOLD_MS + 5_000);
+  assert.ok(
+    performance.now() - rose >= UPGRADE_HOLD_MS - ALLOCATE_INTERVAL_MS - 50,
+    'not before the hold',
+  );
+  // A drop moves it down at once (within the once-a-second retarget limit).
+  budget.estimateBps = 400_000;
+  allocator.update();
+  await waitUntil('down again', settled(s, 0), RETARGET_MIN_INTERVAL_MS + 2_000);
 });

@@ -2,6 +2,7 @@ import type { Logger } from '@geosfu/common';
 import { allocateLayers, type BandwidthBudget, type VideoDemand } from '@geosfu/media';
 import type { PublicationLayer } from './Publication.js';
 import type { Subscription } from './Subscription.js';
+import { SustainedEstimate } from './SustainedEstimate.js';
 
 /** How often the allocator runs without a change to react to (estimates move by themselves). */
 export const ALLOCATE_INTERVAL_MS = 500;
@@ -11,6 +12,12 @@ export const ALLOCATE_INTERVAL_MS = 500;
  * keyframe, and an estimate that wobbles must not make the picture flap.
  */
 export const RETARGET_MIN_INTERVAL_MS = 1_000;
+/**
+ * The allocator spends the lowest estimate of this long (`SustainedEstimate`): a drop moves
+ * videos down at once, a rise moves them up only once it has lasted (a peak of a wobbling
+ * estimate behind a bottleneck is not capacity).
+ */
+export const UPGRADE_HOLD_MS = 3_000;
 
 /**
  * Chooses, for one subscriber, the layer of each simulcast video it receives: the highest that
@@ -23,12 +30,15 @@ export const RETARGET_MIN_INTERVAL_MS = 1_000;
  * resumes when demanded); it costs its measured rate when active, else its declared cap. A
  * video whose choice is a paused layer keeps its current layer, or, when it has none that
  * still arrives, gets the best arriving layer below until the paused one is back.
+ *
+ * The estimate it spends is the lowest of the last UPGRADE_HOLD_MS (see SustainedEstimate).
  */
 export class LayerAllocator {
   readonly #budget: BandwidthBudget;
   readonly #logger: Logger;
   readonly #subscriptions: () => Iterable<Subscription>;
   readonly #timer: NodeJS.Timeout;
+  readonly #sustained = new SustainedEstimate(UPGRADE_HOLD_MS);
   #scheduled = false;
   #closed = false;
 
@@ -83,7 +93,9 @@ export class LayerAllocator {
       if (s.targetLayer >= 0) fixedBps += publication.layers[0]?.bitrateBps ?? 0;
     }
     if (simulcast.length === 0) return;
-    const estimate = this.#budget.estimateBps;
+    const latest = this.#budget.estimateBps;
+    if (latest === undefined) this.#sustained.reset();
+    const estimate = latest === undefined ? undefined : this.#sustained.update(now, latest);
     const budget =
       estimate === undefined ? Number.POSITIVE_INFINITY : Math.max(0, estimate - fixedBps);
     const demands = simulcast.map((s): VideoDemand => {

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type SimulcastLayer, silentLogger } from '@geosfu/common';
-import type { ForwardedPacket } from '@geosfu/media';
+import { type ForwardedPacket, SRTP_TAG_BYTES, UDP_IP_BYTES } from '@geosfu/media';
 import { RTCRtpCodecParameters, RtpHeader, RtpPacket } from 'werift';
 import { NodeMetrics } from './metrics.js';
 import { KEYFRAME_REQUEST_GAP_MS, type PacketSink, Publication } from './Publication.js';
+import { LAYER_TICK_MS } from './PublicationLayer.js';
 
 const metrics = new NodeMetrics(
   { nodeId: 'n1', region: 'r1', version: 'test' },
@@ -173,6 +174,36 @@ test('simulcast: each layer is counted, measured and reported on its own', async
   assert.equal(p.packetsIn, 60);
   // Payload bytes of every layer (the `stats` reply's simulcast inbound stream): 106 each.
   assert.equal(p.bytesIn, 60 * 106);
+});
+
+test('a layer bitrate counts packets as the wire carries them, as the subscriber estimate does', async () => {
+  const { p } = publication(LAYERS);
+  p.addSubscription(new Sink());
+  // 20 packets of 106 payload bytes, 12-byte header, within the first tick (500 ms).
+  for (let i = 0; i < 20; i++) p.forward(packet(100, i + 1, i, i === 0), 0);
+  await waitUntil('a bitrate measured', () => (p.layers[0]?.bitrateBps ?? 0) > 0);
+  const wire = 106 + 12 + SRTP_TAG_BYTES + UDP_IP_BYTES;
+  const tickSeconds = LAYER_TICK_MS / 1000;
+  assert.equal(p.layers[0]?.bitrateBps, Math.round((20 * wire * 8) / tickSeconds));
+});
+
+test('padding-only packets (Chrome probing on a layer it sends no frames on) do not make the layer active', async () => {
+  const { p } = publication(LAYERS);
+  const sink = new Sink();
+  p.addSubscription(sink);
+  const padding = (seq: number) =>
+    new RtpPacket(
+      new RtpHeader({ payloadType: 96, sequenceNumber: seq, ssrc: 102 }),
+      Buffer.alloc(0),
+    );
+  for (let i = 1; i <= 20; i++) p.forward(padding(i), 2);
+  assert.equal(p.layers[2]?.active, false);
+  await sleep(LAYER_TICK_MS + 100);
+  assert.equal(p.layers[2]?.active, false);
+  assert.equal(p.layers[2]?.bitrateBps, 0);
+  assert.equal(sink.packets.length, 20, 'still forwarded: the sequence numbers stay continuous');
+  p.forward(packet(102, 21, 0, true), 2);
+  assert.equal(p.layers[2]?.active, true);
 });
 
 test('keyframe requests go to one layer, merged per layer within the gap', async () => {

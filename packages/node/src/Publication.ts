@@ -7,7 +7,13 @@ import {
   type TrackSource,
   TypedEmitter,
 } from '@geosfu/common';
-import { type ForwardedPacket, forwardablePacket, keyframeDetector, parseVp8 } from '@geosfu/media';
+import {
+  type ForwardedPacket,
+  forwardablePacket,
+  keyframeDetector,
+  parseVp8,
+  wireBytes,
+} from '@geosfu/media';
 import type { Counter } from 'prom-client';
 import type { RTCRtpCodecParameters, RtpPacket } from 'werift';
 import { Dynacast } from './Dynacast.js';
@@ -221,7 +227,12 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     const payload = rtp.payload;
     this.packetsIn++;
     this.bytesIn += payload.length;
-    state.count(payload.length);
+    // Padding only (werift strips the padding: nothing left): Chrome probes its uplink with it,
+    // on a layer whose encoder sends no frames when bandwidth-limited. It is forwarded (the
+    // sequence numbers stay continuous) but is no sign of the layer nor part of its cost.
+    const media = payload.length > 0;
+    // On the wire, as the subscriber's estimate counts it (the allocator spends one on the other).
+    if (media) state.count(wireBytes(payload.length, rtp.header.serializeSize));
     this.#counters.packets.inc();
     this.#counters.bytes.inc(payload.length);
     this.#layerPackets[layer]?.inc();
@@ -233,7 +244,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
       state.keyframes++;
       this.#metrics.keyframes.inc();
     }
-    if (!state.active) {
+    if (!state.active && media) {
       // Becoming active is reported at once (an allocator may switch up now); becoming
       // inactive waits for the tick.
       state.active = true;

@@ -10,7 +10,10 @@ export interface PublicationLayer {
   readonly height: number;
   /** The declared bitrate cap, bits per second; 0 when unknown. */
   readonly maxBitrate: number;
-  /** Measured over the last ~2 s (LAYER_BITRATE_WINDOW_MS). */
+  /**
+   * Measured over the last ~2 s (LAYER_BITRATE_WINDOW_MS), in bits on the wire (payload, RTP
+   * header, SRTP tag, UDP/IP: `wireBytes`), as the subscriber estimate it is spent from counts.
+   */
   readonly bitrateBps: number;
   /** Media arrived within the last ~1 s (LAYER_INACTIVE_AFTER_MS). */
   readonly active: boolean;
@@ -46,12 +49,12 @@ export class LayerState implements PublicationLayer {
   keyframes = 0;
   #bytesThisTick = 0;
   #packetsThisTick = 0;
-  /** Payload bytes per tick, the last WINDOW_TICKS ticks (a ring). */
+  /** Wire bytes per tick, the last WINDOW_TICKS ticks (a ring). */
   readonly #window = new Array<number>(WINDOW_TICKS).fill(0);
   #windowAt = 0;
   #ticks = 0;
-  /** Ticks since the last packet. */
-  #quietTicks = 0;
+  /** Ticks since the last packet (a layer never heard from is as quiet as an inactive one). */
+  #quietTicks = INACTIVE_TICKS;
 
   constructor(layer: { rid: string; width: number; height: number; maxBitrate: number }) {
     this.rid = layer.rid;
@@ -60,11 +63,11 @@ export class LayerState implements PublicationLayer {
     this.maxBitrate = layer.maxBitrate;
   }
 
-  /** Hot path: one packet of `payloadBytes`. */
-  count(payloadBytes: number): void {
+  /** Hot path: one packet of `bytes` on the wire. */
+  count(bytes: number): void {
     this.packets++;
     this.#packetsThisTick++;
-    this.#bytesThisTick += payloadBytes;
+    this.#bytesThisTick += bytes;
   }
 
   /** Every LAYER_TICK_MS: updates the bitrate and activity; true when `active` changed. */
@@ -81,6 +84,14 @@ export class LayerState implements PublicationLayer {
     const active = this.#quietTicks < INACTIVE_TICKS;
     if (active === this.active) return false;
     this.active = active;
+    if (!active) {
+      // The rate starts again from the layer's return: averaged over the quiet ticks too, a
+      // resumed layer looked a fraction of its cost for 2 s, and an allocator moved a video up
+      // onto it that the link could not carry (seen behind a relay under a 600 kbit/s shaper).
+      this.#window.fill(0);
+      this.#ticks = 0;
+      this.bitrateBps = 0;
+    }
     return true;
   }
 }
