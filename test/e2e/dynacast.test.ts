@@ -35,7 +35,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { openBrowser } from '../helpers/browser.js';
+import { createShapedNamespace, type ShapedNamespace } from '../helpers/netns.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
+import { freePort } from '../helpers/ports.js';
 import { assertStays, waitUntil } from '../helpers/wait.js';
 import { type PageView, reportOnFailure, until, view } from './page-view.js';
 import { buildDemoPage } from './setup.js';
@@ -59,6 +61,14 @@ const STEADY_F_BYTES = 150_000;
  * Below this the 2 s bound on f's bytes is not Chrome's to keep (see `resumes`).
  */
 const F_NEEDS_BPS = 1_600_000;
+
+/**
+ * The shaped viewer's downlink (tc tbf): its estimate settles below h's 500 kbit/s cap, so its
+ * allocator targets q however large its tile.
+ */
+const SHAPED_KBIT = 400;
+/** Waiting for the first pause: the shaped viewer's estimate has to settle first. */
+const FIRST_PAUSE_TIMEOUT_MS = 60_000;
 
 const SMALL_VIEWPORT = { width: 480, height: 400 };
 const BIG_VIEWPORT = { width: 1920, height: 1080 };
@@ -237,16 +247,33 @@ function collapseTile(page: Page, sessionId: string, collapsed: boolean): Promis
 
 describe('dynacast in Chromium', () => {
   let node: NodeProcess;
+  let net: ShapedNamespace;
   let dir: string;
 
   before(async () => {
     buildDemoPage();
     dir = mkdtempSync(join(tmpdir(), 'geosfu-dynacast-'));
-    node = await startNode();
+    net = await createShapedNamespace({ rateKbit: SHAPED_KBIT });
+    const port = await freePort();
+    // The node listens and gathers on the root end of the veth: the shaped viewer reaches it
+    // there through the shaper, the other pages locally.
+    node = await startNode({
+      args: [
+        '--host',
+        net.hostAddress,
+        '--port',
+        String(port),
+        '--rtc-host-addresses',
+        net.hostAddress,
+        '--public-url',
+        `http://${net.hostAddress}:${port}`,
+      ],
+    });
   });
 
   after(async () => {
     await node?.stop();
+    await net?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -257,12 +284,16 @@ describe('dynacast in Chromium', () => {
    * Awaits that pub's f encoding is inactive and its bytes stopped growing, then that they
    * stay put for STOPPED_FOR_MS. Returns when the test first saw f inactive (test clock).
    */
-  async function awaitTopStopped(pub: Page, what: string): Promise<number> {
+  async function awaitTopStopped(
+    pub: Page,
+    what: string,
+    timeoutMs = PAUSE_TIMEOUT_MS,
+  ): Promise<number> {
     const inactive = await until(
       pub,
       `pub's f layer to be paused (${what})`,
       (v) => !topLayer(v).active,
-      PAUSE_TIMEOUT_MS,
+      timeoutMs,
     );
     const pausedAt = Date.now();
     // A frame in flight when the encoding went inactive may still add bytes: wait for two
@@ -351,14 +382,18 @@ describe('dynacast in Chromium', () => {
     timeout: 300_000,
   }, async (t) => {
     const room = `e2e-dyn-${randomBytes(4).toString('hex')}`;
-    const publisher = await openBrowser({ t });
-    const viewers = await openBrowser({
+    const insecureOrigin = net.chromiumArgs(new URL(node.url).origin);
+    const tinyCamera = `--use-file-for-fake-video-capture=${writeTinyCamera(dir)}`;
+    const publisher = await openBrowser({ t, extraArgs: insecureOrigin });
+    const viewers = await openBrowser({ t, extraArgs: [...insecureOrigin, tinyCamera] });
+    const shapedViewers = await openBrowser({
       t,
-      extraArgs: [`--use-file-for-fake-video-capture=${writeTinyCamera(dir)}`],
+      executablePath: net.chromiumPath,
+      extraArgs: [...insecureOrigin, tinyCamera],
     });
     const logs = {
       get logs() {
-        return [...publisher.logs, ...viewers.logs];
+        return [...publisher.logs, ...viewers.logs, ...shapedViewers.logs];
       },
     };
     const markPassed = reportOnFailure(t, logs, [node]);
@@ -370,6 +405,10 @@ describe('dynacast in Chromium', () => {
     const small = await viewers.newPage();
     await small.setViewportSize(SMALL_VIEWPORT);
     await small.goto(pageUrl(room, 'small'));
+    // A large window behind the shaped downlink: it needs less than f because f does not fit.
+    const shaped = await shapedViewers.newPage();
+    await shaped.setViewportSize(BIG_VIEWPORT);
+    await shaped.goto(pageUrl(room, 'shaped'));
     const big = await viewers.newPage();
     await big.setViewportSize(BIG_VIEWPORT);
     await big.goto(pageUrl(room, 'big'));
@@ -394,12 +433,25 @@ describe('dynacast in Chromium', () => {
       `small's tile of pub: ${JSON.stringify(smallSees.remoteVideos.find((r) => r.identity === 'pub')?.settings)}; pub: ${await sendSide(pub)}`,
     );
 
-    // The big viewer leaves: with only the small one, f (and h) are paused after the delay.
+    // The big viewer leaves: with only the small and the shaped one, f is paused after the
+    // delay (once the shaped viewer's estimate has settled below f).
     const leftAt = Date.now();
     await big.locator('#leave').click();
-    const pausedAfterLeave = await awaitTopStopped(pub, 'big left, only small');
-    t.diagnostic(`big left -> f inactive at pub: ${pausedAfterLeave - leftAt} ms`);
+    const pausedAfterLeave = await awaitTopStopped(
+      pub,
+      'big left, only small and shaped',
+      FIRST_PAUSE_TIMEOUT_MS,
+    );
+    const shapedSees = await view(shaped);
+    t.diagnostic(
+      `big left -> f inactive at pub: ${pausedAfterLeave - leftAt} ms; the shaped viewer gets ${JSON.stringify(shapedSees.remoteVideos.filter((r) => r.identity === 'pub').map((r) => ({ rid: r.rid, settings: r.settings, frameWidth: r.frameWidth })))}; pub: ${await sendSide(pub)}`,
+    );
     assert.ok(pausedAfterLeave - leftAt >= PAUSE_DELAY_MS, 'paused before the dynacast delay');
+    const shapedTile = shapedSees.remoteVideos.find((r) => r.identity === 'pub');
+    assert.ok(
+      (shapedTile?.settings?.width ?? 0) > 720 && shapedTile?.settings?.visible,
+      'the shaped viewer shows pub large: only its downlink keeps f from it',
+    );
     await big.close();
 
     // Another big viewer joins: f resumes.

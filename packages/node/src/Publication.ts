@@ -219,7 +219,13 @@ export class Publication extends TypedEmitter<PublicationEvents> {
     if (!state) return;
     const payload = rtp.payload;
     this.packetsIn++;
-    state.count(payload.length);
+    // A padding-only packet (no payload) is no media: Chrome pads for its bandwidth probing on
+    // the SSRC of a layer whose encoder it does not feed (a resumed top layer its estimate does
+    // not cover yet). Counted as activity, it kept that layer "active", and an allocator
+    // switched a subscriber to it and waited for a keyframe that never came: no video at all.
+    // It is still forwarded (its sequence number keeps the layer's run continuous).
+    const media = payload.length > 0;
+    if (media) state.count(payload.length);
     this.#counters.packets.inc();
     this.#counters.bytes.inc(payload.length);
     this.#layerPackets[layer]?.inc();
@@ -231,7 +237,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
       state.keyframes++;
       this.#metrics.keyframes.inc();
     }
-    if (!state.active) {
+    if (!state.active && media) {
       // Becoming active is reported at once (an allocator may switch up now); becoming
       // inactive waits for the tick.
       state.active = true;

@@ -50,8 +50,11 @@ export class LayerState implements PublicationLayer {
   readonly #window = new Array<number>(WINDOW_TICKS).fill(0);
   #windowAt = 0;
   #ticks = 0;
-  /** Ticks since the last packet. */
-  #quietTicks = 0;
+  /**
+   * Ticks since the last packet. A layer that never had one starts quiet: from 0 its first
+   * tick made it active for 500 ms without a packet.
+   */
+  #quietTicks = INACTIVE_TICKS;
 
   constructor(layer: { rid: string; width: number; height: number; maxBitrate: number }) {
     this.rid = layer.rid;
