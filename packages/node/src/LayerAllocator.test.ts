@@ -52,8 +52,11 @@ class TestBudget implements BandwidthBudget {
   }
 }
 
-/** A simulcast publication whose three layers arrive (one packet each marks them active). */
-function simulcastPublication(): Publication {
+/**
+ * A simulcast publication whose layers `arriving` (all three by default) arrive (one packet
+ * each marks them active).
+ */
+function simulcastPublication(arriving = [0, 1, 2], dynacastPauseDelayMs?: number): Publication {
   const p = new Publication({
     kind: 'video',
     source: 'camera',
@@ -64,12 +67,13 @@ function simulcastPublication(): Publication {
     metrics,
     logger: silentLogger(),
     layers: LAYERS,
+    ...(dynacastPauseDelayMs === undefined ? {} : { dynacastPauseDelayMs }),
   });
   closers.push(() => p.close());
   let seq = 0;
   const feed = () => {
     seq++;
-    for (const layer of [0, 1, 2]) {
+    for (const layer of arriving) {
       const header = new RtpHeader({
         payloadType: 96,
         sequenceNumber: seq,
@@ -91,10 +95,9 @@ function simulcastPublication(): Publication {
 }
 
 /** A subscription on a real (unconnected) sendonly transceiver, and its allocator. */
-function subscriber(budget: BandwidthBudget) {
+function subscriber(budget: BandwidthBudget, publication = simulcastPublication()) {
   const pc = new RTCPeerConnection({});
   closers.push(() => pc.close());
-  const publication = simulcastPublication();
   const subscription = new Subscription({
     publication,
     transceiver: pc.addTransceiver('video', { direction: 'sendonly' }),
@@ -159,4 +162,22 @@ test('the budget decides below the size cap, probes for the next layer, and move
     assert.equal(s.targetLayer, 2, 'not again within a second of the last move');
   await waitUntil('down once the second is over', settled(s, 0));
   assert.ok(s.retargetedAt - movedAt >= RETARGET_MIN_INTERVAL_MS);
+});
+
+test('a layer asked for that does not arrive yet stays demanded: dynacast does not pause it again', async () => {
+  // f was resumed for this large tile, but the publisher has not started it (Chrome waits
+  // until its send estimate covers f). The video stays on h meanwhile, and f stays asked for.
+  const publication = simulcastPublication([0, 1], 100);
+  const sent: string[][] = [];
+  publication.on('dynacast', (active) => sent.push(active));
+  const { subscription: s, allocator } = subscriber(new TestBudget(5_000_000), publication);
+  s.settings = { visible: true, width: 1280, height: 720, pin: 'auto' };
+  s.settingsChanged = true;
+  allocator.update();
+  await waitUntil('the best arriving layer', settled(s, 1));
+  // Many pause delays (100 ms) and allocator runs (500 ms): f is never paused.
+  await sleep(1_500);
+  assert.equal(s.targetLayer, 1);
+  assert.deepEqual(sent, [], `dynacast paused f: ${JSON.stringify(sent)}`);
+  assert.equal(publication.layers[2]?.paused, false);
 });
