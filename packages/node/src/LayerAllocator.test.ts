@@ -57,8 +57,11 @@ class TestBudget implements BandwidthBudget {
   }
 }
 
-/** A simulcast publication whose three layers arrive (one packet each marks them active). */
-function simulcastPublication(): Publication {
+/**
+ * A simulcast publication whose layers `arriving` (all three by default) arrive (one packet
+ * each marks them active).
+ */
+function simulcastPublication(arriving = [0, 1, 2], dynacastPauseDelayMs?: number): Publication {
   const p = new Publication({
     kind: 'video',
     source: 'camera',
@@ -69,12 +72,13 @@ function simulcastPublication(): Publication {
     metrics,
     logger: silentLogger(),
     layers: LAYERS,
+    ...(dynacastPauseDelayMs === undefined ? {} : { dynacastPauseDelayMs }),
   });
   closers.push(() => p.close());
   let seq = 0;
   const feed = () => {
     seq++;
-    for (const layer of [0, 1, 2]) {
+    for (const layer of arriving) {
       const header = new RtpHeader({
         payloadType: 96,
         sequenceNumber: seq,
@@ -96,10 +100,9 @@ function simulcastPublication(): Publication {
 }
 
 /** A subscription on a real (unconnected) sendonly transceiver, and its allocator. */
-function subscriber(budget: BandwidthBudget) {
+function subscriber(budget: BandwidthBudget, publication = simulcastPublication()) {
   const pc = new RTCPeerConnection({});
   closers.push(() => pc.close());
-  const publication = simulcastPublication();
   const subscription = new Subscription({
     publication,
     transceiver: pc.addTransceiver('video', { direction: 'sendonly' }),
@@ -197,4 +200,22 @@ test('a peak of the estimate moves nothing up; an estimate that stays up does, a
   budget.estimateBps = 400_000;
   allocator.update();
   await waitUntil('down again', settled(s, 0), RETARGET_MIN_INTERVAL_MS + 2_000);
+});
+
+test('a layer asked for that does not arrive yet stays demanded: dynacast does not pause it again', async () => {
+  // f was resumed for this large tile, but the publisher has not started it (Chrome waits
+  // until its send estimate covers f). The video stays on h meanwhile, and f stays asked for.
+  const publication = simulcastPublication([0, 1], 100);
+  const sent: string[][] = [];
+  publication.on('dynacast', (active) => sent.push(active));
+  const { subscription: s, allocator } = subscriber(new TestBudget(5_000_000), publication);
+  s.settings = { visible: true, width: 1280, height: 720, pin: 'auto' };
+  s.settingsChanged = true;
+  allocator.update();
+  await waitUntil('the best arriving layer', settled(s, 1));
+  // Many pause delays (100 ms) and allocator runs (500 ms): f is never paused.
+  await sleep(1_500);
+  assert.equal(s.targetLayer, 1);
+  assert.deepEqual(sent, [], `dynacast paused f: ${JSON.stringify(sent)}`);
+  assert.equal(publication.layers[2]?.paused, false);
 });

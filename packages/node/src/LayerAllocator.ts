@@ -113,6 +113,14 @@ export class LayerAllocator {
       };
     });
     const targets = allocateLayers(demands, budget);
+    // Dynacast's demand: what each video would get if every declared layer arrived. A layer
+    // the publisher was asked for that does not arrive yet must stay demanded: Chrome starts a
+    // resumed layer only once its send estimate covers it (seconds), and a demand that followed
+    // arrival dropped it, so dynacast paused it again 3 s later, before it ever came.
+    const wanted = allocateLayers(
+      demands.map((d) => ({ ...d, layers: d.layers.map((l) => ({ ...l, active: true })) })),
+      budget,
+    );
     // What each video would get with no budget limit: its cap by size and pin.
     const caps =
       estimate === undefined ? targets : allocateLayers(demands, Number.POSITIVE_INFINITY);
@@ -135,7 +143,7 @@ export class LayerAllocator {
         now - s.retargetedAt >= RETARGET_MIN_INTERVAL_MS;
       s.settingsChanged = false;
       if (layer !== s.targetLayer && !urgent) continue;
-      s.retarget(layer, chosen, now);
+      s.retarget(layer, chosen < 0 ? chosen : Math.max(chosen, wanted[i] ?? chosen), now);
     }
     if (estimate === undefined) return;
     // A video held below its cap by the budget alone: let the estimator find out whether the

@@ -206,6 +206,35 @@ test('padding-only packets (Chrome probing on a layer it sends no frames on) do 
   assert.equal(p.layers[2]?.active, true);
 });
 
+test('padding-only packets keep no layer active and add nothing to its count or bitrate', async () => {
+  const { p } = publication(LAYERS);
+  const sink = new Sink();
+  p.addSubscription(sink);
+  let layersEvents = 0;
+  p.on('layers', () => layersEvents++);
+  // Chrome pads on f's SSRC while its estimate does not cover f: packets with an empty payload.
+  const padding = (seq: number) =>
+    new RtpPacket(
+      new RtpHeader({ payloadType: 96, sequenceNumber: seq, ssrc: 102 }),
+      Buffer.alloc(0),
+    );
+  const end = Date.now() + 1_500;
+  let seq = 0;
+  while (Date.now() < end) {
+    p.forward(padding(++seq), 2);
+    assert.equal(p.layers[2]?.active, false, `padding made f active after ${seq} packets`);
+    await sleep(20);
+  }
+  assert.equal(layersEvents, 0);
+  assert.equal(p.layers[2]?.bitrateBps, 0);
+  assert.equal(p.layerCounts()[2]?.packets, 0);
+  assert.equal(sink.packets.length, seq, 'still forwarded: the sequence stays continuous');
+  // Media on the same layer makes it active at once.
+  p.forward(packet(102, ++seq, 1, true), 2);
+  assert.equal(p.layers[2]?.active, true);
+  assert.equal(layersEvents, 1);
+});
+
 test('keyframe requests go to one layer, merged per layer within the gap', async () => {
   const { p, plis } = publication(LAYERS);
   p.addSubscription(new Sink()); // a sink that never declares a demand: no layer pauses
