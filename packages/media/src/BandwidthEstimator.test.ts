@@ -147,3 +147,42 @@ test('feedback for packets it never saw changes nothing', () => {
   e.onFeedback([{ sequenceNumber: 5, received: false, receivedAtMs: 0 }], 0);
   assert.equal(e.estimate, 1_000_000);
 });
+
+/**
+ * A probe cluster of 16 packets of 1200 bytes sent 8 ms apart (1.2 Mbit/s) through a token
+ * bucket of 600 kbit/s with a 6000-byte burst (tbf), or through no bucket. Returns the
+ * estimate after the feedback.
+ */
+function probeThrough(bucket: boolean): number {
+  const estimator = new BandwidthEstimator({ initialBps: 300_000 });
+  const size = 1200;
+  const results: PacketFeedback[] = [];
+  let tokens = 6000;
+  let clock = 0;
+  for (let i = 0; i < 16; i++) {
+    const sentAt = 1000 + i * 8;
+    estimator.onPacketSent(i, size, sentAt, 1);
+    let arrival = sentAt + 20;
+    if (bucket) {
+      // Refill up to the send time (or the last departure), then wait for enough tokens.
+      const from = Math.max(clock, sentAt);
+      tokens = Math.min(6000, tokens + (from - clock) * 75);
+      const wait = tokens >= size ? 0 : (size - tokens) / 75;
+      tokens += wait * 75 - size;
+      clock = from + wait;
+      arrival = clock + 20;
+    }
+    results.push({ sequenceNumber: i, received: true, receivedAtMs: arrival });
+  }
+  estimator.onFeedback(results, 1300);
+  return estimator.estimate;
+}
+
+test("a probe through a token bucket reads the bucket's rate, not its burst", () => {
+  const shaped = probeThrough(true);
+  // The whole cluster's arrival rate was ~880 kbit/s: the first 6000 bytes rode the burst.
+  assert.ok(shaped <= 660_000, `probe through a 600 kbit/s bucket read ${shaped} bit/s`);
+  assert.ok(shaped > 500_000, `the probe still lifted the estimate: ${shaped} bit/s`);
+  const open = probeThrough(false);
+  assert.ok(open >= 1_000_000, `an open path reads the probe's rate: ${open} bit/s`);
+});

@@ -69,10 +69,8 @@ interface Cluster {
   bytes: number;
   firstSendMs: number;
   lastSendMs: number;
-  received: number;
-  receivedBytes: number;
-  firstRecvMs: number;
-  lastRecvMs: number;
+  /** Arrival time and size of each packet received, in the order they were reported. */
+  arrivals: { atMs: number; bytes: number }[];
   reported: number;
 }
 
@@ -166,10 +164,7 @@ export class BandwidthEstimator {
         bytes,
         firstSendMs: sentAtMs,
         lastSendMs: sentAtMs,
-        received: 0,
-        receivedBytes: 0,
-        firstRecvMs: Number.POSITIVE_INFINITY,
-        lastRecvMs: 0,
+        arrivals: [],
         reported: 0,
       });
       return;
@@ -207,24 +202,32 @@ export class BandwidthEstimator {
     const c = this.#clusters.get(id);
     if (!c) return;
     c.reported++;
-    if (r.received) {
-      c.received++;
-      // The last packet's size is not part of the rate: it arrived at the end of the window.
-      if (r.receivedAtMs > c.lastRecvMs) c.lastRecvMs = r.receivedAtMs;
-      if (r.receivedAtMs < c.firstRecvMs) c.firstRecvMs = r.receivedAtMs;
-      c.receivedBytes += bytes;
-    }
+    if (r.received) c.arrivals.push({ atMs: r.receivedAtMs, bytes });
     if (c.reported < c.packets) return;
     this.#clusters.delete(id);
     // Old clusters whose packets were never reported go too.
     for (const [other, o] of this.#clusters)
       if (o.firstSendMs < c.firstSendMs) this.#clusters.delete(other);
-    if (c.received < PROBE_MIN_PACKETS || c.received < c.packets * 0.8) return;
+    const received = c.arrivals.length;
+    if (received < PROBE_MIN_PACKETS || received < c.packets * 0.8) return;
     const sendMs = c.lastSendMs - c.firstSendMs;
-    const recvMs = c.lastRecvMs - c.firstRecvMs;
-    if (sendMs <= 0 || recvMs <= 0) return;
+    if (sendMs <= 0) return;
+    // The last packet's size is not part of a rate: it arrived at the end of the window.
     const sendBps = ((c.bytes - bytes) * 8 * 1000) / sendMs;
-    const recvBps = ((c.receivedBytes - bytes) * 8 * 1000) / recvMs;
+    // The arrival rate of the cluster's second half only: its head can ride a token bucket's
+    // burst (a tbf, an ISP's shaper) and arrive at line rate, which read 863 kbit/s on a
+    // 600 kbit/s link; by the second half the bucket is empty and packets arrive at the rate
+    // it drains. On a path without a bucket both halves arrive at the rate they were sent.
+    const arrivals = c.arrivals.sort((a, b) => a.atMs - b.atMs);
+    const tail = arrivals.slice(Math.floor(received / 2));
+    const first = tail[0];
+    const last = tail[tail.length - 1];
+    if (!first || !last || tail.length < 3) return;
+    const recvMs = last.atMs - first.atMs;
+    if (recvMs <= 0) return;
+    let tailBytes = 0;
+    for (const a of tail) tailBytes += a.bytes;
+    const recvBps = ((tailBytes - last.bytes) * 8 * 1000) / recvMs;
     // Arriving clearly slower than sent: the path's capacity is the arrival rate.
     const result = recvBps < 0.9 * sendBps ? recvBps : Math.min(sendBps, recvBps);
     if (result > this.#delayBased && this.#signal !== 'overuse') {
