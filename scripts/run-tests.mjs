@@ -31,7 +31,7 @@ const files = {
   // The WAN lab: network namespaces and the link emulator (needs root).
   lab: walk(join(root, 'test/lab')),
   // Issue 14's acceptance behind a real tbf shaper (needs root); not in the default run: its
-  // freeze and recovery bounds still fail about one run in six (README, Tests).
+  // freeze and recovery bounds failed 3 of 12 runs here (README, Tests).
   acceptance: walk(join(root, 'test/acceptance')),
 };
 
