@@ -39,16 +39,7 @@ describe('a shaped subscriber on another node, behind a relay link', () => {
         SFU_REGISTRY_HEARTBEAT_MS: String(HEARTBEAT_MS),
         SFU_DEFAULT_REGION: 'ams',
       },
-      args: [
-        '--host',
-        net.hostAddress,
-        '--port',
-        String(port),
-        '--rtc-host-addresses',
-        net.hostAddress,
-        '--public-url',
-        `http://${net.hostAddress}:${port}`,
-      ],
+      args: net.nodeArgs(port),
     });
     nodes.push(node);
     return node;

@@ -28,16 +28,7 @@ describe('a shaped subscriber on the publisher node', () => {
     net = await createShapedNamespace({ rateKbit: SHAPED_KBIT });
     const port = await freePort();
     node = await startNode({
-      args: [
-        '--host',
-        net.hostAddress,
-        '--port',
-        String(port),
-        '--rtc-host-addresses',
-        net.hostAddress,
-        '--public-url',
-        `http://${net.hostAddress}:${port}`,
-      ],
+      args: net.nodeArgs(port),
     });
   });
 

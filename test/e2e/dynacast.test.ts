@@ -281,16 +281,7 @@ describe('dynacast in Chromium', () => {
     // The node listens and gathers on the root end of the veth: the shaped viewer reaches it
     // there through the shaper, the other pages locally.
     node = await startNode({
-      args: [
-        '--host',
-        net.hostAddress,
-        '--port',
-        String(port),
-        '--rtc-host-addresses',
-        net.hostAddress,
-        '--public-url',
-        `http://${net.hostAddress}:${port}`,
-      ],
+      args: net.nodeArgs(port),
     });
   });
 

@@ -77,16 +77,7 @@ describe('bandwidth estimation toward a subscriber', () => {
     // The node listens and gathers on the root end of the veth: the page reaches it there
     // (through the shaper), and so does the bot (locally).
     node = await startNode({
-      args: [
-        '--host',
-        net.hostAddress,
-        '--port',
-        String(port),
-        '--rtc-host-addresses',
-        net.hostAddress,
-        '--public-url',
-        `http://${net.hostAddress}:${port}`,
-      ],
+      args: net.nodeArgs(port),
     });
   });
 

@@ -6,7 +6,7 @@
  * receives, so tbf there shapes the downlink only; the uplink is not shaped.
  *
  *   const net = await createShapedNamespace({ rateKbit: 600 });   // root only
- *   startNode({ args: ['--host', net.hostAddress, '--rtc-host-addresses', net.hostAddress, ...] })
+ *   startNode({ args: net.nodeArgs(await freePort()) })
  *   const browser = await openBrowser({ t, executablePath: net.chromiumPath,
  *     extraArgs: net.chromiumArgs(url) });
  *   await net.setRate(300); await net.unshape();
@@ -52,6 +52,11 @@ export interface ShapedNamespace {
   readonly chromiumPath: string;
   /** Chromium flags for a page at `origin` (an http origin at hostAddress is not "secure"). */
   chromiumArgs(origin: string): string[];
+  /**
+   * `sfu-node` flags for a node on `port` that the namespace reaches: it listens, gathers and
+   * announces itself on the root end's address.
+   */
+  nodeArgs(port: number): string[];
   /** Shapes (or reshapes) the downlink into the namespace. */
   setRate(options: ShapeOptions | number): Promise<void>;
   /** Removes the shaper: the downlink is the veth's, unlimited. */
@@ -179,6 +184,16 @@ export async function createShapedNamespace(shape?: ShapeOptions): Promise<Shape
     nsAddress,
     chromiumPath,
     chromiumArgs: (origin) => [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
+    nodeArgs: (port) => [
+      '--host',
+      hostAddress,
+      '--port',
+      String(port),
+      '--rtc-host-addresses',
+      hostAddress,
+      '--public-url',
+      `http://${hostAddress}:${port}`,
+    ],
     async setRate(options) {
       const s = typeof options === 'number' ? { rateKbit: options } : options;
       await sh('tc', tbfArgs(hostDev, s));
