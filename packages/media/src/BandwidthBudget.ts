@@ -10,10 +10,16 @@ export interface BandwidthBudget {
    * path up to that rate (a short burst) to find out sooner than its slow growth would.
    */
   probe(targetBps: number): void;
+  /**
+   * When a probe last showed that the path carries the rate it was sent at (performance.now()
+   * ms): the estimate was measured, not guessed, and may be spent at once.
+   */
+  readonly provenAt: number | undefined;
 }
 
 /** The budget of a subscriber nothing is estimated for: everything fits. */
 export const UNLIMITED_BUDGET: BandwidthBudget = Object.freeze({
   estimateBps: undefined,
   probe: () => {},
+  provenAt: undefined,
 });

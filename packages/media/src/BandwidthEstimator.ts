@@ -64,6 +64,12 @@ const LOSS_MIN_PACKETS = 20;
 /** A probe cluster's packets needed for a result, and how far apart they may arrive. */
 const PROBE_MIN_PACKETS = 5;
 
+/** What a probe cluster measured: the path's capacity, bits/s (0: too few packets arrived). */
+export interface ProbeResult {
+  readonly cluster: number;
+  readonly bps: number;
+}
+
 interface Cluster {
   packets: number;
   bytes: number;
@@ -118,6 +124,7 @@ export class BandwidthEstimator {
   #lossLost = 0;
   #lastLossUpdateMs: number | undefined;
   #lastLossDecreaseMs = Number.NEGATIVE_INFINITY;
+  #lastProbe: ProbeResult | undefined;
 
   constructor(options: BandwidthEstimatorOptions = {}) {
     this.#minBps = options.minBps ?? 50_000;
@@ -139,6 +146,11 @@ export class BandwidthEstimator {
 
   get state(): RateState {
     return this.#state;
+  }
+
+  /** The last probe cluster whose packets were all reported, and what it measured. */
+  get lastProbe(): ProbeResult | undefined {
+    return this.#lastProbe;
   }
 
   /** The delay detector's last verdict. */
@@ -209,6 +221,8 @@ export class BandwidthEstimator {
     for (const [other, o] of this.#clusters)
       if (o.firstSendMs < c.firstSendMs) this.#clusters.delete(other);
     const received = c.arrivals.length;
+    // Until it measures something, the cluster failed: too much of it lost, or too little.
+    this.#lastProbe = { cluster: id, bps: 0 };
     if (received < PROBE_MIN_PACKETS || received < c.packets * 0.8) return;
     const sendMs = c.lastSendMs - c.firstSendMs;
     if (sendMs <= 0) return;
@@ -230,6 +244,7 @@ export class BandwidthEstimator {
     const recvBps = ((tailBytes - last.bytes) * 8 * 1000) / recvMs;
     // Arriving clearly slower than sent: the path's capacity is the arrival rate.
     const result = recvBps < 0.9 * sendBps ? recvBps : Math.min(sendBps, recvBps);
+    this.#lastProbe = { cluster: id, bps: result };
     if (result > this.#delayBased && this.#signal !== 'overuse') {
       this.#delayBased = Math.min(this.#maxBps, result);
       this.#lossBased = Math.max(this.#lossBased, this.#delayBased);

@@ -9,12 +9,20 @@ import {
 } from 'werift';
 import type { BandwidthBudget } from './BandwidthBudget.js';
 import { BandwidthEstimator, type BandwidthEstimatorOptions } from './BandwidthEstimator.js';
+import { Pacer } from './Pacer.js';
 import { transportFeedbackResults, unwrapReferenceTime } from './transportFeedback.js';
 import { wireBytes } from './wireBytes.js';
 
-/** Bytes a packet costs on the wire beyond its RTP bytes: the SRTP tag and IPv4 + UDP headers. */
-/** At most one probe this often: a probe costs the link a burst, and its result needs a RTT. */
+/**
+ * At most one probe this often: a probe costs the link a burst, and its result needs a RTT.
+ * A probe that finds less than PROBE_SUCCESS of its rate doubles the gap, up to
+ * MAX_PROBE_GAP_MS (behind a bottleneck, every probe's burst costs the media behind it a
+ * queue, or a loss); one that finds it resets the gap and may be followed at once by a
+ * higher one (libwebrtc's further probing): a lifted limit is found in a few round trips.
+ */
 const PROBE_GAP_MS = 1_500;
+const MAX_PROBE_GAP_MS = 5_000;
+const PROBE_SUCCESS = 0.8;
 /** A probe cluster: this long, sent in ticks of PROBE_TICK_MS. */
 const PROBE_DURATION_MS = 150;
 const PROBE_TICK_MS = 10;
@@ -93,12 +101,15 @@ export interface TransportCongestionControlOptions {
  */
 export class TransportCongestionControl implements BandwidthBudget {
   readonly estimator: BandwidthEstimator;
+  readonly pacer: Pacer<RtpHeader>;
   readonly #transport: RTCDtlsTransport;
   readonly #logger: Logger;
   readonly #originalSendRtp: RTCDtlsTransport['sendRtp'];
   readonly #wrappedSendRtp: RTCDtlsTransport['sendRtp'];
   readonly #offRtcp: () => void;
   readonly #senders = new Map<RTCRtpSender, SenderInternals>();
+  /** SSRCs of the audio senders: their packets skip the pacer's queue. */
+  readonly #audioSsrcs = new Set<number>();
   /** The RTP sequence number of the last padding packet sent on each sender. */
   readonly #lastPadding = new Map<RTCRtpSender, number>();
   #sequenceNumber = 0;
@@ -108,6 +119,10 @@ export class TransportCongestionControl implements BandwidthBudget {
   #initialProbeDone = false;
   #cluster = 0;
   #lastProbeMs = Number.NEGATIVE_INFINITY;
+  #probeGapMs = PROBE_GAP_MS;
+  /** The rate each recent probe cluster was sent at, until its result is known. */
+  readonly #probeTargets = new Map<number, number>();
+  #provenAt: number | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
   #warned = false;
   #closed = false;
@@ -119,12 +134,18 @@ export class TransportCongestionControl implements BandwidthBudget {
     const transport = options.transport;
     const original = transport.sendRtp;
     this.#originalSendRtp = original;
-    // Stamping runs synchronously before werift's sendRtp encrypts (also synchronously, before
-    // its first await), so the numbers leave in the order they were written.
-    this.#wrappedSendRtp = (payload: Buffer, header: RtpHeader) => {
-      this.#stamp(payload, header, 0);
-      return original.call(transport, payload, header);
-    };
+    // Every packet goes through the pacer; stamping runs when it leaves, synchronously before
+    // werift's sendRtp encrypts (also synchronously, before its first await), so the numbers
+    // leave in the order they were written and the estimator sees the real send time.
+    this.pacer = new Pacer<RtpHeader>({
+      send: (payload, header) => {
+        this.#stamp(payload, header, 0);
+        return original.call(transport, payload, header);
+      },
+      wireBytes: (payload, header) => wireBytes(payload.length, header.serializeSize),
+    });
+    this.#wrappedSendRtp = (payload: Buffer, header: RtpHeader) =>
+      this.pacer.send(payload, header, this.#audioSsrcs.has(header.ssrc));
     transport.sendRtp = this.#wrappedSendRtp;
     this.#offRtcp = transport.onRtcp.subscribe((rtcp) => {
       if (!(rtcp instanceof RtcpTransportLayerFeedback)) return;
@@ -140,6 +161,10 @@ export class TransportCongestionControl implements BandwidthBudget {
   /** The estimate once the subscriber's first feedback arrived, bits/s. */
   get estimateBps(): number | undefined {
     return this.#firstFeedbackMs === undefined ? undefined : this.estimator.estimate;
+  }
+
+  get provenAt(): number | undefined {
+    return this.#provenAt;
   }
 
   /** Probe clusters started so far. */
@@ -170,11 +195,13 @@ export class TransportCongestionControl implements BandwidthBudget {
     }
     internals.senderBWE = NO_SENDER_BWE;
     this.#senders.set(sender, internals);
+    if (sender.kind === 'audio') this.#audioSsrcs.add(sender.ssrc);
     return true;
   }
 
   removeSender(sender: RTCRtpSender): void {
     this.#senders.delete(sender);
+    this.#audioSsrcs.delete(sender.ssrc);
     this.#lastPadding.delete(sender);
   }
 
@@ -186,12 +213,18 @@ export class TransportCongestionControl implements BandwidthBudget {
   probe(targetBps: number): void {
     if (this.#closed || this.#probeTimer || this.#transport.state !== 'connected') return;
     const now = performance.now();
-    if (now - this.#lastProbeMs < PROBE_GAP_MS) return;
+    if (now - this.#lastProbeMs < this.#probeGapMs) return;
     if (this.estimator.signal === 'overuse' || targetBps <= this.estimator.estimate) return;
+    // Media is waiting: a probe now would measure the queue, and delay it further.
+    if (this.pacer.queuedPackets > 0) return;
     const sender = this.#probeSender();
     if (!sender) return;
     this.#lastProbeMs = now;
     const cluster = ++this.#cluster;
+    this.#probeTargets.set(cluster, targetBps);
+    // A cluster never reported (all of it lost with its feedback) is forgotten eventually.
+    for (const old of this.#probeTargets.keys())
+      if (old < cluster - 8) this.#probeTargets.delete(old);
     const packetBytes = wireBytes(PROBE_PADDING_BYTES, 12 + 8);
     const total = Math.max(10, Math.ceil((targetBps * PROBE_DURATION_MS) / 8_000 / packetBytes));
     const perTick = Math.max(1, Math.ceil((total * PROBE_TICK_MS) / PROBE_DURATION_MS));
@@ -291,10 +324,27 @@ export class TransportCongestionControl implements BandwidthBudget {
     if (results.length === 0) return;
     const now = performance.now();
     this.estimator.onFeedback(results, now);
+    this.#onProbeResult(now);
     this.#firstFeedbackMs ??= now;
+    this.pacer.rateBps = this.estimator.estimate;
     if (!this.#initialProbeDone && now - this.#firstFeedbackMs >= INITIAL_PROBE_DELAY_MS) {
       this.probe(INITIAL_PROBE_FACTOR * this.estimator.estimate);
       this.#initialProbeDone = this.#cluster > 0;
+    }
+  }
+
+  /** A probe's result, once: success lets the next probe go at once, failure backs off. */
+  #onProbeResult(now: number): void {
+    const result = this.estimator.lastProbe;
+    const target = result && this.#probeTargets.get(result.cluster);
+    if (!result || target === undefined) return;
+    this.#probeTargets.delete(result.cluster);
+    if (result.bps >= PROBE_SUCCESS * target) {
+      this.#probeGapMs = PROBE_GAP_MS;
+      this.#lastProbeMs = Number.NEGATIVE_INFINITY;
+      this.#provenAt = now;
+    } else {
+      this.#probeGapMs = Math.min(MAX_PROBE_GAP_MS, 2 * this.#probeGapMs);
     }
   }
 
@@ -304,6 +354,7 @@ export class TransportCongestionControl implements BandwidthBudget {
     this.#closed = true;
     this.#stopProbe();
     this.#offRtcp();
+    this.pacer.close();
     if (this.#transport.sendRtp === this.#wrappedSendRtp)
       this.#transport.sendRtp = this.#originalSendRtp;
     this.#senders.clear();

@@ -7,6 +7,7 @@ import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from '
 import {
   ALLOCATE_INTERVAL_MS,
   LayerAllocator,
+  PROBE_REACH,
   RETARGET_MIN_INTERVAL_MS,
   UPGRADE_HOLD_MS,
 } from './LayerAllocator.js';
@@ -48,6 +49,7 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs = 5_000):
 /** A budget a test moves by hand, recording the probes it is asked for. */
 class TestBudget implements BandwidthBudget {
   estimateBps: number | undefined;
+  provenAt: number | undefined;
   probes: number[] = [];
   constructor(estimateBps?: number) {
     this.estimateBps = estimateBps;
@@ -155,7 +157,8 @@ test('the budget decides below the size cap, probes for the next layer, and move
   // 400 kbit/s: layer 0 (its cap, 150 kbit/s, while nothing is measured), not layer 1.
   await waitUntil('layer 0 on 400 kbit/s', settled(s, 0));
   await waitUntil('a probe', () => budget.probes.length > 0);
-  assert.equal(budget.probes[0], 500_000, 'the rate layer 1 would need');
+  // At least layer 1's rate (500 kbit/s), at most the top layer (1.5 Mbit/s): twice the estimate.
+  assert.equal(budget.probes[0], PROBE_REACH * 400_000);
   budget.estimateBps = 5_000_000;
   allocator.update();
   await waitUntil('up to the top on 5 Mbit/s', settled(s, 2), UPGRADE_HOLD_MS + 5_000);
@@ -200,6 +203,23 @@ test('a peak of the estimate moves nothing up; an estimate that stays up does, a
   budget.estimateBps = 400_000;
   allocator.update();
   await waitUntil('down again', settled(s, 0), RETARGET_MIN_INTERVAL_MS + 2_000);
+});
+
+test('an estimate a probe proved is spent at once, without the hold', async () => {
+  const budget = new TestBudget(400_000);
+  const { subscription: s, allocator } = subscriber(budget);
+  allocator.update();
+  await waitUntil('layer 0 on 400 kbit/s', () => settled(s, 0)() && budget.probes.length > 0);
+  const rose = performance.now();
+  budget.estimateBps = 5_000_000;
+  budget.provenAt = rose;
+  allocator.update();
+  await waitUntil('up to the top', settled(s, 2), UPGRADE_HOLD_MS + 5_000);
+  // The move must not have waited for the hold (it normally takes one allocator run).
+  assert.ok(
+    performance.now() - rose < UPGRADE_HOLD_MS - ALLOCATE_INTERVAL_MS,
+    `moved up ${Math.round(performance.now() - rose)} ms after the proof`,
+  );
 });
 
 test('a layer asked for that does not arrive yet stays demanded: dynacast does not pause it again', async () => {

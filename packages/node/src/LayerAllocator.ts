@@ -18,6 +18,12 @@ export const RETARGET_MIN_INTERVAL_MS = 1_000;
  * estimate behind a bottleneck is not capacity).
  */
 export const UPGRADE_HOLD_MS = 3_000;
+/**
+ * A probe asks for at most this multiple of the estimate (and at least the next layer up):
+ * enough to find a lifted limit in a few probes (each success is followed by the next at
+ * once), not so much that a probe's burst behind a bottleneck costs the media a loss.
+ */
+export const PROBE_REACH = 2;
 
 /**
  * Chooses, for one subscriber, the layer of each simulcast video it receives: the highest that
@@ -39,6 +45,7 @@ export class LayerAllocator {
   readonly #subscriptions: () => Iterable<Subscription>;
   readonly #timer: NodeJS.Timeout;
   readonly #sustained = new SustainedEstimate(UPGRADE_HOLD_MS);
+  #provenAt: number | undefined;
   #scheduled = false;
   #closed = false;
 
@@ -94,7 +101,10 @@ export class LayerAllocator {
     }
     if (simulcast.length === 0) return;
     const latest = this.#budget.estimateBps;
-    if (latest === undefined) this.#sustained.reset();
+    // A probe measured the path: its rate is capacity, not a peak, and needs no hold.
+    const proven = this.#budget.provenAt;
+    if (latest === undefined || proven !== this.#provenAt) this.#sustained.reset();
+    this.#provenAt = proven;
     const estimate = latest === undefined ? undefined : this.#sustained.update(now, latest);
     const budget =
       estimate === undefined ? Number.POSITIVE_INFINITY : Math.max(0, estimate - fixedBps);
@@ -146,20 +156,26 @@ export class LayerAllocator {
       s.retarget(layer, chosen < 0 ? chosen : Math.max(chosen, wanted[i] ?? chosen), now);
     }
     if (estimate === undefined) return;
-    // A video held below its cap by the budget alone: let the estimator find out whether the
-    // next layer up would fit (one probe per run, the cheapest step).
+    // A video held below its cap by the budget alone: let the estimator find out whether more
+    // would fit: at least the cheapest step up, at most every video at its cap (one probe per
+    // run), and no more than PROBE_REACH times the estimate.
     let probe = Number.POSITIVE_INFINITY;
+    let full = fixedBps;
     for (const [i, s] of simulcast.entries()) {
       const chosen = targets[i] ?? -1;
       const cap = caps[i] ?? -1;
-      if (chosen < 0 || chosen >= cap) continue;
       const layers = s.publication.layers;
+      if (chosen >= 0) full += costOf(layers[Math.max(chosen, cap)]);
+      if (chosen < 0 || chosen >= cap) continue;
       let next = chosen + 1;
       while (next < cap && !(layers[next]?.active || layers[next]?.paused)) next++;
       const step = costOf(layers[next]) - costOf(layers[chosen]);
       if (step > 0 && step < probe) probe = step;
     }
-    if (Number.isFinite(probe)) this.#budget.probe(fixedBps + spent + probe);
+    if (Number.isFinite(probe)) {
+      const step = fixedBps + spent + probe;
+      this.#budget.probe(Math.min(full, Math.max(step, PROBE_REACH * (latest ?? estimate))));
+    }
   }
 
   close(): void {

@@ -83,10 +83,13 @@ export class SubscriberPeer {
     this.#onPeerConnection = options.onPeerConnection;
     this.#onFirstMedia = options.onFirstMedia;
     // A view for the allocator, which exists before the transport and its estimator do.
-    const estimate = () => this.#congestion?.estimateBps;
+    const congestion = () => this.#congestion;
     this.#budget = {
       get estimateBps() {
-        return estimate();
+        return congestion()?.estimateBps;
+      },
+      get provenAt() {
+        return congestion()?.provenAt;
       },
       probe: (targetBps: number) => this.#congestion?.probe(targetBps),
     };
