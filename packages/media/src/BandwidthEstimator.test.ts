@@ -153,7 +153,7 @@ test('feedback for packets it never saw changes nothing', () => {
  * bucket of 600 kbit/s with a 6000-byte burst (tbf), or through no bucket. Returns the
  * estimate after the feedback.
  */
-function probeThrough(bucket: boolean): number {
+function probeThrough(bucket: boolean): { estimate: number; probe: number | undefined } {
   const estimator = new BandwidthEstimator({ initialBps: 300_000 });
   const size = 1200;
   const results: PacketFeedback[] = [];
@@ -175,14 +175,29 @@ function probeThrough(bucket: boolean): number {
     results.push({ sequenceNumber: i, received: true, receivedAtMs: arrival });
   }
   estimator.onFeedback(results, 1300);
-  return estimator.estimate;
+  assert.equal(estimator.lastProbe?.cluster, 1);
+  return { estimate: estimator.estimate, probe: estimator.lastProbe?.bps };
 }
 
 test("a probe through a token bucket reads the bucket's rate, not its burst", () => {
-  const shaped = probeThrough(true);
+  const { estimate: shaped, probe: shapedProbe } = probeThrough(true);
   // The whole cluster's arrival rate was ~880 kbit/s: the first 6000 bytes rode the burst.
   assert.ok(shaped <= 660_000, `probe through a 600 kbit/s bucket read ${shaped} bit/s`);
   assert.ok(shaped > 500_000, `the probe still lifted the estimate: ${shaped} bit/s`);
-  const open = probeThrough(false);
+  assert.equal(shapedProbe, shaped, 'the result is reported as measured');
+  const { estimate: open, probe: openProbe } = probeThrough(false);
   assert.ok(open >= 1_000_000, `an open path reads the probe's rate: ${open} bit/s`);
+  assert.ok((openProbe ?? 0) >= 1_000_000);
+});
+
+test('a probe cluster mostly lost is reported as a failure (0), and changes no estimate', () => {
+  const estimator = new BandwidthEstimator({ initialBps: 300_000 });
+  const results: PacketFeedback[] = [];
+  for (let i = 0; i < 16; i++) {
+    estimator.onPacketSent(i, 1200, 1000 + i * 8, 7);
+    results.push({ sequenceNumber: i, received: i < 8, receivedAtMs: 1020 + i * 16 });
+  }
+  estimator.onFeedback(results, 1300);
+  assert.deepEqual(estimator.lastProbe, { cluster: 7, bps: 0 });
+  assert.ok(estimator.estimate <= 300_000);
 });

@@ -6,10 +6,12 @@ import {
   GenericNack,
   RTCPeerConnection,
   RTP_EXTENSION_URI,
+  RtcpPacketConverter,
   RtcpTransportLayerFeedback,
   RtpHeader,
   RtpPacket,
 } from 'werift';
+import { encodeTransportFeedback } from './encodeTransportFeedback.js';
 import { subscriberPeerConfig } from './peerConfig.js';
 import { TransportCongestionControl } from './TransportCongestionControl.js';
 
@@ -49,6 +51,9 @@ interface Arrival {
   padding: boolean;
 }
 
+/** When each transport-wide number arrived at the receiver (performance.now() ms). */
+type ArrivalTimes = Map<number, number>;
+
 /**
  * The node's subscriber configuration toward a werift receiver that negotiates transport-cc
  * too (werift's receiver sends transport-cc feedback), over loopback.
@@ -82,15 +87,17 @@ async function connectedPair() {
   const id = negotiated.find((e) => e.uri === RTP_EXTENSION_URI.transportWideCC)?.id;
   assert.ok(id !== undefined, 'transport-cc negotiated');
   const arrivals: Arrival[] = [];
+  const arrivedAt: ArrivalTimes = new Map();
   receiverTransport.onRtp.subscribe((rtp) => {
     const ext = rtp.header.extensions.find((e) => e.id === id);
+    if (ext) arrivedAt.set(ext.payload.readUInt16BE(0), performance.now());
     arrivals.push({
       seq: rtp.header.sequenceNumber,
       transportSeq: ext?.payload.readUInt16BE(0),
       padding: rtp.header.padding,
     });
   });
-  return { sender, receiving, receiverTransport, control, arrivals };
+  return { sender, receiving, receiverTransport, control, arrivals, arrivedAt };
 }
 
 test('every packet gets the next transport-wide number, a retransmission a new one', async () => {
@@ -147,4 +154,67 @@ test('a probe is padding after the end of a frame; later media moves up by as ma
   control.probe(2_000_000);
   await sleep(100);
   assert.equal(arrivals.length, padding.length + 2, 'at most one probe per 1.5 s');
+});
+
+test('a probe that arrives at its rate proves the estimate and lets the next go at once; a lost one backs off', async (t) => {
+  const { sender, receiverTransport, control, arrivals, arrivedAt } = await connectedPair();
+  let feedbackCount = 0;
+  /** Reports every packet since `from` (transport numbers) as it arrived here, or as lost. */
+  const report = async (from: number, lost = false) => {
+    const to = control.sequenceNumber;
+    const arrivalsUs = Array.from({ length: to - from + 1 }, (_, i) => {
+      const at = arrivedAt.get(from + i);
+      return lost || at === undefined ? undefined : Math.round(at * 1000);
+    });
+    // One arrival, at least: the reference time comes from it.
+    arrivalsUs[0] ??= Math.round(performance.now() * 1000);
+    const raw = encodeTransportFeedback({
+      senderSsrc: 1234,
+      mediaSsrc: sender.ssrc,
+      baseSequence: from,
+      feedbackCount: feedbackCount++,
+      arrivals: arrivalsUs,
+    });
+    await receiverTransport.sendRtcp(RtcpPacketConverter.deSerialize(raw));
+  };
+  await sender.sendRtp(vp8Packet(700, true));
+  await waitUntil('the first packet', () => arrivals.length >= 1);
+  // First feedback: the estimate starts (1 Mbit/s by default).
+  await report(1);
+  await waitUntil('an estimate', () => control.estimateBps !== undefined);
+  assert.equal(control.provenAt, undefined);
+
+  // A probe at 2 Mbit/s over loopback, reported as it arrived.
+  const target = 2_000_000;
+  const before = control.sequenceNumber;
+  control.probe(target);
+  await waitUntil('the first probe packets', () => arrivals.some((a) => a.padding));
+  await sleep(600); // the cluster is 150 ms long (at most 450 ms): let it end
+  await report(before + 1);
+  await waitUntil('the probe result', () => control.estimator.lastProbe?.cluster === 1);
+  const measured = control.estimator.lastProbe?.bps ?? 0;
+  const clusters = control.probes;
+  if (measured >= 0.8 * target) {
+    // Proven: the estimate is the measured rate, and a second probe may start right away.
+    assert.ok(control.provenAt !== undefined, `${measured} bit/s measured, not proven`);
+    assert.ok((control.estimateBps ?? 0) >= 0.8 * target, `estimate ${control.estimateBps}`);
+    const secondFrom = control.sequenceNumber;
+    control.probe(2 * target);
+    assert.equal(control.probes, clusters + 1, 'a proven probe is followed at once');
+    await sleep(600);
+    // This one is lost on the way: the next must wait longer than the usual 1.5 s.
+    await report(secondFrom + 1, true);
+    await waitUntil('the second result', () => control.estimator.lastProbe?.cluster === 2);
+  } else {
+    // This VM could not send the cluster at its rate (its timers ran late): not proven, and
+    // that is a failed probe too.
+    t.diagnostic(`the probe left at ${measured} bit/s only: checking the backoff alone`);
+    assert.equal(control.provenAt, undefined);
+  }
+  const failedAt = performance.now();
+  await sleep(1_700);
+  const expected = control.probes;
+  control.probe(4 * target);
+  if (performance.now() - failedAt < 2 * 1_500)
+    assert.equal(control.probes, expected, 'a failed probe backs off past 1.5 s');
 });

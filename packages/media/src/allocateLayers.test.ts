@@ -73,3 +73,17 @@ test('an unlimited budget gives each video its cap (what the allocator compares 
   ];
   assert.deepEqual(allocateLayers(videos, Number.POSITIVE_INFINITY), [2, 1, 0, -1]);
 });
+
+test('a ceiling holds a video below what the budget allows, never below its lowest layer', () => {
+  const big = { layers: camera(), renderWidth: 960 };
+  assert.deepEqual(allocateLayers([{ ...big, ceiling: 1 }], 5_000_000), [1]);
+  assert.deepEqual(allocateLayers([{ ...big, ceiling: 0 }], 5_000_000), [0]);
+  // Below the lowest active layer: the lowest active one still (a frozen tile is worse).
+  assert.deepEqual(
+    allocateLayers([{ layers: camera([false, true, true]), renderWidth: 960, ceiling: 0 }], 5e6),
+    [1],
+  );
+  // The budget still rules under the ceiling; the size cap too.
+  assert.deepEqual(allocateLayers([{ ...big, ceiling: 2 }], 1_000_000), [1]);
+  assert.deepEqual(allocateLayers([{ ...big, renderWidth: 200, ceiling: 2 }], 5_000_000), [0]);
+});

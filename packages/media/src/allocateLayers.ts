@@ -25,6 +25,8 @@ export interface VideoDemand {
   readonly pin?: 'low' | 'high';
   /** The layer it gets now, if any: upgrades need a margin over it, downgrades do not. */
   readonly current?: number;
+  /** The highest layer it may get for now, whatever the budget (an upgrade backing off). */
+  readonly ceiling?: number;
 }
 
 /** How much more than a layer costs the budget must have before a video is moved up to it. */
@@ -66,13 +68,14 @@ export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number
 
 /** The highest layer a video may get: by its rendered size, or its pin. */
 function capOf(v: VideoDemand): number {
-  if (v.renderWidth <= 0 || lowestActive(v.layers) < 0) return -1;
-  if (v.pin === 'low') return lowestActive(v.layers);
+  const lowest = lowestActive(v.layers);
+  if (v.renderWidth <= 0 || lowest < 0) return -1;
+  if (v.pin === 'low') return lowest;
   const top = v.layers.length - 1;
-  if (v.pin === 'high') return top;
   // The smallest layer at least about as wide as the tile (10 % softer is not visible).
   const fits = v.layers.findIndex((l) => l.width >= v.renderWidth * 0.9);
-  return fits < 0 ? top : fits;
+  const cap = v.pin === 'high' || fits < 0 ? top : fits;
+  return v.ceiling === undefined ? cap : Math.max(lowest, Math.min(cap, v.ceiling));
 }
 
 function lowestActive(layers: readonly LayerOption[]): number {

@@ -7,6 +7,7 @@ import { RTCPeerConnection, RTCRtpCodecParameters, RtpHeader, RtpPacket } from '
 import {
   ALLOCATE_INTERVAL_MS,
   LayerAllocator,
+  MIN_BACKOFF_MS,
   PROBE_REACH,
   RETARGET_MIN_INTERVAL_MS,
   UPGRADE_HOLD_MS,
@@ -219,6 +220,41 @@ test('an estimate a probe proved is spent at once, without the hold', async () =
   assert.ok(
     performance.now() - rose < UPGRADE_HOLD_MS - ALLOCATE_INTERVAL_MS,
     `moved up ${Math.round(performance.now() - rose)} ms after the proof`,
+  );
+});
+
+test('a video the budget moved down stays down for the backoff; a proven estimate ends it', async () => {
+  const budget = new TestBudget(5_000_000);
+  const { subscription: s, allocator } = subscriber(budget);
+  allocator.update();
+  await waitUntil('the top on 5 Mbit/s', settled(s, 2));
+  await sleep(RETARGET_MIN_INTERVAL_MS);
+  budget.estimateBps = 400_000;
+  allocator.update();
+  await waitUntil('down on 400 kbit/s', settled(s, 0), RETARGET_MIN_INTERVAL_MS + 2_000);
+  const downAt = s.retargetedAt;
+  // Back up at once, and it stays: the hold (3 s) is shorter than the backoff (4 s).
+  budget.estimateBps = 5_000_000;
+  allocator.update();
+  await waitUntil('up again after the backoff', settled(s, 2), MIN_BACKOFF_MS + 5_000);
+  assert.ok(
+    s.retargetedAt - downAt >= MIN_BACKOFF_MS - 50,
+    `up ${Math.round(s.retargetedAt - downAt)} ms after going down`,
+  );
+  // Down again: the backoff doubles, but a probe's proof ends it.
+  await sleep(RETARGET_MIN_INTERVAL_MS);
+  budget.estimateBps = 400_000;
+  allocator.update();
+  await waitUntil('down again', settled(s, 0), RETARGET_MIN_INTERVAL_MS + 2_000);
+  await sleep(RETARGET_MIN_INTERVAL_MS);
+  const provenAt = performance.now();
+  budget.estimateBps = 5_000_000;
+  budget.provenAt = provenAt;
+  allocator.update();
+  await waitUntil('up on the proven estimate', settled(s, 2), 5_000);
+  assert.ok(
+    s.retargetedAt - provenAt < MIN_BACKOFF_MS,
+    `up ${Math.round(s.retargetedAt - provenAt)} ms after the proof`,
   );
 });
 

@@ -24,6 +24,16 @@ export const UPGRADE_HOLD_MS = 3_000;
  * once), not so much that a probe's burst behind a bottleneck costs the media a loss.
  */
 export const PROBE_REACH = 2;
+/**
+ * After the budget moved a video down, it goes up again no sooner than this, doubled for each
+ * further move down within BACKOFF_RESET_MS, up to MAX_BACKOFF_MS (an estimate that sits just
+ * above what a link carries moves a video up, the larger layer overflows the link, and the
+ * video comes down again: each round costs two keyframes and a freeze). A probe that proves
+ * the estimate ends the backoff: that is capacity, not a wobble.
+ */
+export const MIN_BACKOFF_MS = 4_000;
+export const MAX_BACKOFF_MS = 16_000;
+const BACKOFF_RESET_MS = 30_000;
 
 /**
  * Chooses, for one subscriber, the layer of each simulcast video it receives: the highest that
@@ -46,6 +56,8 @@ export class LayerAllocator {
   readonly #timer: NodeJS.Timeout;
   readonly #sustained = new SustainedEstimate(UPGRADE_HOLD_MS);
   #provenAt: number | undefined;
+  /** When the budget last moved each video down, and how long it stays down since. */
+  readonly #backoff = new WeakMap<Subscription, { downAt: number; ms: number }>();
   #scheduled = false;
   #closed = false;
 
@@ -111,7 +123,14 @@ export class LayerAllocator {
     const demands = simulcast.map((s): VideoDemand => {
       const pin = s.settings?.pin;
       const current = s.targetLayer;
+      const backoff = this.#backoff.get(s);
+      const held =
+        backoff !== undefined &&
+        current >= 0 &&
+        now < backoff.downAt + backoff.ms &&
+        !(proven !== undefined && proven > backoff.downAt);
       return {
+        ...(held ? { ceiling: current } : {}),
         layers: s.publication.layers.map((l) => ({
           width: l.width,
           bitrateBps: costOf(l),
@@ -131,9 +150,14 @@ export class LayerAllocator {
       demands.map((d) => ({ ...d, layers: d.layers.map((l) => ({ ...l, active: true })) })),
       budget,
     );
-    // What each video would get with no budget limit: its cap by size and pin.
+    // What each video would get with no budget limit (and no backoff): its cap by size and pin.
     const caps =
-      estimate === undefined ? targets : allocateLayers(demands, Number.POSITIVE_INFINITY);
+      estimate === undefined
+        ? targets
+        : allocateLayers(
+            demands.map(({ ceiling: _, ...d }) => d),
+            Number.POSITIVE_INFINITY,
+          );
     let spent = 0;
     for (const [i, s] of simulcast.entries()) {
       const layers = s.publication.layers;
@@ -146,13 +170,16 @@ export class LayerAllocator {
         continue;
       }
       const layer = standIn(layers, chosen, s.currentLayer);
+      const settingsChanged = s.settingsChanged;
       const urgent =
-        s.settingsChanged ||
+        settingsChanged ||
         layer === -1 ||
         (s.currentLayer >= 0 && !layers[s.currentLayer]?.active) ||
         now - s.retargetedAt >= RETARGET_MIN_INTERVAL_MS;
       s.settingsChanged = false;
       if (layer !== s.targetLayer && !urgent) continue;
+      if (!settingsChanged && chosen >= 0 && chosen < s.targetLayer && chosen < (caps[i] ?? -1))
+        this.#backedOff(s, now);
       s.retarget(layer, chosen < 0 ? chosen : Math.max(chosen, wanted[i] ?? chosen), now);
     }
     if (estimate === undefined) return;
@@ -176,6 +203,16 @@ export class LayerAllocator {
       const step = fixedBps + spent + probe;
       this.#budget.probe(Math.min(full, Math.max(step, PROBE_REACH * (latest ?? estimate))));
     }
+  }
+
+  /** The budget moved `s` down: it stays down for a while, longer each time it flaps. */
+  #backedOff(s: Subscription, now: number): void {
+    const last = this.#backoff.get(s);
+    const ms =
+      last && now - last.downAt < BACKOFF_RESET_MS
+        ? Math.min(MAX_BACKOFF_MS, 2 * last.ms)
+        : MIN_BACKOFF_MS;
+    this.#backoff.set(s, { downAt: now, ms });
   }
 
   close(): void {
