@@ -462,6 +462,7 @@ describe('metrics of two nodes with a relay link', () => {
       'sfu_simulcast_paused_layers',
       'sfu_subscriber_estimate_bps',
       'sfu_subscriber_probes_total',
+      'sfu_subscriber_paced_packets_total',
       'sfu_relay_layers_carried',
       'sfu_relay_layer_packets_total',
       'sfu_publisher_feedback_packets_total',

@@ -49,6 +49,7 @@ export class SubscriberPeer {
   #estimateTimer: NodeJS.Timeout | undefined;
   readonly #budget: BandwidthBudget;
   #probesCounted = 0;
+  #pacedCounted = 0;
   /** Keyed by the publication's trackId. */
   readonly #subscriptions = new Map<string, Subscription>();
   #negotiating = false;
@@ -318,6 +319,9 @@ export class SubscriberPeer {
     if (estimate && bps !== undefined) this.#metrics.subscriberEstimate.observe(bps);
     this.#metrics.subscriberProbes.inc(congestion.probes - this.#probesCounted);
     this.#probesCounted = congestion.probes;
+    const paced = congestion.pacer.pacedPackets;
+    this.#metrics.subscriberPacedPackets.inc(paced - this.#pacedCounted);
+    this.#pacedCounted = paced;
   }
 
   async trickle(candidate: IceCandidate): Promise<void> {

@@ -37,6 +37,7 @@ export class NodeMetrics {
   readonly joinDuration: Histogram;
   readonly subscriberEstimate: Histogram;
   readonly subscriberProbes: Counter;
+  readonly subscriberPacedPackets: Counter;
   readonly admissionWait: Histogram<'result'>;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
@@ -318,6 +319,11 @@ export class NodeMetrics {
     this.subscriberProbes = new Counter({
       name: 'sfu_subscriber_probes_total',
       help: 'Probe clusters (short padding bursts above the estimate) sent toward subscribers',
+      registers,
+    });
+    this.subscriberPacedPackets = new Counter({
+      name: 'sfu_subscriber_paced_packets_total',
+      help: 'Packets toward subscribers that waited in the pacer (a burst above 1.25 times the estimate)',
       registers,
     });
     // Every series of the media counters exists from the start, at 0: rate() and increase()
