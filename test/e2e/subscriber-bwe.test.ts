@@ -11,7 +11,7 @@
  * its estimate. The bot publishes one layer, so the layer allocator has nothing to move down
  * to: the bot's 1.8 Mbit/s go into a 600 kbit/s link whatever the estimate says, and the
  * estimate must find the link anyway. (Video adapting to the estimate is shown with simulcast
- * pages in test/acceptance/shaped-subscriber.test.ts.)
+ * pages in shaped-subscriber.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
