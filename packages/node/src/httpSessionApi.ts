@@ -135,7 +135,7 @@ export function httpSessionRouter(host: HttpSessionHost): Router {
             'Accept-Patch': SDP_FRAGMENT,
             ...(links.length > 0 ? { Link: links } : {}),
           })
-          .send(answer);
+          .send(Buffer.from(answer, 'utf8')); // a string would get '; charset=utf-8' added
       } catch (error) {
         next(error);
       }
