@@ -10,7 +10,8 @@ sendonly, with all ICE candidates in the offer (no trickle), follows a 307 redir
 the endpoint routes it to (sending the token again: it is the same cluster), and sends DELETE
 on SIGINT or SIGTERM. It prints one JSON object per line on stdout: {"event": "created",
 "location": ...}, {"event": "connection", "state": ...}, {"event": "deleted", "status": ...},
-or {"event": "error", ...} (exit status 1).
+or {"event": "error", ...} (exit status 1). The "created" event has the ICE servers the node
+offered (its Link headers), which this script does not use.
 """
 
 import argparse
@@ -57,9 +58,9 @@ def http(method, url, body=None, headers=None):
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with OPENER.open(request, timeout=15) as response:
-            return response.status, dict(response.headers), response.read().decode()
+            return response.status, response.headers, response.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+        return error.code, error.headers, error.read().decode()
 
 
 class Publisher:
@@ -146,7 +147,12 @@ class Publisher:
         if status != 201:
             return self.fail(status=status, body=body)
         self.location = urllib.parse.urljoin(url, response_headers["Location"])
-        emit(event="created", location=self.location, etag=response_headers.get("ETag"))
+        emit(
+            event="created",
+            location=self.location,
+            etag=response_headers.get("ETag"),
+            links=response_headers.get_all("Link") or [],
+        )
         ok, message = GstSdp.SDPMessage.new_from_text(body)
         if ok != GstSdp.SDPResult.OK:
             return self.fail(status=status, body="the answer does not parse")

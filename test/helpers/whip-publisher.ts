@@ -24,6 +24,8 @@ export interface WhipPublisher {
   readonly events: readonly WhipEvent[];
   /** Resolves with the first event that `match` takes, already printed or to come. */
   waitFor(what: string, match: (e: WhipEvent) => boolean, timeoutMs?: number): Promise<WhipEvent>;
+  /** SIGKILL: the publisher vanishes without a DELETE, as a crash or a lost network would. */
+  kill(): void;
   /** SIGTERM: the script sends DELETE and exits; resolves with its exit code. */
   stop(): Promise<number | null>;
   readonly stderr: string[];
@@ -84,6 +86,9 @@ export function startWhipPublisher(options: { url: string; token: string }): Whi
         waiters.add(wake);
         check();
       });
+    },
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
