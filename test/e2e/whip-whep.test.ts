@@ -2,8 +2,9 @@
  * WHIP and WHEP across a relay, with independent WebRTC stacks on both ends. Two nodes, `ams`
  * (the default region, where loopback callers are routed) and `hcm`, share a real Redis.
  *
- * 1. GStreamer's webrtcbin (scripts/whip-publish.py) POSTs its offer to hcm's WHIP endpoint,
- *    is redirected (307) to ams, the routed node, and publishes there; a Chromium demo page on
+ * 1. The directory and hcm redirect a WHIP POST (307) to ams, the routed node. GStreamer's
+ *    webrtcbin (scripts/whip-publish.py) POSTs its offer to hcm's WHIP endpoint, follows the
+ *    redirect and publishes on ams; a Chromium demo page on
  *    hcm sees it join and decodes its video and hears its audio, which only the relay link
  *    ams -> hcm carries. The script's DELETE ends the session: the page sees it leave, ams
  *    counts no participant, and a second DELETE is a coded 404.
@@ -73,6 +74,7 @@ describe('WHIP and WHEP across a relay link', () => {
   let redis: RedisServer;
   let ams: NodeProcess;
   let hcm: NodeProcess;
+  let directory: NodeProcess;
   const bots = new BotPool();
 
   before(async () => {
@@ -84,15 +86,16 @@ describe('WHIP and WHEP across a relay link', () => {
       SFU_REGISTRY_HEARTBEAT_MS: String(HEARTBEAT_MS),
       SFU_DEFAULT_REGION: 'ams',
     };
-    [ams, hcm] = await Promise.all([
+    [ams, hcm, directory] = await Promise.all([
       startNode({ nodeId: 'node-ams', region: 'ams', env }),
       startNode({ nodeId: 'node-hcm', region: 'hcm', env }),
+      startNode({ role: 'directory', env }),
     ]);
   });
 
   after(async () => {
     await bots.closeAll();
-    await Promise.allSettled([ams?.stop(), hcm?.stop()]);
+    await Promise.allSettled([ams?.stop(), hcm?.stop(), directory?.stop()]);
     await redis?.stop();
   });
 
@@ -122,8 +125,24 @@ describe('WHIP and WHEP across a relay link', () => {
     const joined = await until(page, 'the page to join on hcm', (v) => v.state === 'joined');
     assert.equal(joined.nodeId, hcm.nodeId);
 
-    // The publisher is given hcm's endpoint; the 307 takes it to ams, where loopback is routed.
+    // The directory and hcm send a WHIP POST to ams, where loopback callers are routed; the
+    // 307 keeps the method and body.
     const token = await tokens.mint({ room, identity: 'gst', name: 'GStreamer' });
+    await waitForPeer(directory, ams, room);
+    for (const via of [directory, hcm]) {
+      const redirect = await fetch(`${via.url}/v1/whip/${room}`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/sdp' },
+        body: 'v=0',
+      });
+      assert.equal(redirect.status, 307, `${via.nodeId}: ${await redirect.text()}`);
+      assert.equal(
+        redirect.headers.get('location'),
+        `${ams.url}/v1/whip/${room}?node=${ams.nodeId}`,
+      );
+    }
+    // The publisher is given hcm's endpoint and follows the 307 to ams.
     const publisher = startWhipPublisher({ url: `${hcm.url}/v1/whip/${room}`, token });
     t.after(() => publisher.stop());
     const created = await publisher.waitFor('create its session', (e) => e.event !== 'connection');

@@ -1,7 +1,15 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type IceServer, LIMITS, SfuError } from '@geosfu/common';
-import { bearerToken, type RouteService } from '@geosfu/registry';
+import {
+  bearerToken,
+  HTTP_SESSION_KINDS,
+  httpSessionCors,
+  httpSessionPreflight,
+  pathParam,
+  type RouteService,
+  routeHttpSession,
+} from '@geosfu/registry';
 import express, { type NextFunction, type Request, type Response, Router } from 'express';
 import type { HttpSessions } from './HttpSessions.js';
 
@@ -18,33 +26,6 @@ export interface HttpSessionHost {
 
 const SDP = 'application/sdp';
 const SDP_FRAGMENT = 'application/trickle-ice-sdpfrag';
-
-/**
- * Browsers may publish and watch from any origin: the token travels in the Authorization
- * header, never in a cookie, so allowing every origin exposes nothing the caller does not
- * hold; the headers a WHIP client reads must be exposed to it.
- */
-function cors(res: Response): void {
-  res.set({
-    'Access-Control-Allow-Origin': '*',
-    'Access-Control-Expose-Headers': 'Location, ETag, Link, Accept-Patch, Accept-Post',
-  });
-}
-
-function preflight(methods: string, extra: Record<string, string>) {
-  return (_req: Request, res: Response) => {
-    cors(res);
-    res
-      .set({
-        'Access-Control-Allow-Methods': methods,
-        'Access-Control-Allow-Headers': 'Authorization, Content-Type, If-Match',
-        'Access-Control-Max-Age': '600',
-        ...extra,
-      })
-      .status(204)
-      .end();
-  };
-}
 
 /** RFC 9725 section 4.6: the ICE servers a client should use, as Link headers. */
 function iceServerLinks(servers: readonly IceServer[]): string[] {
@@ -68,11 +49,6 @@ function textOf(req: Request, type: string): string {
   return typeof req.body === 'string' ? req.body : '';
 }
 
-function param(req: Request, name: string): string {
-  const value: unknown = req.params[name];
-  return typeof value === 'string' ? value : '';
-}
-
 function one(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
@@ -81,8 +57,8 @@ function one(value: unknown): string | undefined {
  * WHIP (RFC 9725) and WHEP: `POST /v1/whip/<room>` publishes the offer's tracks,
  * `POST /v1/whep/<room>[?participant=<identity>]` watches the room (or one participant);
  * each creates `/v1/sessions/<id>`, which takes PATCH (trickle ICE) and DELETE (leave).
- * A POST goes where `/v1/route` would send the caller: to another node by a 307 redirect,
- * which keeps the method and body (`?node=<id>` there says it was routed already).
+ * A POST goes where `/v1/route` would send the caller: to another node by a 307 redirect
+ * (`routeHttpSession`, shared with `sfu-directory`).
  */
 export function httpSessionRouter(host: HttpSessionHost): Router {
   const router = Router();
@@ -97,26 +73,19 @@ export function httpSessionRouter(host: HttpSessionHost): Router {
       );
     });
 
-  for (const kind of ['whip', 'whep'] as const) {
+  for (const kind of HTTP_SESSION_KINDS) {
     const path = `/v1/${kind}/:room`;
-    router.options(path, preflight('POST, OPTIONS', { 'Accept-Post': SDP }));
+    router.options(path, httpSessionPreflight('POST, OPTIONS', { 'Accept-Post': SDP }));
     router.post(path, sized, async (req: Request, res: Response, next: NextFunction) => {
-      cors(res);
+      httpSessionCors(res);
       try {
-        const room = param(req, 'room');
+        const room = pathParam(req, 'room');
         const token = bearerToken(req);
         const watch = one(req.query.participant);
         if (one(req.query.node) !== host.nodeId) {
-          const route = await host.routes.route({
-            authorization: req.headers.authorization,
-            room,
-            socketAddress: req.socket.remoteAddress,
-            forwardedFor: req.headers['x-forwarded-for'],
-          });
+          const route = await routeHttpSession(host.routes, req, kind);
           if (route.nodeId !== host.nodeId) {
-            const query = new URLSearchParams({ node: route.nodeId });
-            if (watch !== undefined) query.set('participant', watch);
-            res.redirect(307, `${route.url}/v1/${kind}/${encodeURIComponent(room)}?${query}`);
+            res.redirect(307, route.url);
             return;
           }
         }
@@ -142,21 +111,21 @@ export function httpSessionRouter(host: HttpSessionHost): Router {
     });
   }
 
-  router.options('/v1/sessions/:id', preflight('PATCH, DELETE, OPTIONS', {}));
+  router.options('/v1/sessions/:id', httpSessionPreflight('PATCH, DELETE, OPTIONS', {}));
   router.patch('/v1/sessions/:id', sized, async (req: Request, res: Response, next) => {
-    cors(res);
+    httpSessionCors(res);
     try {
       const fragment = textOf(req, SDP_FRAGMENT);
-      await host.httpSessions.patch(param(req, 'id'), fragment, one(req.headers['if-match']));
+      await host.httpSessions.patch(pathParam(req, 'id'), fragment, one(req.headers['if-match']));
       res.status(204).end();
     } catch (error) {
       next(error);
     }
   });
   router.delete('/v1/sessions/:id', async (req: Request, res: Response, next) => {
-    cors(res);
+    httpSessionCors(res);
     try {
-      await host.httpSessions.delete(param(req, 'id'));
+      await host.httpSessions.delete(pathParam(req, 'id'));
       res.status(200).end();
     } catch (error) {
       next(error);
