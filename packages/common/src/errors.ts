@@ -31,6 +31,10 @@ export const ERROR_CODES = [
   'TIMEOUT',
   'CLOSED',
   'INTERNAL',
+  /** WHIP/WHEP PATCH: an ICE restart, which the node does not do (RFC 9725 section 4.3.2). */
+  'ICE_RESTART_UNSUPPORTED',
+  /** WHIP/WHEP PATCH: its If-Match is not the session's ETag (RFC 9725 section 4.3.1). */
+  'PRECONDITION_FAILED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -64,6 +68,8 @@ const HTTP_STATUS: Record<ErrorCode, number> = {
   TIMEOUT: 504,
   CLOSED: 410,
   INTERNAL: 500,
+  ICE_RESTART_UNSUPPORTED: 422,
+  PRECONDITION_FAILED: 412,
 };
 
 /**

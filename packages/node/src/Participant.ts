@@ -46,6 +46,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly grants: Grants;
   readonly joinedAt = Date.now();
   readonly autoSubscribe: boolean;
+  /** Only this identity's tracks are forwarded to this participant (a WHEP viewer's choice). */
+  readonly watch: string | undefined;
   #config: NodeConfig;
   #stalls: StallDetector;
   #logger: Logger;
@@ -64,6 +66,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     name: string;
     grants: Grants;
     autoSubscribe: boolean;
+    /**
+     * WHEP: the client offers what it receives and the node answers (SubscriberPeer's viewer
+     * mode); without it the node offers each change to the subscriber.
+     */
+    viewer?: boolean | undefined;
+    watch?: string | undefined;
     config: NodeConfig;
     /** The clock of the liveness timers (it skips time the node was stopped). */
     stalls: StallDetector;
@@ -80,6 +88,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.name = options.name;
     this.grants = options.grants;
     this.autoSubscribe = options.autoSubscribe;
+    this.watch = options.watch;
     this.#config = options.config;
     this.#stalls = options.stalls;
     this.#logger = options.logger;
@@ -105,6 +114,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       send: (message) => this.send(message),
       onPeerConnection: (pc) => this.#watchConnection(pc, 'subscriber'),
       onFirstMedia: () => this.safeEmit('firstMediaOut'),
+      viewer: options.viewer ?? false,
     });
   }
 
@@ -171,7 +181,19 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   /** Forwards a publication to this participant; renegotiates the subscriber PC. */
   subscribe(publication: Publication): void {
     this.#assertOpen();
+    if (this.watch !== undefined && publication.identity !== this.watch) return;
     if (this.grants.canSubscribe) this.#subscriber.subscribe(publication);
+  }
+
+  /**
+   * WHEP: answers the viewer's offer (its recvonly m-lines); the tracks this participant
+   * subscribes to are sent on them.
+   */
+  async answerViewerOffer(sdp: string): Promise<string> {
+    this.#assertOpen();
+    if (!this.grants.canSubscribe)
+      throw new SfuError('PERMISSION_DENIED', 'this token does not allow subscribing');
+    return this.#subscriber.answerOffer(sdp);
   }
 
   unsubscribe(trackId: string): void {

@@ -16,7 +16,27 @@ import type { LocalRooms } from './LocalRooms.js';
 import type { NodeMetrics } from './metrics.js';
 import { Participant } from './Participant.js';
 import type { Room } from './Room.js';
-import type { SignalConnection } from './SignalConnection.js';
+
+/**
+ * The signalling side of one session, whatever carries it: a websocket (`SignalConnection`)
+ * or an HTTP resource (`HttpSession`: WHIP and WHEP). Sessions joins and leaves through it.
+ */
+export interface SessionChannel {
+  readonly participant: Participant | undefined;
+  readonly room: Room | undefined;
+  /** Delivers a server message to the client, if this channel can (HTTP ones drop them). */
+  send(message: ServerMessage): void;
+  /** Ends the session exactly once, whichever way it ends. */
+  end(reason: LeaveReason): Promise<void>;
+}
+
+/** How a participant takes part, beyond the join message (the HTTP sessions set these). */
+export interface JoinOptions {
+  /** WHEP: the client offers and the node answers (no renegotiation). */
+  viewer?: boolean;
+  /** Receive only the tracks of this identity. */
+  watch?: string;
+}
 
 export interface JoinResult {
   room: Room;
@@ -27,7 +47,8 @@ export interface JoinResult {
 /**
  * The sessions of one node: joins (the store decides the room limit and replacements
  * across the cluster, under the room's lock), leaves and chat. Each joined session is one
- * `SignalConnection` with its `Participant` in a local `Room`.
+ * `SessionChannel` (a websocket or a WHIP/WHEP resource) with its `Participant` in a local
+ * `Room`.
  */
 export class Sessions {
   readonly #config: NodeConfig;
@@ -40,7 +61,7 @@ export class Sessions {
   readonly #logger: Logger;
   readonly #accepting: () => boolean;
   readonly #membershipChanged: (room: string) => void;
-  readonly #bySession = new Map<string, SignalConnection>();
+  readonly #bySession = new Map<string, SessionChannel>();
 
   constructor(options: {
     config: NodeConfig;
@@ -77,7 +98,11 @@ export class Sessions {
     void this.#bySession.get(sessionId)?.end(reason);
   }
 
-  async join(connection: SignalConnection, message: ClientMessageOf<'join'>): Promise<JoinResult> {
+  async join(
+    connection: SessionChannel,
+    message: ClientMessageOf<'join'>,
+    options: JoinOptions = {},
+  ): Promise<JoinResult> {
     const startedAt = performance.now();
     this.#assertAccepting();
     const token = await this.#tokens.verify(message.token);
@@ -87,7 +112,7 @@ export class Sessions {
       const joined = await room
         .serialize(async () => {
           if (room.closed) return undefined; // retired while we waited: take the new one
-          return this.#joinRoom(room, connection, message, token, startedAt);
+          return this.#joinRoom(room, connection, message, token, startedAt, options);
         })
         .catch((error: unknown) => {
           this.#rooms.retireIfUnused(room);
@@ -108,10 +133,11 @@ export class Sessions {
 
   async #joinRoom(
     room: Room,
-    connection: SignalConnection,
+    connection: SessionChannel,
     message: ClientMessageOf<'join'>,
     token: AccessToken,
     startedAt: number,
+    options: JoinOptions,
   ): Promise<JoinResult> {
     const store = this.#store;
     const config = this.#config;
@@ -167,6 +193,7 @@ export class Sessions {
       name: token.name,
       grants: token.grants,
       autoSubscribe: message.autoSubscribe ?? true,
+      ...options,
       config,
       stalls: this.#stalls,
       metrics: this.#metrics,
@@ -203,7 +230,7 @@ export class Sessions {
     return { room, participant, reply };
   }
 
-  async leave(connection: SignalConnection, reason: LeaveReason): Promise<void> {
+  async leave(connection: SessionChannel, reason: LeaveReason): Promise<void> {
     const { participant, room } = connection;
     if (!participant || !room) return;
     if (this.#bySession.get(participant.sessionId) === connection)

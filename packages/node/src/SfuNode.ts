@@ -21,6 +21,7 @@ import { type ControlPlane, listenMetrics, type MetricsServer } from '@geosfu/re
 import type { RelayBus } from '@geosfu/relay';
 import { WebSocketServer } from 'ws';
 import { HandshakeGate } from './HandshakeGate.js';
+import { HttpSessions } from './HttpSessions.js';
 import { createHttpApp, type HttpHost } from './httpApp.js';
 import { LocalRooms } from './LocalRooms.js';
 import { NodeMetrics } from './metrics.js';
@@ -68,6 +69,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
   #state: NodeState = 'created';
   readonly #rooms: LocalRooms;
   readonly #sessions: Sessions;
+  /** WHIP and WHEP: participants whose signalling is HTTP. */
+  readonly httpSessions: HttpSessions;
   readonly #relays: RelayBridge | undefined;
   readonly #stats: StatsSampler;
   readonly #load = new NodeLoad();
@@ -153,6 +156,12 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       logger: this.#logger,
       accepting: () => this.#state === 'active',
       membershipChanged: (room) => this.#relays?.reconcile(room),
+    });
+    this.httpSessions = new HttpSessions({
+      sessions: this.#sessions,
+      tokens: this.tokens,
+      metrics: this.metrics,
+      logger: this.#logger,
     });
     this.#relays = bus
       ? new RelayBridge({
@@ -373,7 +382,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
         reconnect = undefined;
       }
       this.#logger.info({ sessions: this.#sessions.size, reconnect }, 'draining');
-      const ending = [...this.#connections].map((c) => c.end('draining', reconnect));
+      const ending = [
+        ...[...this.#connections].map((c) => c.end('draining', reconnect)),
+        this.httpSessions.endAll('draining'),
+      ];
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, this.config.drainTimeoutMs);
@@ -400,7 +412,10 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
     this.stalls.close();
     this.#handshakes.close();
     await this.#relays?.close();
-    await Promise.allSettled([...this.#connections].map((c) => c.end(reason)));
+    await Promise.allSettled([
+      ...[...this.#connections].map((c) => c.end(reason)),
+      this.httpSessions.close(reason),
+    ]);
     this.#rooms.close();
     for (const client of this.#wss?.clients ?? []) client.terminate();
     this.#wss?.close();

@@ -10,11 +10,17 @@ import {
 } from '@geosfu/common';
 import {
   type BandwidthBudget,
+  preferPassiveDtls,
   subscriberPeerConfig,
   TransportCongestionControl,
   TransportSweeper,
 } from '@geosfu/media';
-import { MediaStreamTrack, RTCPeerConnection } from 'werift';
+import {
+  MediaStreamTrack,
+  RTCPeerConnection,
+  type RTCRtpCodecParameters,
+  type RTCRtpTransceiver,
+} from 'werift';
 import { addCandidate } from './addCandidate.js';
 import { LayerAllocator } from './LayerAllocator.js';
 import type { NodeMetrics } from './metrics.js';
@@ -32,6 +38,11 @@ const ESTIMATE_SAMPLE_MS = 1_000;
  * `sendonly` transceiver per subscription. The node offers and the client answers, so the
  * two sides never offer on the same connection (docs/PROTOCOL.md). One offer at a time;
  * changes made meanwhile coalesce into the next one.
+ *
+ * A WHEP viewer turns this around (`viewer`): the client offers recvonly m-lines once and the
+ * node answers (`answerOffer`); WHEP has no way for the node to offer again, so each of the
+ * offer's m-lines is a slot that carries one subscribed publication of its kind at a time,
+ * and a publication that finds no free slot waits for one.
  */
 export class SubscriberPeer {
   readonly #sessionId: string;
@@ -61,6 +72,10 @@ export class SubscriberPeer {
   readonly #werift: (() => void)[] = [];
   /** Chooses the simulcast layer of each video (created with the peer, closed with it). */
   readonly #allocator: LayerAllocator;
+  /** WHEP: the client offers, the node answers, once. */
+  readonly #viewer: boolean;
+  /** WHEP: publications subscribed to that wait for a free m-line of their kind. */
+  #waiting: Publication[] = [];
   #closed = false;
 
   constructor(options: {
@@ -74,6 +89,8 @@ export class SubscriberPeer {
     onPeerConnection: (pc: RTCPeerConnection) => void;
     /** First media packet sent to this participant (join time metric). */
     onFirstMedia: () => void;
+    /** WHEP: the client offers (`answerOffer`) and the node never does. */
+    viewer?: boolean;
   }) {
     this.#sessionId = options.sessionId;
     this.#config = options.config;
@@ -83,6 +100,7 @@ export class SubscriberPeer {
     this.#send = options.send;
     this.#onPeerConnection = options.onPeerConnection;
     this.#onFirstMedia = options.onFirstMedia;
+    this.#viewer = options.viewer ?? false;
     // A view for the allocator, which exists before the transport and its estimator do.
     const congestion = () => this.#congestion;
     this.#budget = {
@@ -129,11 +147,22 @@ export class SubscriberPeer {
   subscribe(publication: Publication): void {
     this.#assertOpen();
     if (this.#subscriptions.has(publication.trackId) || publication.closed) return;
+    if (this.#viewer) {
+      this.#waiting = this.#waiting.filter((p) => !p.closed && p !== publication);
+      this.#waiting.push(publication);
+      this.#bindWaiting();
+      return;
+    }
     const pc = this.#pc ?? this.#create();
     // A local track only carries the codec, so that werift negotiates exactly the publisher's
     // codec (H264 profile included) on this m-line. Packets go to the sender directly.
     const codecCarrier = new MediaStreamTrack({ kind: publication.kind, codec: publication.codec });
     const transceiver = pc.addTransceiver(codecCarrier, { direction: 'sendonly' });
+    this.#addSubscription(publication, transceiver);
+    this.#negotiate();
+  }
+
+  #addSubscription(publication: Publication, transceiver: RTCRtpTransceiver): Subscription {
     const subscription = new Subscription({
       publication,
       transceiver,
@@ -146,7 +175,71 @@ export class SubscriberPeer {
     });
     this.#subscriptions.set(publication.trackId, subscription);
     this.#allocator.update();
-    this.#negotiate();
+    return subscription;
+  }
+
+  /**
+   * WHEP: answers the viewer's offer. Its m-lines become `sendonly` slots (pitfall 4: with
+   * sendrecv the viewer's PLIs would go to the receiver), and the publications waiting for
+   * one are bound to them.
+   */
+  async answerOffer(sdp: string): Promise<string> {
+    this.#assertOpen();
+    if (!this.#viewer || this.#pc)
+      throw new SfuError('NEGOTIATION_FAILED', 'this subscriber does not take an offer now');
+    await this.#admission.admit('subscriber'); // its turn, or SERVICE_BUSY
+    this.#assertOpen();
+    const pc = this.#create();
+    try {
+      await pc.setRemoteDescription({ type: 'offer', sdp });
+      for (const t of pc.getTransceivers()) t.setDirection('sendonly');
+      const created = await pc.createAnswer();
+      await pc.setLocalDescription({ type: 'answer', sdp: preferPassiveDtls(created.sdp) });
+    } catch (error) {
+      throw new SfuError('INVALID_SDP', `the offer was rejected: ${(error as Error).message}`, {
+        cause: error,
+      });
+    } finally {
+      this.#sweeper?.sweep();
+    }
+    this.#assertOpen();
+    const slots = pc.getTransceivers().filter((t) => t.codecs.length > 0);
+    if (!slots.some((t) => t.kind === 'audio' || t.kind === 'video')) {
+      throw new SfuError(
+        'NEGOTIATION_FAILED',
+        'no m-line of the offer has a codec the node sends (Opus, VP8, H264)',
+      );
+    }
+    this.#watchCongestion(slots);
+    this.#bindWaiting();
+    return pc.localDescription?.sdp ?? '';
+  }
+
+  /** WHEP: gives each waiting publication a free m-line of its kind that has its codec. */
+  #bindWaiting(): void {
+    const pc = this.#pc;
+    if (!this.#viewer || this.#closed || !pc?.localDescription) return;
+    const used = new Set([...this.#subscriptions.values()].map((s) => s.transceiver));
+    const waiting: Publication[] = [];
+    for (const publication of this.#waiting) {
+      if (publication.closed || this.#subscriptions.has(publication.trackId)) continue;
+      let bound = false;
+      for (const transceiver of pc.getTransceivers()) {
+        if (used.has(transceiver) || transceiver.kind !== publication.kind) continue;
+        const codec = sameCodec(transceiver.codecs, publication.codec);
+        if (!codec) continue;
+        // The viewer accepted every codec of its answer on this m-line: send with the one
+        // the publisher encodes (werift's sender stamps its payload type on each packet).
+        transceiver.sender.codec = codec;
+        used.add(transceiver);
+        const subscription = this.#addSubscription(publication, transceiver);
+        if (pc.connectionState === 'connected') subscription.requestKeyframe();
+        bound = true;
+        break;
+      }
+      if (!bound) waiting.push(publication);
+    }
+    this.#waiting = waiting;
   }
 
   /**
@@ -181,11 +274,19 @@ export class SubscriberPeer {
   }
 
   unsubscribe(trackId: string): void {
+    this.#waiting = this.#waiting.filter((p) => p.trackId !== trackId);
     this.#subscriptions.get(trackId)?.close();
   }
 
   #onSubscriptionClosed(subscription: Subscription): void {
     this.#subscriptions.delete(subscription.publication.trackId);
+    if (this.#viewer) {
+      // The m-line stays (WHEP cannot renegotiate): a waiting publication may take it.
+      if (this.#closed) return;
+      this.#allocator.update();
+      this.#bindWaiting();
+      return;
+    }
     this.#congestion?.removeSender(subscription.transceiver.sender);
     if (this.#closed || !this.#pc) return;
     this.#allocator.update();
@@ -215,7 +316,7 @@ export class SubscriberPeer {
 
   /** Offers the current set of subscriptions; one offer at a time, changes meanwhile coalesce. */
   #negotiate(): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#viewer) return;
     const pc = this.#pc;
     // werift fails a PC renegotiated before its first ICE+DTLS set-up is done: hold changes.
     const settingUp = pc?.remoteDescription && /^(new|connecting)$/.test(pc.connectionState);
@@ -237,7 +338,7 @@ export class SubscriberPeer {
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         this.#sweeper?.sweep();
-        this.#watchCongestion();
+        this.#watchCongestion([...this.#subscriptions.values()].map((s) => s.transceiver));
         if (this.#closed) return;
         const tracks: SubscribedTrack[] = [];
         for (const s of this.#subscriptions.values()) {
@@ -296,10 +397,10 @@ export class SubscriberPeer {
    * Creates the transport's congestion control once the (bundled) DTLS transport exists, and
    * hands it every sender. With max-bundle there is one transport for the PeerConnection's life.
    */
-  #watchCongestion(): void {
+  #watchCongestion(transceivers: readonly RTCRtpTransceiver[]): void {
     if (this.#closed) return;
-    for (const s of this.#subscriptions.values()) {
-      const sender = s.transceiver.sender;
+    for (const transceiver of transceivers) {
+      const sender = transceiver.sender;
       const transport = sender.dtlsTransport;
       if (!transport) continue;
       if (!this.#congestion) {
@@ -346,6 +447,7 @@ export class SubscriberPeer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#waiting = [];
     this.#allocator.close();
     clearTimeout(this.#answerTimer);
     clearInterval(this.#estimateTimer);
@@ -356,4 +458,28 @@ export class SubscriberPeer {
     this.#pc = undefined;
     await this.#sweeper?.close();
   }
+}
+
+/**
+ * The codec of `offered` (an m-line's negotiated codecs) that carries what `codec` encodes:
+ * the same MIME type and, for H264, the same profile-level-id and packetization-mode (a
+ * decoder set up for one profile may refuse another: pitfall 6).
+ */
+function sameCodec(
+  offered: readonly RTCRtpCodecParameters[],
+  codec: RTCRtpCodecParameters,
+): RTCRtpCodecParameters | undefined {
+  const mime = codec.mimeType.toLowerCase();
+  const candidates = offered.filter((c) => c.mimeType.toLowerCase() === mime);
+  if (mime !== 'video/h264') return candidates[0];
+  const key = (c: RTCRtpCodecParameters) => {
+    const params = new Map(
+      (c.parameters ?? '').split(';').map((kv) => {
+        const [k = '', v = ''] = kv.trim().split('=');
+        return [k.toLowerCase(), v.toLowerCase()] as const;
+      }),
+    );
+    return `${params.get('profile-level-id') ?? '42001f'}/${params.get('packetization-mode') ?? '0'}`;
+  };
+  return candidates.find((c) => key(c) === key(codec));
 }

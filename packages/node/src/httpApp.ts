@@ -17,6 +17,8 @@ import {
   routeService,
 } from '@geosfu/registry';
 import express from 'express';
+import type { HttpSessions } from './HttpSessions.js';
+import { httpSessionRouter } from './httpSessionApi.js';
 import type { NodeMetrics } from './metrics.js';
 import type { Room } from './Room.js';
 
@@ -36,13 +38,15 @@ export interface HttpHost {
   readonly url: string;
   readonly rooms: ReadonlyMap<string, Room>;
   readonly sessionCount: number;
+  /** The WHIP and WHEP sessions (`/v1/whip`, `/v1/whep`, `/v1/sessions`). */
+  readonly httpSessions: HttpSessions;
   /** Starts a drain (in the background) on an admin's request. */
   requestDrain(by: string): void;
 }
 
 /**
- * The node's express app: health, metrics, routing, the admin API, dev tokens and the demo
- * page, with the body limits and error handling every HTTP app of the cluster shares
+ * The node's express app: health, metrics, routing, WHIP and WHEP, the admin API, dev tokens
+ * and the demo page, with the body limits and error handling every HTTP app of the cluster shares
  * (`jsonBody`, `errorHandlers` in `@geosfu/registry`).
  */
 export function createHttpApp(host: HttpHost, logger: Logger): express.Express {
@@ -69,12 +73,17 @@ export function createHttpApp(host: HttpHost, logger: Logger): express.Express {
       }
     });
   }
+  const routes = routeService(host.plane, config, logger, (result) =>
+    host.metrics.routeDecisions.inc({ result }),
+  );
+  app.use(routeRouter(routes));
   app.use(
-    routeRouter(
-      routeService(host.plane, config, logger, (result) =>
-        host.metrics.routeDecisions.inc({ result }),
-      ),
-    ),
+    httpSessionRouter({
+      nodeId: host.nodeId,
+      iceServers: config.iceServers,
+      httpSessions: host.httpSessions,
+      routes,
+    }),
   );
   const admin = async (req: express.Request): Promise<AccessToken> => {
     const token = await host.tokens.verify(bearerToken(req));

@@ -34,6 +34,8 @@ export class NodeMetrics {
   readonly simulcastPausedLayers: Gauge;
   readonly layerSwitches: Counter<'direction'>;
   readonly signalErrors: Counter<'code'>;
+  /** WHIP and WHEP sessions created (`kind`: whip, whep); they count as participants too. */
+  readonly httpSessions: Counter<'kind'>;
   readonly joinDuration: Histogram;
   readonly subscriberEstimate: Histogram;
   readonly subscriberProbes: Counter;
@@ -178,6 +180,13 @@ export class NodeMetrics {
       labelNames: ['code'],
       registers,
     });
+    this.httpSessions = new Counter({
+      name: 'sfu_http_sessions_total',
+      help: 'WHIP (publish) and WHEP (watch) sessions created over HTTP, by kind',
+      labelNames: ['kind'],
+      registers,
+    });
+    for (const kind of ['whip', 'whep'] as const) this.httpSessions.inc({ kind }, 0);
     this.routeDecisions = new Counter({
       name: 'sfu_route_decisions_total',
       help: 'Answers of /v1/route by reason (nearest, least-loaded-nearby, pinned-region, pinned-node, default-region) or error',

@@ -16,7 +16,7 @@
  * only one rejected with port 0 may be recycled for a new mid); werift answered an offer that
  * dropped one and left the dropped m-line's publication without a transceiver.
  */
-import { LIMITS, SfuError } from '@geosfu/common';
+import { type ClientMessageOf, LIMITS, SfuError } from '@geosfu/common';
 
 export interface OfferSection {
   kind: string;
@@ -266,4 +266,90 @@ function checkKeepsMLines(sections: readonly OfferSection[], before: readonly Of
       );
     }
   }
+}
+
+/** A track as a `publish` request declares it. */
+export type OfferedTrack = ClientMessageOf<'publish'>['tracks'][number];
+
+/**
+ * WHIP: the tracks a publisher's offer sends, one per live audio or video m-line that sends
+ * (what our own clients declare in `publish`). Simulcast is refused: the sizes and bitrates of
+ * its layers, which the node's layer choice needs, are not in an SDP.
+ */
+export function offeredTracks(offer: PublishOffer): OfferedTrack[] {
+  const tracks: OfferedTrack[] = [];
+  for (const section of offer.sections) {
+    if (section.port === 0 || section.mid === undefined) continue;
+    if (section.kind !== 'audio' && section.kind !== 'video') continue;
+    if (section.direction !== 'sendonly' && section.direction !== 'sendrecv') continue;
+    if (section.simulcast.length > 0) {
+      throw new SfuError(
+        'INVALID_SDP',
+        `m-line "${section.mid}" sends simulcast, which WHIP ingest does not take (the layers' sizes are not in the SDP); send one layer`,
+      );
+    }
+    tracks.push({
+      mid: section.mid,
+      kind: section.kind,
+      source: section.kind === 'audio' ? 'microphone' : 'camera',
+    });
+  }
+  if (tracks.length === 0)
+    throw new SfuError('INVALID_SDP', 'the offer sends no audio or video (no sendonly m-line)');
+  if (tracks.length > LIMITS.maxTracksPerParticipant) {
+    throw new SfuError(
+      'TOO_MANY_TRACKS',
+      `the offer sends ${tracks.length} tracks; at most ${LIMITS.maxTracksPerParticipant}`,
+    );
+  }
+  return tracks;
+}
+
+/**
+ * WHEP: checks a viewer's offer: the shape `checkPublishOffer` asks of any offer (one BUNDLE
+ * group, one set of ICE credentials), and at least one live audio or video m-line that
+ * receives.
+ */
+export function checkViewerOffer(sdp: string): PublishOffer {
+  const offer = checkPublishOffer(sdp);
+  const receiving = offer.sections.filter(
+    (s) =>
+      s.port !== 0 &&
+      (s.kind === 'audio' || s.kind === 'video') &&
+      (s.direction === 'recvonly' || s.direction === 'sendrecv'),
+  );
+  if (receiving.length === 0)
+    throw new SfuError('INVALID_SDP', 'the offer receives no audio or video (no recvonly m-line)');
+  if (offer.sections.length > LIMITS.maxTracksPerParticipant) {
+    throw new SfuError(
+      'TOO_MANY_TRACKS',
+      `the offer has ${offer.sections.length} m-lines; at most ${LIMITS.maxTracksPerParticipant}`,
+    );
+  }
+  return offer;
+}
+
+/**
+ * An offer's `a=bundle-only` m-lines with port 0 (RFC 8843 section 6: a max-bundle offerer
+ * such as GStreamer's webrtcbin sends its bundled m-lines so) given the port 9 of a live
+ * m-line: werift reads port 0 as rejected and would answer the m-line rejected. Nothing else
+ * changes: the m-line is in the BUNDLE group and shares its transport either way.
+ */
+export function withBundleOnlyPorts(sdp: string): string {
+  const lines = sdp.split(/\r\n|\n/);
+  let section = -1;
+  const bundleOnly = new Set<number>();
+  for (const line of lines) {
+    if (line.startsWith('m=')) section++;
+    else if (line.trim() === 'a=bundle-only' && section >= 0) bundleOnly.add(section);
+  }
+  if (bundleOnly.size === 0) return sdp;
+  section = -1;
+  return lines
+    .map((line) => {
+      if (!line.startsWith('m=')) return line;
+      section++;
+      return bundleOnly.has(section) ? line.replace(/^m=(\S+) 0 /, 'm=$1 9 ') : line;
+    })
+    .join('\r\n');
 }

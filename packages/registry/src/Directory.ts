@@ -4,6 +4,7 @@ import { type Logger, SfuError, type TokenService } from '@geosfu/common';
 import express from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { errorHandlers, jsonBody } from './httpErrors.js';
+import { httpSessionRedirectRouter } from './httpSessionRoute.js';
 import { listenMetrics, type MetricsServer } from './metricsServer.js';
 import type { NodeRegistry } from './NodeRegistry.js';
 import type { RouteService } from './RouteService.js';
@@ -85,7 +86,9 @@ export class Directory {
     app.get('/v1/nodes', (_req, res) => {
       res.json({ nodes: registry.list() });
     });
-    app.use(routeRouter(options.routes((result) => decisions.inc({ result }))));
+    const routes = options.routes((result) => decisions.inc({ result }));
+    app.use(routeRouter(routes));
+    app.use(httpSessionRedirectRouter(routes));
     if (options.dev) app.use(devTokenRouter(options.tokens, () => this.url));
     app.use(...errorHandlers(this.#logger));
     this.#app = app;

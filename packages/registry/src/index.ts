@@ -9,6 +9,15 @@ export {
 } from './GeoIpLocator.js';
 export { clientError, errorHandlers, jsonBody } from './httpErrors.js';
 export {
+  HTTP_SESSION_KINDS,
+  type HttpSessionKind,
+  httpSessionCors,
+  httpSessionPreflight,
+  httpSessionRedirectRouter,
+  pathParam,
+  routeHttpSession,
+} from './httpSessionRoute.js';
+export {
   clientAddress,
   isPrivateAddress,
   normalizeIp,
