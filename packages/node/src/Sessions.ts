@@ -17,6 +17,7 @@ import type { NodeMetrics } from './metrics.js';
 import { Participant } from './Participant.js';
 import type { Room } from './Room.js';
 import type { SignalConnection } from './SignalConnection.js';
+import { iceServersFor } from './turnCredentials.js';
 
 export interface JoinResult {
   room: Room;
@@ -194,7 +195,7 @@ export class Sessions {
       region: config.region,
       participant: participant.info(config.nodeId, config.region),
       participants: others,
-      iceServers: [...config.iceServers],
+      iceServers: iceServersFor(config, token.identity, token.expiresAt),
       grants: { canPublish: token.grants.canPublish, canSubscribe: token.grants.canSubscribe },
       pingIntervalMs: config.pingIntervalMs,
       pingTimeoutMs: config.pingTimeoutMs,
