@@ -3,8 +3,8 @@
  * another machine reaches it: Chromium in its own network namespace opens the demo page at
  * https://sfu.geosfu.test:<port>, a name that resolves to the node's address on a veth (not
  * localhost), with a certificate the test made and that browser profile trusts (its SPKI hash).
- * The origin is secure, so the page may open the camera: two pages publish and decode each
- * other. Then the certificate is renewed on disk and the node serves the new one without a
+ * The origin is secure, so the page may open the camera: two pages, joining a node outside dev
+ * mode with tokens in their URL (`?token=`), publish and decode each other. Then the certificate is renewed on disk and the node serves the new one without a
  * restart.
  */
 import assert from 'node:assert/strict';
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect } from 'node:tls';
+import { TokenService } from '@geosfu/common';
 import { openBrowser } from '../helpers/browser.js';
 import { createShapedNamespace, type ShapedNamespace } from '../helpers/netns.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
@@ -24,6 +25,9 @@ import { receivesFrom, reportOnFailure, until } from './page-view.js';
 import { buildDemoPage } from './setup.js';
 
 const HOST = 'sfu.geosfu.test';
+const API_KEY = 'tls-test';
+const API_SECRET = randomBytes(32).toString('hex');
+const tokens = new TokenService(API_KEY, API_SECRET);
 
 /** The fingerprint of the certificate the server at address:port presents now. */
 function servedFingerprint(address: string, port: number): Promise<string> {
@@ -51,7 +55,10 @@ describe('HTTPS and WSS on the node', () => {
     net = await createShapedNamespace();
     cert = makeCertificate(dir, { dns: [HOST], ips: [net.hostAddress] });
     port = await freePort();
+    // Not a dev node: the pages join with tokens, as they would in production.
     node = await startNode({
+      dev: false,
+      env: { SFU_API_KEY: API_KEY, SFU_API_SECRET: API_SECRET },
       args: [
         ...net.nodeArgs(port),
         '--public-url',
@@ -82,12 +89,14 @@ describe('HTTPS and WSS on the node', () => {
       ],
     });
     const markPassed = reportOnFailure(t, browser, [node]);
-    const url = (name: string) =>
-      `https://${HOST}:${port}/?${new URLSearchParams({ room, name, autojoin: '1' })}`;
+    const url = async (name: string) => {
+      const token = await tokens.mint({ room, identity: name });
+      return `https://${HOST}:${port}/?${new URLSearchParams({ room, name, token, autojoin: '1' })}`;
+    };
     const alice = await browser.newPage();
     const bob = await browser.newPage();
-    await alice.goto(url('alice'));
-    await bob.goto(url('bob'));
+    await alice.goto(await url('alice'));
+    await bob.goto(await url('bob'));
     const origin = await alice.evaluate('[location.protocol, window.isSecureContext]');
     assert.deepEqual(origin, ['https:', true]);
     await until(alice, 'alice to join over wss', (v) => v.state === 'joined');
