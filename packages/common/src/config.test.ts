@@ -69,6 +69,27 @@ test('parses lists, ranges and ICE servers', () => {
   assert.equal(c.iceServers[0]?.username, 'u');
 });
 
+test('TURN URLs and secret go together; URLs are turn: or turns: with a transport', () => {
+  const urls =
+    'turn:t.example.com:3478?transport=udp, turn:t.example.com:3478?transport=tcp,turns:t.example.com:5349?transport=tcp';
+  const c = loadConfig(['--dev'], { SFU_TURN_URLS: urls, SFU_TURN_SECRET: SECRET });
+  assert.equal(c.turnUrls.length, 3);
+  assert.equal(c.turnUrls[1], 'turn:t.example.com:3478?transport=tcp');
+  assert.equal(c.turnSecret, SECRET);
+  assert.deepEqual(loadConfig(['--dev'], {}).turnUrls, []);
+  assert.throws(() => loadConfig(['--dev'], { SFU_TURN_URLS: urls }), /SFU_TURN_SECRET together/);
+  assert.throws(
+    () => loadConfig(['--dev'], { SFU_TURN_URLS: 'stun:t.example.com', SFU_TURN_SECRET: SECRET }),
+    /SFU_TURN_URLS.*turn: or turns:/,
+  );
+});
+
+test('a TLS certificate needs its key', () => {
+  assert.throws(() => loadConfig(['--dev', '--tls-cert', '/x/cert.pem'], {}), /SFU_TLS_KEY/);
+  const c = loadConfig(['--dev', '--tls-cert', '/x/c.pem', '--tls-key', '/x/k.pem'], {});
+  assert.equal(c.tlsKey, '/x/k.pem');
+});
+
 test('ping timeout must leave room for a late ping', () => {
   assert.throws(
     () => loadConfig(['--dev', '--ping-interval-ms', '5000', '--ping-timeout-ms', '6000'], {}),

@@ -59,6 +59,19 @@ const iceServers = z
   })
   .pipe(z.array(IceServer));
 
+const turnUrls = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .refine(
+    (list) => list.every((url) => /^turns?:[^\s?,]+(\?transport=(udp|tcp))?$/.test(url)),
+    'comma-separated turn: or turns: URLs, e.g. turn:turn.example.com:3478?transport=tcp',
+  );
+
 /** One row per setting: its environment variable, its flag, its schema, its default, its doc. */
 interface Field {
   env: string;
@@ -152,7 +165,31 @@ export const CONFIG_FIELDS = {
     flag: 'ice-servers',
     schema: iceServers,
     default: '[]',
-    doc: 'STUN/TURN servers handed to clients, JSON: `[{"urls":"turn:t.example.com:3478","username":"u","credential":"p"}]`.',
+    doc: 'Extra ICE servers with fixed credentials handed to every client, JSON: `[{"urls":"stun:stun.example.com:3478"}]`. For TURN use `SFU_TURN_URLS` and `SFU_TURN_SECRET`, which mint a credential per session.',
+  },
+  turnUrls: {
+    env: 'SFU_TURN_URLS',
+    flag: 'turn-urls',
+    schema: turnUrls,
+    doc: "This region's TURN server URLs, comma-separated: `turn:turn.ams.example.com:3478?transport=udp,turn:turn.ams.example.com:3478?transport=tcp,turns:turn.ams.example.com:5349?transport=tcp`. Every `joined` carries them with a credential minted for that session (coturn `use-auth-secret`), expiring with its access token. Needs `SFU_TURN_SECRET`.",
+  },
+  turnSecret: {
+    env: 'SFU_TURN_SECRET',
+    flag: 'turn-secret',
+    schema: z.string().min(32, 'at least 32 characters'),
+    doc: "The TURN server's `static-auth-secret` (coturn): signs the per-session TURN credentials. Required with `SFU_TURN_URLS`; at least 32 characters.",
+  },
+  tlsCert: {
+    env: 'SFU_TLS_CERT',
+    flag: 'tls-cert',
+    schema: z.string().min(1),
+    doc: 'PEM certificate chain: with `SFU_TLS_KEY`, the node serves HTTPS and WSS on `SFU_HTTP_PORT` itself (browsers open the camera only on a secure origin). Replaced files are reloaded without a restart. Unset: plain HTTP (behind a TLS proxy, or local).',
+  },
+  tlsKey: {
+    env: 'SFU_TLS_KEY',
+    flag: 'tls-key',
+    schema: z.string().min(1),
+    doc: 'PEM private key of `SFU_TLS_CERT`.',
   },
   maxParticipants: {
     env: 'SFU_MAX_PARTICIPANTS',
@@ -310,6 +347,13 @@ export interface NodeConfig {
   readonly rtcHostAddresses: readonly string[] | undefined;
   readonly announcedIps: readonly string[];
   readonly iceServers: readonly IceServer[];
+  /** This node's TURN URLs; empty: no TURN credentials are minted. */
+  readonly turnUrls: readonly string[];
+  /** coturn's static-auth-secret, set exactly when turnUrls is not empty. */
+  readonly turnSecret: string | undefined;
+  /** PEM paths: both set, the node serves HTTPS/WSS; both unset, plain HTTP. */
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
   readonly maxParticipants: number;
   readonly maxPublishBitrate: number;
   readonly pingIntervalMs: number;
@@ -432,6 +476,17 @@ export function loadConfig(
       'SFU_METRICS_PORT must differ from SFU_HTTP_PORT (unset it to serve /metrics on the HTTP port)',
     );
   }
+  const turnUrlCount = Array.isArray(out.turnUrls) ? out.turnUrls.length : 0;
+  if (turnUrlCount > 0 !== (out.turnSecret !== undefined)) {
+    problems.push(
+      "set SFU_TURN_URLS and SFU_TURN_SECRET together (the secret is the TURN server's static-auth-secret), or neither",
+    );
+  }
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) {
+    problems.push(
+      'set SFU_TLS_CERT and SFU_TLS_KEY together (PEM files), or neither for plain HTTP',
+    );
+  }
   const region = typeof out.region === 'string' ? out.region : 'local';
   const preset = REGIONS[region];
   const lat = out.latitude as number | undefined;
@@ -445,6 +500,7 @@ export function loadConfig(
     .replace(/[^a-zA-Z0-9._-]/g, '-')
     .slice(0, 50)}-${randomBytes(3).toString('hex')}`;
   out.announcedIps ??= [];
+  out.turnUrls ??= [];
   out.trustProxy ??= [];
   out.defaultRegion ??= region;
   out.location =

@@ -23,6 +23,7 @@ export {
 } from './config.js';
 export { InvalidStateError, SfuError, toSfuError } from './errors.js';
 export { type EventMap, TypedEmitter } from './events.js';
+export { FileWatch, type FileWatchOptions } from './FileWatch.js';
 export { EARTH_RADIUS_KM, type GeoPoint, greatCircleDistanceKm, isValidGeoPoint } from './geo.js';
 export { Lifecycle } from './Lifecycle.js';
 export { createRootLogger, type Logger, silentLogger } from './logger.js';

@@ -1,5 +1,6 @@
 import {
   type AccessToken,
+  type IceServer,
   type LeaveReason,
   type Logger,
   SfuError,
@@ -20,6 +21,8 @@ import { parseSdpFragment } from './sdpFragment.js';
 export interface HttpSessionCreated {
   session: HttpSession;
   answer: string;
+  /** The ICE servers of this session (TURN credentials minted for it), as `joined` carries. */
+  iceServers: readonly IceServer[];
 }
 
 /**
@@ -128,7 +131,7 @@ export class HttpSessions {
     });
     this.#byId.set(session.id, session);
     try {
-      const { room, participant } = await this.#sessions.join(
+      const { room, participant, reply } = await this.#sessions.join(
         session,
         { type: 'join', ...(token === undefined ? {} : { token }), autoSubscribe: kind === 'whep' },
         options,
@@ -147,7 +150,8 @@ export class HttpSessions {
         { kind, room: room.name, sessionId: participant.sessionId, identity: participant.identity },
         'HTTP session created',
       );
-      return { session, answer };
+      const iceServers = reply.type === 'joined' ? reply.iceServers : [];
+      return { session, answer, iceServers };
     } catch (error) {
       // A join that failed left nothing; one whose offer failed leaves the room again.
       await session.end('disconnected');

@@ -16,6 +16,7 @@ import type { LocalRooms } from './LocalRooms.js';
 import type { NodeMetrics } from './metrics.js';
 import { Participant } from './Participant.js';
 import type { Room } from './Room.js';
+import { iceServersFor } from './turnCredentials.js';
 
 /**
  * The signalling side of one session, whatever carries it: a websocket (`SignalConnection`)
@@ -221,7 +222,7 @@ export class Sessions {
       region: config.region,
       participant: participant.info(config.nodeId, config.region),
       participants: others,
-      iceServers: [...config.iceServers],
+      iceServers: iceServersFor(config, token.identity, token.expiresAt),
       grants: { canPublish: token.grants.canPublish, canSubscribe: token.grants.canSubscribe },
       pingIntervalMs: config.pingIntervalMs,
       pingTimeoutMs: config.pingTimeoutMs,

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +34,7 @@ import type { Room } from './Room.js';
 import { type JoinResult, Sessions } from './Sessions.js';
 import { SignalConnection, type SignalHost } from './SignalConnection.js';
 import { type SampledPeer, StatsSampler } from './StatsSampler.js';
+import { TlsCredentials } from './TlsCredentials.js';
 
 export const VERSION: string = (
   JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as {
@@ -78,6 +80,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
   readonly #handshakes: HandshakeGate;
   readonly #connections = new Set<SignalConnection>();
   #http: Server | undefined;
+  /** SFU_TLS_CERT/KEY, when set: the server is HTTPS and reloads them when they change. */
+  #tls: TlsCredentials | undefined;
   /** The `/metrics`-only server on SFU_METRICS_PORT, when that is set. */
   #metricsServer: MetricsServer | undefined;
   #wss: WebSocketServer | undefined;
@@ -258,6 +262,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       );
     }
     const port = await this.#listen().catch(async (error: unknown) => {
+      await this.#tls?.close();
       await this.#metricsServer?.close();
       throw error;
     });
@@ -292,7 +297,19 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
 
   /** The HTTP server with the signalling websocket on /v1/signal; resolves with the port. */
   async #listen(): Promise<number> {
-    const http = createServer(createHttpApp(this, this.#logger));
+    const app = createHttpApp(this, this.#logger);
+    const { tlsCert, tlsKey } = this.config;
+    let http: Server;
+    if (tlsCert !== undefined && tlsKey !== undefined) {
+      const tls = await TlsCredentials.open(tlsCert, tlsKey, this.#logger);
+      this.#tls = tls;
+      const https = createHttpsServer({ ...tls.pair }, app);
+      // New handshakes use the renewed certificate; open connections keep theirs.
+      tls.on('reloaded', (pair) => https.setSecureContext({ ...pair }));
+      http = https;
+    } else {
+      http = createServer(app);
+    }
     const wss = new WebSocketServer({ noServer: true, maxPayload: LIMITS.maxFrameBytes });
     http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       const path = new URL(req.url ?? '/', 'http://x').pathname;
@@ -330,7 +347,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
         ? 'localhost'
         : this.config.httpHost;
     this.#url = (
-      this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+      this.config.publicUrl ??
+      `${this.#tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`
     ).replace(/\/$/, '');
     return port;
   }
@@ -424,6 +442,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       http.closeAllConnections();
       await new Promise<void>((resolve) => http.close(() => resolve()));
     }
+    await this.#tls?.close();
     await this.#metricsServer?.close();
     await this.plane.registry.deregister().catch((error: unknown) => {
       this.#logger.warn({ err: error }, 'deregistration failed; the record will expire');

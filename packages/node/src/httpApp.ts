@@ -80,7 +80,6 @@ export function createHttpApp(host: HttpHost, logger: Logger): express.Express {
   app.use(
     httpSessionRouter({
       nodeId: host.nodeId,
-      iceServers: config.iceServers,
       httpSessions: host.httpSessions,
       routes,
     }),

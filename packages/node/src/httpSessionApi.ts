@@ -19,7 +19,6 @@ const PLAYER = fileURLToPath(new URL('../public/whep.html', import.meta.url));
 /** What the WHIP/WHEP endpoints need from their node. */
 export interface HttpSessionHost {
   readonly nodeId: string;
-  readonly iceServers: readonly IceServer[];
   readonly httpSessions: HttpSessions;
   readonly routes: RouteService;
 }
@@ -90,11 +89,11 @@ export function httpSessionRouter(host: HttpSessionHost): Router {
           }
         }
         const sdp = textOf(req, SDP);
-        const { session, answer } =
+        const { session, answer, iceServers } =
           kind === 'whip'
             ? await host.httpSessions.publish(room, token, sdp)
             : await host.httpSessions.view(room, token, sdp, watch);
-        const links = iceServerLinks(host.iceServers);
+        const links = iceServerLinks(iceServers);
         res
           .status(201)
           .set({

@@ -5,3 +5,4 @@ export { Room } from './Room.js';
 export { type NodeState, SfuNode, type SfuNodeEvents, VERSION } from './SfuNode.js';
 export { SignalConnection } from './SignalConnection.js';
 export { Subscription } from './Subscription.js';
+export { iceServersFor, turnCredential } from './turnCredentials.js';

@@ -1,8 +1,8 @@
-import { type FSWatcher, watch } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
+  FileWatch,
   type GeoPoint,
   InvalidStateError,
   type Logger,
@@ -50,8 +50,6 @@ export interface GeoIpLocatorOptions {
 }
 
 export const DEFAULT_GEOIP_POLL_MS = 5_000;
-/** A burst of file events (copy, then rename) becomes one reload after this quiet time. */
-const WATCH_DEBOUNCE_MS = 200;
 /** Per-reader LRU cache of decoded records. */
 const CACHE_SIZE = 10_000;
 
@@ -93,11 +91,8 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
   #databases: Database[] = [];
   /** Signatures of files that failed to open, so a broken file is not retried every poll. */
   readonly #failed = new Map<string, string>();
-  readonly #watchers: FSWatcher[] = [];
-  #pollTimer: NodeJS.Timeout | undefined;
-  #debounceTimer: NodeJS.Timeout | undefined;
-  #checking: Promise<void> | undefined;
-  #checkAgain = false;
+  /** Created once the databases are open; reloads replaced files. */
+  #watch: FileWatch | undefined;
   #closed = false;
 
   private constructor(options: GeoIpLocatorOptions) {
@@ -137,7 +132,13 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
         );
       }
     }
-    locator.#startWatching();
+    locator.#watch = new FileWatch({
+      dirs: locator.#patterns.map((p) => dirname(p)),
+      pollIntervalMs: locator.#pollIntervalMs,
+      check: () => locator.#check(),
+      label: 'GeoIP',
+      logger: locator.#logger,
+    });
     locator.#logger.info(
       {
         databases: locator.#databases.map((d) => ({
@@ -219,29 +220,14 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
    */
   checkForUpdates(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    if (this.#checking !== undefined) {
-      this.#checkAgain = true;
-      return this.#checking;
-    }
-    this.#checking = this.#check().finally(() => {
-      this.#checking = undefined;
-      if (this.#checkAgain) {
-        this.#checkAgain = false;
-        void this.checkForUpdates();
-      }
-    });
-    return this.#checking;
+    return this.#watch?.checkNow() ?? this.#check();
   }
 
   /** Stops watching (the watch and the poll keep a process alive until then). Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#pollTimer);
-    clearTimeout(this.#debounceTimer);
-    for (const watcher of this.#watchers) watcher.close();
-    this.#watchers.length = 0;
-    await this.#checking;
+    await this.#watch?.close();
   }
 
   async #check(): Promise<void> {
@@ -311,37 +297,6 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
       for (const match of matches) out.push(join(dir, match));
     }
     return [...new Set(out)];
-  }
-
-  #startWatching(): void {
-    // Watch directories, not files: an atomic replace (write a temp file, rename it over
-    // the old one) gives the file a new inode, which a file watch would lose.
-    for (const dir of new Set(this.#patterns.map((p) => dirname(p)))) {
-      try {
-        const watcher = watch(dir, () => this.#debouncedCheck());
-        watcher.on('error', (error) => {
-          this.#logger.warn({ err: error, dir }, 'GeoIP directory watch failed; polling only');
-          watcher.close();
-        });
-        this.#watchers.push(watcher);
-      } catch (error) {
-        this.#logger.warn({ err: error, dir }, 'cannot watch the GeoIP directory; polling only');
-      }
-    }
-    const poll = () => {
-      this.#pollTimer = setTimeout(() => {
-        void this.checkForUpdates().then(() => {
-          if (!this.#closed) poll();
-        });
-      }, this.#pollIntervalMs);
-    };
-    poll();
-  }
-
-  #debouncedCheck(): void {
-    if (this.#closed) return;
-    clearTimeout(this.#debounceTimer);
-    this.#debounceTimer = setTimeout(() => void this.checkForUpdates(), WATCH_DEBOUNCE_MS);
   }
 }
 

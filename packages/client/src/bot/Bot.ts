@@ -19,7 +19,7 @@ import { type ChatMessage, type ClientEvents, ClientSession } from '../core/Clie
 import type { RouteAnswer } from '../core/route.js';
 import { type SignalClient, SignalError } from '../core/SignalClient.js';
 import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
-import type { PeerOptions } from './peer.js';
+import type { PeerOptions, TurnTransport } from './peer.js';
 import type { PublishOptions } from './publisher.js';
 import type { RtpLog } from './RtpLog.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
@@ -65,6 +65,8 @@ export interface BotOptions {
   lossPercent?: number;
   /** Incoming packet loss of the subscriber connection in percent. */
   receiveLossPercent?: number;
+  /** Which of the node's TURN URLs werift uses (it takes only one); default the first. */
+  turnTransport?: TurnTransport;
   logger?: Logger;
   /** Websocket open, join, publish and the publisher's ICE/DTLS each get this long (10 s). */
   connectTimeoutMs?: number;
@@ -155,6 +157,7 @@ export class Bot extends TypedEmitter<BotEvents> {
       hostAddresses: options.hostAddresses,
       outboundLossPercent: options.lossPercent,
       inboundLossPercent: options.receiveLossPercent,
+      turnTransport: options.turnTransport,
     };
     const timeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#session = new ClientSession({
@@ -243,6 +246,21 @@ export class Bot extends TypedEmitter<BotEvents> {
   get peerConnections(): { publisher?: RTCPeerConnection; subscriber?: RTCPeerConnection } {
     const driver = this.#session.driver;
     return { publisher: driver?.publisher?.pc, subscriber: driver?.subscriber?.pc };
+  }
+
+  /**
+   * The candidate types (`host`, `srflx`, `relay`, ...) of the pair each PeerConnection
+   * selected (nominated), local and remote; null for a connection without one.
+   */
+  async selectedCandidates(): Promise<{
+    publisher: SelectedPair | null;
+    subscriber: SelectedPair | null;
+  }> {
+    const { publisher, subscriber } = this.peerConnections;
+    return {
+      publisher: publisher ? await selectedPair(publisher) : null,
+      subscriber: subscriber ? await selectedPair(subscriber) : null,
+    };
   }
 
   /** The m-lines of the last subscriber offer. */
@@ -594,4 +612,20 @@ export class Bot extends TypedEmitter<BotEvents> {
       if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
     });
   }
+}
+
+/** The candidate types of a PeerConnection's selected pair. */
+export interface SelectedPair {
+  local: string;
+  remote: string;
+}
+
+async function selectedPair(pc: RTCPeerConnection): Promise<SelectedPair | null> {
+  const report = await pc.getStats();
+  const entries = [...report.values()] as unknown as Record<string, unknown>[];
+  const pair = entries.find((e) => e.type === 'candidate-pair' && e.nominated === true);
+  if (!pair) return null;
+  const typeOf = (id: unknown) =>
+    String(entries.find((e) => e.id === id)?.candidateType ?? 'unknown');
+  return { local: typeOf(pair.localCandidateId), remote: typeOf(pair.remoteCandidateId) };
 }

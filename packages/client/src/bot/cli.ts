@@ -112,6 +112,7 @@ async function main(): Promise<number> {
       hostAddresses: opts.hostAddresses,
       lossPercent: opts.lossPercent,
       receiveLossPercent: opts.receiveLossPercent,
+      turnTransport: opts.turnTransport,
       logger: log,
     });
   } catch (error) {
@@ -153,6 +154,7 @@ async function main(): Promise<number> {
   const room = bot.room;
   const sessionId = bot.sessionId;
   const route = bot.route;
+  const candidates = await bot.selectedCandidates();
   await bot.close(ending.why === 'duration' ? 'duration elapsed' : ending.why);
   const durationMs = Date.now() - startedAt;
   if (opts.json) {
@@ -173,6 +175,8 @@ async function main(): Promise<number> {
             }
           : null,
         ...(bot.reconnectUrl ? { reconnectUrl: bot.reconnectUrl } : {}),
+        // The candidate types of the pairs ICE selected: `relay` when media went via TURN.
+        candidates,
         ...stats,
       }),
     );

@@ -88,3 +88,12 @@ describe('sfu-bot', () => {
     assert.match(r.stdout, /--simulcast/);
   });
 });
+
+describe('--turn-transport', () => {
+  it('takes udp, tcp or tls', () => {
+    const tcp = parseCli([...BASE, '--turn-transport', 'tcp']);
+    assert.ok(tcp !== 'help');
+    assert.equal(tcp.turnTransport, 'tcp');
+    assert.throws(() => parseCli([...BASE, '--turn-transport', 'sctp']), /udp, tcp or tls/);
+  });
+});

@@ -3,6 +3,7 @@
  * import) so that tests can call `parseCli` directly.
  */
 import { parseArgs } from 'node:util';
+import type { TurnTransport } from './peer.js';
 import type { PublishOptions } from './publisher.js';
 
 export const USAGE = `usage: sfu-bot --url http://host:7880 --room R --identity I [options]
@@ -20,6 +21,8 @@ export const USAGE = `usage: sfu-bot --url http://host:7880 --room R --identity 
   --duration S              seconds to run, then print stats and exit (default: until Ctrl-C)
   --json                    print one JSON object on stdout at the end, with the route taken
   --host-addresses A[,B]    use only these local addresses for ICE (e.g. 127.0.0.1)
+  --turn-transport T        udp|tcp|tls: use the node's TURN URL of this transport (werift
+                            uses one TURN URL; default the first the node lists)
   --codec vp8|h264          video codec (default vp8)
   --simulcast               send the video as three VP8 simulcast layers (rids q, h, f:
                             320x180 at 150 kbit/s, 640x360 at 500, 1280x720 at 1500; RID
@@ -58,6 +61,7 @@ export interface CliOptions {
   hostAddresses?: string[] | undefined;
   lossPercent?: number | undefined;
   receiveLossPercent?: number | undefined;
+  turnTransport?: TurnTransport | undefined;
   logLevel: string;
 }
 
@@ -150,6 +154,10 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
   const percent = (name: string) =>
     numberFlag(values, name, (n) => n >= 0 && n <= 100, 'a percentage in [0, 100]');
   const duration = numberFlag(values, 'duration', (n) => n > 0, 'a positive number of seconds');
+  const turnTransport = values['turn-transport'];
+  if (turnTransport !== undefined && !['udp', 'tcp', 'tls'].includes(turnTransport)) {
+    throw new UsageError(`--turn-transport must be udp, tcp or tls, got "${turnTransport}"`);
+  }
   const hostAddresses = values['host-addresses']
     ?.split(',')
     .map((a) => a.trim())
@@ -169,6 +177,7 @@ export function parseCli(argv: string[]): CliOptions | 'help' {
     hostAddresses,
     lossPercent: percent('loss-percent'),
     receiveLossPercent: percent('receive-loss-percent'),
+    turnTransport: turnTransport as TurnTransport | undefined,
     logLevel: values['log-level'] ?? 'info',
   };
 }
@@ -191,6 +200,7 @@ function parse(argv: string[]) {
       duration: { type: 'string' },
       json: { type: 'boolean' },
       'host-addresses': { type: 'string' },
+      'turn-transport': { type: 'string' },
       codec: { type: 'string' },
       simulcast: { type: 'boolean' },
       'h264-profile': { type: 'string' },

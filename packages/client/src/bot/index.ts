@@ -5,6 +5,7 @@ export {
   type BotOptions,
   type BotStats,
   type ChatMessage,
+  type SelectedPair,
   type SubscriptionLayerInfo,
 } from './Bot.js';
 export {
@@ -17,6 +18,8 @@ export {
   CHROME_H264_PROFILE,
   type PeerOptions,
   peerConfig,
+  preferTurnTransport,
+  type TurnTransport,
   WERIFT_H264_PROFILE,
   weriftLossValue,
 } from './peer.js';

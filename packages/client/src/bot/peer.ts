@@ -20,6 +20,31 @@ export interface PeerOptions {
   outboundLossPercent?: number;
   /** Drop this percentage of incoming SRTP/SRTCP. */
   inboundLossPercent?: number;
+  /**
+   * werift uses only the first TURN URL it is given (Chrome tries them all): put the URLs of
+   * this transport first, e.g. `tcp` on a network that drops UDP.
+   */
+  turnTransport?: TurnTransport;
+}
+
+export type TurnTransport = 'udp' | 'tcp' | 'tls';
+
+/** A TURN URL's transport: `turns:` is TLS, else its `?transport=` (UDP by default). */
+function transportOf(url: string): TurnTransport | undefined {
+  if (/^turns:/i.test(url)) return 'tls';
+  if (!/^turn:/i.test(url)) return undefined;
+  return /\?transport=tcp$/i.test(url) ? 'tcp' : 'udp';
+}
+
+/** `servers` with the TURN URLs of `transport` first (servers, then URLs in a server). */
+export function preferTurnTransport(servers: IceServer[], transport: TurnTransport): IceServer[] {
+  const rank = (url: string) => (transportOf(url) === transport ? 0 : 1);
+  return servers
+    .map((s) => ({
+      ...s,
+      urls: (Array.isArray(s.urls) ? [...s.urls] : [s.urls]).sort((a, b) => rank(a) - rank(b)),
+    }))
+    .sort((a, b) => Math.min(...a.urls.map(rank)) - Math.min(...b.urls.map(rank)));
 }
 
 /** NACK and PLI only: no transport-cc (pitfall 3), no REMB (werift never sends it anyway). */
@@ -75,7 +100,10 @@ export function peerConfig(
     // Pitfall 2: the default max-compat leaks a socket and heap per extra m-line.
     bundlePolicy: 'max-bundle',
     // Pitfall 1: an empty list still makes werift try Google's STUN server and stall 5 s.
-    iceServers: options.iceServers ?? [],
+    iceServers:
+      options.turnTransport === undefined
+        ? (options.iceServers ?? [])
+        : preferTurnTransport(options.iceServers ?? [], options.turnTransport),
     iceStunGatherTimeout: 0,
     codecs,
     // No header extensions: no transport-cc, and nothing for an SFU to forward by mistake.

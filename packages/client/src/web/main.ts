@@ -67,6 +67,8 @@ const params = new URLSearchParams(location.search);
 const autojoin = params.get('autojoin') === '1';
 const pinnedRegion = params.get('region')?.trim() || undefined;
 const pinnedNode = params.get('node')?.trim() || undefined;
+// A token minted by the application's backend (`sfu-node token ...`): the room is the token's.
+const accessToken = params.get('token')?.trim() || undefined;
 
 ui.roomInput.value = params.get('room') ?? 'demo';
 ui.nameInput.value = params.get('name') ?? sessionStorage.getItem(NAME_KEY) ?? '';
@@ -111,7 +113,14 @@ function join(): void {
   }
   ui.clearChat();
   ui.clearStats();
-  void session.join({ room, name, identity, region: pinnedRegion, node: pinnedNode });
+  void session.join({
+    room,
+    name,
+    identity,
+    region: pinnedRegion,
+    node: pinnedNode,
+    token: accessToken,
+  });
 }
 
 ui.joinForm.addEventListener('submit', (event) => {

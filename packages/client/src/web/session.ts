@@ -73,6 +73,11 @@ export interface JoinOptions {
   baseUrl?: string;
   /** Pin a region (`?region=`); the dev token then carries the `canPinRegion` grant. */
   region?: string;
+  /**
+   * An access token from the application's backend (`?token=`): how the page joins a node
+   * outside dev mode. Without one it asks the node's dev endpoint (dev nodes only).
+   */
+  token?: string;
   /** Pin a node id (`?node=`); not together with `region`. */
   node?: string;
 }
@@ -199,9 +204,9 @@ export class Session extends TypedEmitter<SessionEvents> {
       }
       this.#setLocalStream(media);
       // Any node (or the directory) tells us which node to use: the nearest, or the pinned one.
-      const { room, identity, name, region, node } = options;
+      const { room, identity, name, region, node, token } = options;
       const url = options.baseUrl ?? location.origin;
-      await this.#connect({ url, room, identity, name, region, node }, media, epoch, false);
+      await this.#connect({ url, room, identity, name, region, node, token }, media, epoch, false);
     } catch (error) {
       if (epoch !== this.#epoch) return;
       this.#teardown();
