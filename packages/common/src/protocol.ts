@@ -131,6 +131,10 @@ export const LeaveReason = z.enum([
   'draining',
   'node-died',
   'server-shutdown',
+  /** The room service API removed the participant (`DELETE .../participants/:identity`). */
+  'removed',
+  /** The room service API deleted the room. */
+  'room-deleted',
 ]);
 export type LeaveReason = z.infer<typeof LeaveReason>;
 
@@ -352,6 +356,26 @@ export const ChatEvent = z.object({
   ts: z.number(),
 });
 
+/**
+ * The participant's own permissions changed (room service API): they apply at once. A
+ * revoked `canPublish` unpublishes its tracks, and a later `publish` gets PERMISSION_DENIED;
+ * a revoked `canSubscribe` ends its subscriptions; without `canChat`, `chat` is refused.
+ */
+export const PermissionsChanged = z.object({
+  type: z.literal('permissions'),
+  canPublish: z.boolean(),
+  canSubscribe: z.boolean(),
+  canChat: z.boolean(),
+});
+
+/** A message from the application (room service API `POST /v1/rooms/:room/data`). */
+export const DataEvent = z.object({
+  type: z.literal('data'),
+  payload: z.string(),
+  topic: z.string().optional(),
+  ts: z.number(),
+});
+
 export const Pong = z.object({ type: z.literal('pong'), ts: z.number(), serverTs: z.number() });
 
 export const Ok = z.object({ type: z.literal('ok'), ref: id });
@@ -403,6 +427,8 @@ export const ServerMessage = z.discriminatedUnion('type', [
   PublicationLayers,
   SubscriptionLayer,
   ChatEvent,
+  PermissionsChanged,
+  DataEvent,
   Pong,
   Ok,
   ErrorMessage,

@@ -6,6 +6,8 @@ import {
   type Logger,
   type NodeConfig,
   type ParticipantInfo,
+  type ParticipantPermissions,
+  type ParticipantPermissionsState,
   type PeerTarget,
   type ServerMessage,
   SfuError,
@@ -43,7 +45,6 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly sessionId: string;
   readonly identity: string;
   readonly name: string;
-  readonly grants: Grants;
   readonly joinedAt = Date.now();
   readonly autoSubscribe: boolean;
   #config: NodeConfig;
@@ -53,6 +54,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #publisher: PublisherPeer;
   #subscriber: SubscriberPeer;
   #liveness: PeerLiveness[] = [];
+  /** From the token, changed by the room service API (`setPermissions`). */
+  #permissions: ParticipantPermissionsState;
   #closed = false;
   /** Unsubscribers of every werift event this participant listens to, called on close. */
   #werift: (() => void)[] = [];
@@ -78,7 +81,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.sessionId = options.sessionId;
     this.identity = options.identity;
     this.name = options.name;
-    this.grants = options.grants;
+    this.#permissions = {
+      canPublish: options.grants.canPublish,
+      canSubscribe: options.grants.canSubscribe,
+      canChat: options.grants.canChat,
+    };
     this.autoSubscribe = options.autoSubscribe;
     this.#config = options.config;
     this.#stalls = options.stalls;
@@ -153,8 +160,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
 
   async publish(request: ClientMessageOf<'publish'>): Promise<ServerMessage> {
     this.#assertOpen();
-    if (!this.grants.canPublish)
-      throw new SfuError('PERMISSION_DENIED', 'this token does not allow publishing');
+    if (!this.#permissions.canPublish)
+      throw new SfuError(
+        'PERMISSION_DENIED',
+        'this participant may not publish (its token, or the room service, says so)',
+      );
     return this.#publisher.publish(request);
   }
 
@@ -171,7 +181,29 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   /** Forwards a publication to this participant; renegotiates the subscriber PC. */
   subscribe(publication: Publication): void {
     this.#assertOpen();
-    if (this.grants.canSubscribe) this.#subscriber.subscribe(publication);
+    if (this.#permissions.canSubscribe) this.#subscriber.subscribe(publication);
+  }
+
+  get permissions(): ParticipantPermissionsState {
+    return { ...this.#permissions };
+  }
+
+  /**
+   * Changes what the participant may do, at once: a revoked `canPublish` unpublishes its
+   * tracks, a revoked `canSubscribe` ends its subscriptions (the room subscribes it again
+   * when it is given back). The client is told with a `permissions` message.
+   */
+  setPermissions(change: ParticipantPermissions): ParticipantPermissionsState {
+    this.#assertOpen();
+    this.#permissions = { ...this.#permissions, ...change };
+    if (!this.#permissions.canPublish) {
+      for (const trackId of [...this.publications.keys()]) this.#publisher.unpublish(trackId);
+    }
+    if (!this.#permissions.canSubscribe) {
+      for (const trackId of [...this.subscriptions.keys()]) this.#subscriber.unsubscribe(trackId);
+    }
+    this.send({ type: 'permissions', ...this.#permissions });
+    return this.permissions;
   }
 
   unsubscribe(trackId: string): void {

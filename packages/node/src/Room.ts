@@ -11,7 +11,11 @@ import type { Participant } from './Participant.js';
 import type { Publication } from './Publication.js';
 
 export type RoomEvents = {
+  participantJoined: [Participant];
   participantLeft: [Participant, LeaveReason];
+  /** A local participant's track is ready to be forwarded, or ended. */
+  trackPublished: [Participant, Publication];
+  trackUnpublished: [Participant, Publication];
   /** A local participant published, unpublished or muted a track: mirror it to the store. */
   tracksChanged: [Participant];
   /** No local participant is left. */
@@ -119,13 +123,20 @@ export class Room extends TypedEmitter<RoomEvents> {
         participant.sessionId,
       );
       this.safeEmit('tracksChanged', participant);
+      this.safeEmit('trackUnpublished', participant, publication);
     });
-    if (participant.autoSubscribe) {
-      for (const other of this.#participants.values()) {
-        if (other === participant) continue;
-        for (const publication of other.publications.values()) participant.subscribe(publication);
-      }
-      for (const publication of this.#relayed.values()) participant.subscribe(publication);
+    if (participant.autoSubscribe) this.subscribeToAll(participant);
+    this.safeEmit('participantJoined', participant);
+  }
+
+  /** Subscribes a local participant to every track of the room but its own. */
+  subscribeToAll(participant: Participant): void {
+    for (const other of this.#participants.values()) {
+      if (other === participant) continue;
+      for (const publication of other.publications.values()) participant.subscribe(publication);
+    }
+    for (const publication of this.#relayed.values()) {
+      if (publication.participantSid !== participant.sessionId) participant.subscribe(publication);
     }
   }
 
@@ -189,6 +200,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       if (other !== owner && other.autoSubscribe) other.subscribe(publication);
     }
     this.safeEmit('tracksChanged', owner);
+    this.safeEmit('trackPublished', owner, publication);
   }
 
   /** Removes a local participant (idempotent per session) and tells the others why it left. */

@@ -22,7 +22,8 @@ import { SfuNode } from './SfuNode.js';
 
 const USAGE = `usage:
   sfu-node [--dev] [--port 7880] [--region ams] [...]   run a node; see the README's configuration table
-  sfu-node token --room R --identity I [--name N] [--can-pin-region] [--admin] [--ttl 1h] [--dev]
+  sfu-node token --room R --identity I [--name N] [--can-pin-region] [--admin]
+                 [--grant roomCreate|roomList|roomAdmin ...] [--ttl 1h] [--dev]
   sfu-node config-table`;
 
 async function token(argv: string[]): Promise<void> {
@@ -34,6 +35,7 @@ async function token(argv: string[]): Promise<void> {
       name: { type: 'string' },
       'can-pin-region': { type: 'boolean' },
       admin: { type: 'boolean' },
+      grant: { type: 'string', multiple: true },
       ttl: { type: 'string', default: '1h' },
       dev: { type: 'boolean' },
     },
@@ -41,6 +43,15 @@ async function token(argv: string[]): Promise<void> {
   });
   if (!values.room || !values.identity)
     throw new SfuError('INVALID_ARGUMENT', 'token needs --room and --identity');
+  const roomGrants: Record<string, boolean> = {};
+  for (const grant of values.grant ?? []) {
+    if (grant !== 'roomCreate' && grant !== 'roomList' && grant !== 'roomAdmin')
+      throw new SfuError(
+        'INVALID_ARGUMENT',
+        `--grant ${grant}: use roomCreate, roomList or roomAdmin`,
+      );
+    roomGrants[grant] = true;
+  }
   const dev = values.dev === true || process.env.SFU_DEV === '1' || process.env.SFU_DEV === 'true';
   const key = process.env.SFU_API_KEY ?? (dev ? DEV_API_KEY : undefined);
   const secret = process.env.SFU_API_SECRET ?? (dev ? DEV_API_SECRET : undefined);
@@ -54,7 +65,11 @@ async function token(argv: string[]): Promise<void> {
     room: values.room,
     identity: values.identity,
     name: values.name ?? values.identity,
-    grants: { canPinRegion: values['can-pin-region'] === true, admin: values.admin === true },
+    grants: {
+      canPinRegion: values['can-pin-region'] === true,
+      admin: values.admin === true,
+      ...roomGrants,
+    },
     ttlSeconds: parseDurationSeconds(values.ttl),
   });
   process.stdout.write(`${jwt}\n`);

@@ -13,6 +13,8 @@ import {
   devTokenRouter,
   errorHandlers,
   jsonBody,
+  type RoomService,
+  roomServiceRouter,
   routeRouter,
   routeService,
 } from '@geosfu/registry';
@@ -36,6 +38,7 @@ export interface HttpHost {
   readonly url: string;
   readonly rooms: ReadonlyMap<string, Room>;
   readonly sessionCount: number;
+  readonly roomService: RoomService;
   /** Starts a drain (in the background) on an admin's request. */
   requestDrain(by: string): void;
 }
@@ -104,6 +107,7 @@ export function createHttpApp(host: HttpHost, logger: Logger): express.Express {
       next(error);
     }
   });
+  app.use(roomServiceRouter(host.roomService, host.tokens, host.version));
   if (config.dev) app.use(devTokenRouter(host.tokens, () => host.url));
   if (existsSync(WEB_ROOT)) {
     // The page's source map (about 1 MB, the client's whole source) is for debugging the

@@ -164,6 +164,16 @@ export class RoomDraft {
     this.#now = new Map(this.#before);
   }
 
+  /**
+   * Whether this change takes the room from nobody to somebody (`opened`) or from somebody
+   * to nobody (`emptied`). Under the room's lock exactly one change does each.
+   */
+  get transition(): 'opened' | 'emptied' | undefined {
+    if (this.#before.size === 0 && this.#now.size > 0) return 'opened';
+    if (this.#before.size > 0 && this.#now.size === 0) return 'emptied';
+    return undefined;
+  }
+
   get sessions(): SessionRecord[] {
     return sortSessions(this.#now.values());
   }
@@ -330,6 +340,13 @@ type HubEvents = { event: [room: string, event: RoomEvent] };
  * Every mutation runs synchronously from snapshot to publish, so it is atomic on its own:
  * no lock is needed where JavaScript runs one thing at a time.
  */
+/** The sessions a committed draft reaped (`left` events of REAP_ORIGIN). */
+export function reapedSessions(draft: RoomDraft): SessionRecord[] {
+  return draft.events.flatMap((e) =>
+    e.type === 'left' && e.origin === REAP_ORIGIN ? [e.session] : [],
+  );
+}
+
 export class MemoryRoomHub {
   readonly events = new TypedEmitter<HubEvents>();
   readonly #rooms = new Map<string, Map<string, SessionRecord>>();
@@ -360,6 +377,11 @@ export class MemoryRoomHub {
 
   sessions(room: string): SessionRecord[] {
     return sortSessions(this.#rooms.get(room)?.values() ?? []);
+  }
+
+  /** Every room with sessions. */
+  rooms(): string[] {
+    return [...this.#rooms.keys()];
   }
 
   /** Rooms in which `node` has sessions. */
@@ -431,7 +453,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     const max = checkMaxParticipants(options.maxParticipants);
     const draft = this.hub.draft(room);
     const result = draft.join(record, max);
-    this.hub.commit(draft);
+    this.#commit(draft);
     return structuredClone(result);
   }
 
@@ -441,7 +463,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     checkArgument(LeaveReasonSchema, reason, 'leave reason');
     const draft = this.hub.draft(room);
     if (!draft.leave(sessionId, reason)) return false;
-    this.hub.commit(draft);
+    this.#commit(draft);
     return true;
   }
 
@@ -455,7 +477,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     );
     const draft = this.hub.draft(room);
     draft.setTracks(sessionId, list);
-    this.hub.commit(draft);
+    this.#commit(draft);
   }
 
   async chat(room: string, event: Extract<RoomEvent, { type: 'chat' }>): Promise<void> {
@@ -470,6 +492,11 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     this.#assertOpen();
     checkRoom(room);
     return structuredClone(this.hub.sessions(room));
+  }
+
+  async rooms(): Promise<string[]> {
+    this.#assertOpen();
+    return this.hub.rooms();
   }
 
   async watch(room: string): Promise<void> {
@@ -488,7 +515,8 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     for (const room of this.hub.roomsOf(node)) {
       const draft = this.hub.draft(room);
       removed += draft.removeNode(node, 'node-died', REAP_ORIGIN);
-      this.hub.commit(draft);
+      this.#commit(draft);
+      this.#reaped(draft);
     }
     if (removed > 0) this.#logger.info({ node, sessions: removed }, 'reaped a dead node');
     return removed;
@@ -498,8 +526,23 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     this.#assertOpen();
     const draft = this.hub.draft(checkRoom(room));
     const removed = draft.removeOrphans(isOrphan);
-    this.hub.commit(draft);
+    this.#commit(draft);
+    this.#reaped(draft);
     return removed;
+  }
+
+  /** Commits a draft; says when it opened or emptied the room (our own change only). */
+  #commit(draft: RoomDraft): void {
+    this.hub.commit(draft);
+    const transition = draft.transition;
+    if (transition) queueMicrotask(() => this.safeEmit(transition, draft.room));
+  }
+
+  #reaped(draft: RoomDraft): void {
+    for (const event of reapedSessions(draft)) {
+      const copy = structuredClone(event);
+      queueMicrotask(() => this.safeEmit('reaped', draft.room, copy));
+    }
   }
 
   watchedRooms(): string[] {
@@ -514,7 +557,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     for (const room of rooms) {
       const draft = this.hub.draft(room);
       draft.reassert(node, checked.get(room) ?? []);
-      this.hub.commit(draft);
+      this.#commit(draft);
     }
   }
 
