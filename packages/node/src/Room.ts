@@ -146,6 +146,9 @@ export class Room extends TypedEmitter<RoomEvents> {
    */
   addRelayed(publication: Publication): void {
     this.#relayed.set(publication.trackId, publication);
+    // Muting happens at the source's node; here it pauses our subscribers (remoteTracks).
+    const muted = this.#remoteTrack(publication.participantSid, publication.trackId)?.muted;
+    publication.setMuted(muted === true);
     publication.once('close', () => this.#relayedEnded(publication));
     if (this.#withdrawn.delete(publication.trackId)) {
       const track = this.#remoteTrack(publication.participantSid, publication.trackId);
@@ -271,6 +274,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       if (!was)
         this.broadcast({ type: 'track.published', participantSid: record.sessionId, track });
       else if (was.muted !== track.muted) {
+        this.#relayed.get(track.trackId)?.setMuted(track.muted);
         this.broadcast({
           type: 'track.muted',
           participantSid: record.sessionId,
