@@ -516,7 +516,6 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
       const draft = this.hub.draft(room);
       removed += draft.removeNode(node, 'node-died', REAP_ORIGIN);
       this.#commit(draft);
-      this.#reaped(draft);
     }
     if (removed > 0) this.#logger.info({ node, sessions: removed }, 'reaped a dead node');
     return removed;
@@ -527,22 +526,21 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     const draft = this.hub.draft(checkRoom(room));
     const removed = draft.removeOrphans(isOrphan);
     this.#commit(draft);
-    this.#reaped(draft);
     return removed;
   }
 
-  /** Commits a draft; says when it opened or emptied the room (our own change only). */
+  /**
+   * Commits a draft; then says which sessions it reaped and whether it opened or emptied the
+   * room (our own change only), in that order, as RedisRoomStore does.
+   */
   #commit(draft: RoomDraft): void {
     this.hub.commit(draft);
+    const reaped = structuredClone(reapedSessions(draft));
     const transition = draft.transition;
-    if (transition) queueMicrotask(() => this.safeEmit(transition, draft.room));
-  }
-
-  #reaped(draft: RoomDraft): void {
-    for (const event of reapedSessions(draft)) {
-      const copy = structuredClone(event);
-      queueMicrotask(() => this.safeEmit('reaped', draft.room, copy));
-    }
+    queueMicrotask(() => {
+      for (const session of reaped) this.safeEmit('reaped', draft.room, session);
+      if (transition) this.safeEmit(transition, draft.room);
+    });
   }
 
   watchedRooms(): string[] {
