@@ -5,7 +5,10 @@
  * signature, and every route of the OpenAPI document is called here.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Bot } from '@geosfu/client/bot';
 import {
   ROOM_SERVICE_ROUTES,
@@ -26,6 +29,7 @@ import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhooks.
 import type { RawClient } from '../helpers/ws.js';
 
 const TTL_MS = 3_000;
+const CLI = fileURLToPath(new URL('../../packages/node/src/cli.ts', import.meta.url));
 const WEBHOOK_KEY = 'test-webhook-key-0123456789abcdef0123';
 
 /** The routes this file called, to check that every route of the document was. */
@@ -36,6 +40,7 @@ describe('room service API across two nodes', () => {
   let hooks: WebhookReceiver;
   let a: NodeProcess;
   let b: NodeProcess;
+  let directory: NodeProcess;
   const processes: NodeProcess[] = [];
   const clients: RawClient[] = [];
   const bots: Bot[] = [];
@@ -102,7 +107,16 @@ describe('room service API across two nodes', () => {
   before(async () => {
     redis = await startRedis();
     hooks = await startWebhookReceiver(WEBHOOK_KEY);
-    [a, b] = await Promise.all([start('node-a', 'ams'), start('node-b', 'hcm')]);
+    [a, b, directory] = await Promise.all([
+      start('node-a', 'ams'),
+      start('node-b', 'hcm'),
+      startNode({
+        role: 'directory',
+        startTimeoutMs: 90_000,
+        env: { REDIS_URL: redis.url, SFU_WEBHOOK_URLS: hooks.url, SFU_WEBHOOK_KEY: WEBHOOK_KEY },
+      }),
+    ]);
+    processes.push(directory);
   });
   after(async () => {
     await Promise.allSettled(bots.map((x) => x.close()));
@@ -299,6 +313,30 @@ describe('room service API across two nodes', () => {
     } finally {
       r.disconnect();
     }
+  });
+
+  test('sfu-directory and `sfu-node rooms` take the same calls', async () => {
+    const viaDirectory = await api(directory);
+    const standup = (await viaDirectory.listRooms()).find((r) => r.name === 'standup');
+    assert.deepEqual(standup?.participants.map((p) => p.nodeId).sort(), [
+      'node-a',
+      'node-b',
+      'node-b',
+    ]);
+    const cli = (...args: string[]) =>
+      promisify(execFile)(
+        process.execPath,
+        ['--conditions=source', '--import', 'tsx', CLI, 'rooms', ...args, '--url', a.url, '--dev'],
+        { timeout: 90_000 },
+      );
+    // carol is on node B; the CLI asks node A.
+    const kicked = await cli('kick', 'standup', 'carol');
+    assert.deepEqual(JSON.parse(kicked.stdout), { removed: 'carol' });
+    await waitUntil('carol gone', async () =>
+      (await viaDirectory.getRoom('standup')).participants.length === 2 ? true : undefined,
+    );
+    const got = JSON.parse((await cli('get', 'standup')).stdout) as { participants: unknown[] };
+    assert.equal(got.participants.length, 2);
   });
 
   test('a receiver that answers 500 twice gets the event on the third try', async () => {

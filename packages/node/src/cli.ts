@@ -3,6 +3,7 @@
  * sfu-node: the SFU process.
  *   sfu-node [--dev] [flags]                 run a node (flags and env: see the README table)
  *   sfu-node token --room R --identity I     print an access token minted from SFU_API_KEY/SECRET
+ *   sfu-node rooms list|get|delete|kick|mute the room service API (roomsCli.ts)
  *   sfu-node config-table                    print the configuration table of the README
  */
 import { parseArgs } from 'node:util';
@@ -18,12 +19,14 @@ import {
 } from '@geosfu/common';
 import { openControlPlane } from '@geosfu/registry';
 import { RedisRelayBus } from '@geosfu/relay';
+import { ROOMS_USAGE, rooms } from './roomsCli.js';
 import { SfuNode } from './SfuNode.js';
 
 const USAGE = `usage:
   sfu-node [--dev] [--port 7880] [--region ams] [...]   run a node; see the README's configuration table
   sfu-node token --room R --identity I [--name N] [--can-pin-region] [--admin]
                  [--grant roomCreate|roomList|roomAdmin ...] [--ttl 1h] [--dev]
+${ROOMS_USAGE}
   sfu-node config-table`;
 
 async function token(argv: string[]): Promise<void> {
@@ -134,6 +137,7 @@ async function serve(argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   if (command === 'token') return token(rest);
+  if (command === 'rooms') return rooms(rest);
   if (command === 'config-table') {
     process.stdout.write(`${configMarkdownTable()}\n`);
     return;

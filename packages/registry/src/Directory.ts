@@ -32,6 +32,8 @@ export class Directory {
     logger: Logger;
     /** SFU_METRICS_PORT: serve `/metrics` there instead of on the HTTP port. */
     metricsPort?: number | undefined;
+    /** The room service API (roomServiceRouter), the same as on every node. */
+    rooms?: express.Router;
   }) {
     this.#registry = options.registry;
     this.#metricsPort = options.metricsPort;
@@ -86,6 +88,7 @@ export class Directory {
       res.json({ nodes: registry.list() });
     });
     app.use(routeRouter(options.routes((result) => decisions.inc({ result }))));
+    if (options.rooms) app.use(options.rooms);
     if (options.dev) app.use(devTokenRouter(options.tokens, () => this.url));
     app.use(...errorHandlers(this.#logger));
     this.#app = app;
