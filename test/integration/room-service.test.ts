@@ -435,3 +435,79 @@ describe('room service API across two nodes', () => {
     assert.equal(operations.length, Object.keys(ROOM_SERVICE_ROUTES).length + 1);
   });
 });
+
+describe('room service API on a single node (no Redis)', () => {
+  let node: NodeProcess;
+  const clients: RawClient[] = [];
+  const call = async (
+    path: string,
+    init: RequestInit & { grants?: object; room?: string } = {},
+  ) => {
+    const token = await devTokens.mint({
+      room: init.room ?? 'ops',
+      identity: 'backend',
+      grants: init.grants ?? { roomCreate: true, roomList: true },
+    });
+    const res = await fetch(`${node.url}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    });
+    return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+  };
+
+  before(async () => {
+    node = await startNode({ startTimeoutMs: 90_000 });
+  });
+  after(async () => {
+    for (const c of clients) c.close();
+    await node?.stop('SIGKILL');
+  });
+
+  test('grants, bad bodies and limits get coded errors; an empty API room expires', async () => {
+    const denied = await call('/v1/rooms', { grants: { roomList: true } });
+    assert.equal(denied.status, 200, 'roomList may list');
+    const noCreate = await call('/v1/rooms', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'x' }),
+      grants: { roomList: true },
+    });
+    assert.equal(noCreate.status, 403);
+    assert.deepEqual(Object.keys(noCreate.json.error as object), ['code', 'message']);
+    assert.equal((noCreate.json.error as { code: string }).code, 'PERMISSION_DENIED');
+    const bad = await call('/v1/rooms', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'x', maxParticipants: 0, extra: 1 }),
+    });
+    assert.equal((bad.json.error as { code: string }).code, 'BAD_REQUEST');
+    const created = await call('/v1/rooms', {
+      method: 'POST',
+      body: JSON.stringify({ name: 'tiny', maxParticipants: 1, emptyTimeout: 2 }),
+    });
+    assert.equal(created.status, 201);
+    const first = await joinRaw(node.url, 'tiny', 'one', clients);
+    await assert.rejects(joinRaw(node.url, 'tiny', 'two', clients), /ROOM_FULL/);
+    // roomAdmin is for the token's own room only.
+    const elsewhere = await call('/v1/rooms/tiny/participants/one', {
+      method: 'DELETE',
+      grants: { roomAdmin: true },
+      room: 'other',
+    });
+    assert.equal(elsewhere.status, 403);
+    const kicked = await call('/v1/rooms/tiny/participants/one', {
+      method: 'DELETE',
+      grants: { roomAdmin: true },
+      room: 'tiny',
+    });
+    assert.deepEqual(kicked.json, { delivered: 1 });
+    const leave = await first.client.waitFor((m) => m.type === 'leave');
+    assert.equal(leave.type === 'leave' && leave.reason, 'removed');
+    // Kept while empty for its emptyTimeout (2 s), then gone.
+    assert.equal((await call('/v1/rooms/tiny')).status, 200);
+    await waitUntil(
+      'the empty room to expire',
+      async () => ((await call('/v1/rooms/tiny')).status === 404 ? true : undefined),
+      15_000,
+      250,
+    );
+  });
+});
