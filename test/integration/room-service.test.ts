@@ -182,10 +182,9 @@ describe('room service API across two nodes', () => {
     const bob = await join(b, 'perm', 'bob');
     await alice.client.waitFor((m) => m.type === 'participant.joined');
     const state = await apiA.updateParticipant('perm', 'bob', {
-      canPublish: false,
-      canChat: false,
+      permissions: { canPublish: false, canChat: false },
     });
-    assert.deepEqual(state, { canPublish: false, canSubscribe: true, canChat: false });
+    assert.deepEqual(state.permissions, { canPublish: false, canSubscribe: true, canChat: false });
     await bob.client.waitFor((m) => m.type === 'permissions' && !m.canPublish);
     bob.client.send({ type: 'publish', id: 'p1', sdp: 'v=0', tracks: [] });
     const denied = await bob.client.waitFor((m) => m.type === 'error' && m.ref === 'p1');
@@ -194,6 +193,19 @@ describe('room service API across two nodes', () => {
     const muted = await bob.client.waitFor((m) => m.type === 'error' && m.ref === 'c1');
     assert.equal(muted.type === 'error' && muted.code, 'PERMISSION_DENIED');
 
+    // Name and metadata: bob's client and alice's (on the other node) are told.
+    const renamed = await apiA.updateParticipant('perm', 'bob', {
+      name: 'Robert',
+      metadata: '{"role":"guest"}',
+    });
+    assert.deepEqual([renamed.name, renamed.metadata], ['Robert', '{"role":"guest"}']);
+    for (const c of [alice.client, bob.client]) {
+      const m = await c.waitFor((x) => x.type === 'participant.updated');
+      assert.equal(m.type === 'participant.updated' && m.participant.name, 'Robert');
+    }
+    await waitUntil('the store has the metadata', async () =>
+      (await apiA.getParticipant('perm', 'bob')).metadata === '{"role":"guest"}' ? true : undefined,
+    );
     await apiA.removeParticipant('perm', 'bob');
     const leave = await bob.client.waitFor((m) => m.type === 'leave');
     assert.equal(leave.type === 'leave' && leave.reason, 'removed');

@@ -7,13 +7,13 @@ import {
   ErrorResponse,
   ListParticipantsResponse,
   ListRoomsResponse,
-  type ParticipantPermissions,
-  ParticipantPermissionsState,
+  ParticipantUpdate,
   ROOM_SERVICE_ROUTES,
   RoomInfo,
   RoomParticipant,
   type RoomServiceRoute,
   type SendDataRequest,
+  type UpdateParticipantRequest,
 } from './roomService.js';
 
 /** How long one call may take before it fails with TIMEOUT. */
@@ -74,17 +74,13 @@ export class RoomServiceClient {
     await this.#call('removeParticipant', { room, identity }, undefined, DeliveryResponse);
   }
 
+  /** Changes permissions (effective at once), name or metadata; resolves with the result. */
   updateParticipant(
     room: string,
     identity: string,
-    permissions: ParticipantPermissions,
-  ): Promise<ParticipantPermissionsState> {
-    return this.#call(
-      'updateParticipant',
-      { room, identity },
-      { permissions },
-      ParticipantPermissionsState,
-    );
+    update: UpdateParticipantRequest,
+  ): Promise<ParticipantUpdate> {
+    return this.#call('updateParticipant', { room, identity }, update, ParticipantUpdate);
   }
 
   mutePublishedTrack(

@@ -12,7 +12,7 @@ import {
   ListParticipantsResponse,
   ListRoomsResponse,
   MuteTrackRequest,
-  ParticipantPermissionsState,
+  ParticipantUpdate,
   ROOM_SERVICE_ROUTES,
   RoomInfo,
   RoomParticipant,
@@ -32,7 +32,7 @@ const BODIES: Record<RoomServiceRoute, { request?: z.ZodType; response: z.ZodTyp
   listParticipants: { response: ListParticipantsResponse },
   getParticipant: { response: RoomParticipant },
   removeParticipant: { response: DeliveryResponse },
-  updateParticipant: { request: UpdateParticipantRequest, response: ParticipantPermissionsState },
+  updateParticipant: { request: UpdateParticipantRequest, response: ParticipantUpdate },
   muteTrack: { request: MuteTrackRequest, response: TrackInfo },
   sendData: { request: SendDataRequest, response: DeliveryResponse },
 };

@@ -117,6 +117,8 @@ export const ParticipantInfo = z.object({
   nodeId: z.string(),
   region: z.string(),
   tracks: z.array(TrackInfo),
+  /** Application data on the participant, set through the room service API. */
+  metadata: z.string().optional(),
 });
 export type ParticipantInfo = z.infer<typeof ParticipantInfo>;
 
@@ -368,6 +370,12 @@ export const PermissionsChanged = z.object({
   canChat: z.boolean(),
 });
 
+/** A participant's name or metadata changed (room service API). */
+export const ParticipantUpdated = z.object({
+  type: z.literal('participant.updated'),
+  participant: ParticipantInfo,
+});
+
 /** A message from the application (room service API `POST /v1/rooms/:room/data`). */
 export const DataEvent = z.object({
   type: z.literal('data'),
@@ -428,6 +436,7 @@ export const ServerMessage = z.discriminatedUnion('type', [
   SubscriptionLayer,
   ChatEvent,
   PermissionsChanged,
+  ParticipantUpdated,
   DataEvent,
   Pong,
   Ok,

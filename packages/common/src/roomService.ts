@@ -50,6 +50,7 @@ export const RoomParticipant = z.object({
   nodeId: z.string(),
   region: z.string(),
   tracks: z.array(TrackInfo),
+  metadata: z.string().optional(),
 });
 export type RoomParticipant = z.infer<typeof RoomParticipant>;
 
@@ -86,7 +87,18 @@ export const ParticipantPermissions = z.strictObject({
 });
 export type ParticipantPermissions = z.infer<typeof ParticipantPermissions>;
 
-export const UpdateParticipantRequest = z.strictObject({ permissions: ParticipantPermissions });
+/** Characters of a participant's metadata at most. */
+export const MAX_PARTICIPANT_METADATA_LENGTH = 4096;
+
+export const UpdateParticipantRequest = z
+  .strictObject({
+    permissions: ParticipantPermissions.optional(),
+    name: z.string().max(128).optional(),
+    metadata: z.string().max(MAX_PARTICIPANT_METADATA_LENGTH).optional(),
+  })
+  .refine((r) => r.permissions || r.name !== undefined || r.metadata !== undefined, {
+    message: 'give permissions, name or metadata',
+  });
 export type UpdateParticipantRequest = z.infer<typeof UpdateParticipantRequest>;
 
 export const SendDataRequest = z.strictObject({
@@ -151,6 +163,14 @@ export const ParticipantPermissionsState = z.object({
 });
 export type ParticipantPermissionsState = z.infer<typeof ParticipantPermissionsState>;
 
+/** A participant after an update. */
+export const ParticipantUpdate = z.object({
+  name: z.string(),
+  metadata: z.string(),
+  permissions: ParticipantPermissionsState,
+});
+export type ParticipantUpdate = z.infer<typeof ParticipantUpdate>;
+
 /** The grant a room service call needs (see token.ts). */
 export type RoomServiceGrant = 'roomCreate' | 'roomList' | 'roomAdmin';
 
@@ -213,7 +233,7 @@ export const ROOM_SERVICE_ROUTES = {
     path: '/v1/rooms/:room/participants/:identity',
     grant: 'roomAdmin',
     status: 200,
-    summary: "Change a participant's permissions; they apply at once",
+    summary: "Change a participant's permissions (at once), name or metadata",
   },
   muteTrack: {
     method: 'post',

@@ -179,6 +179,7 @@ export class LocalRooms {
           sessionId: p.sessionId,
           identity: p.identity,
           name: p.name,
+          ...(p.metadata === undefined ? {} : { metadata: p.metadata }),
           nodeId: this.#nodeId,
           region: this.#region,
           joinedAt: p.joinedAt,

@@ -44,7 +44,9 @@ export type ParticipantEvents = {
 export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly sessionId: string;
   readonly identity: string;
-  readonly name: string;
+  /** From the token; the room service API may change it, and `metadata`. */
+  name: string;
+  metadata: string | undefined;
   readonly joinedAt = Date.now();
   readonly autoSubscribe: boolean;
   #config: NodeConfig;
@@ -81,6 +83,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.sessionId = options.sessionId;
     this.identity = options.identity;
     this.name = options.name;
+    this.metadata = undefined;
     this.#permissions = {
       canPublish: options.grants.canPublish,
       canSubscribe: options.grants.canSubscribe,
@@ -146,6 +149,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       nodeId,
       region,
       tracks: [...this.publications.values()].map((p) => p.info()),
+      ...(this.metadata === undefined ? {} : { metadata: this.metadata }),
     };
   }
 

@@ -268,6 +268,8 @@ export class Room extends TypedEmitter<RoomEvents> {
       return;
     }
     this.#remote.set(record.sessionId, record);
+    if (before.name !== record.name || before.metadata !== record.metadata)
+      this.broadcast({ type: 'participant.updated', participant: recordInfo(record) });
     const old = new Map(before.tracks.map((t) => [t.trackId, t]));
     for (const track of record.tracks) {
       const was = old.get(track.trackId);
@@ -323,5 +325,6 @@ function recordInfo(record: SessionRecord): ParticipantInfo {
     nodeId: record.nodeId,
     region: record.region,
     tracks: record.tracks,
+    ...(record.metadata === undefined ? {} : { metadata: record.metadata }),
   };
 }

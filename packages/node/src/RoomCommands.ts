@@ -1,5 +1,5 @@
 import { type LeaveReason, SfuError } from '@geosfu/common';
-import type { RoomCommand } from '@geosfu/registry';
+import type { RoomCommand, RoomStore } from '@geosfu/registry';
 import type { LocalRooms } from './LocalRooms.js';
 import type { Participant } from './Participant.js';
 import type { Room } from './Room.js';
@@ -10,14 +10,23 @@ import type { Room } from './Room.js';
  */
 export class RoomCommands {
   readonly #rooms: LocalRooms;
+  readonly #store: RoomStore;
+  readonly #nodeId: string;
+  readonly #region: string;
   readonly #end: (sessionId: string, reason: LeaveReason) => Promise<void>;
 
   constructor(options: {
     rooms: LocalRooms;
+    store: RoomStore;
+    nodeId: string;
+    region: string;
     /** Ends a local session (the client is told why, everyone sees it leave). */
     end: (sessionId: string, reason: LeaveReason) => Promise<void>;
   }) {
     this.#rooms = options.rooms;
+    this.#store = options.store;
+    this.#nodeId = options.nodeId;
+    this.#region = options.region;
     this.#end = options.end;
   }
 
@@ -33,11 +42,26 @@ export class RoomCommands {
         const p = this.#participant(room, command.room, command.identity);
         return p.mute(command.trackId, command.muted).info();
       }
-      case 'permissions': {
+      case 'update': {
         const p = this.#participant(room, command.room, command.identity);
-        const state = p.setPermissions(command.permissions);
-        if (command.permissions.canSubscribe && room && p.autoSubscribe) room.subscribeToAll(p);
-        return state;
+        if (command.permissions) {
+          p.setPermissions(command.permissions);
+          if (command.permissions.canSubscribe && room && p.autoSubscribe) room.subscribeToAll(p);
+        }
+        if (command.name !== undefined || command.metadata !== undefined) {
+          if (command.name !== undefined) p.name = command.name;
+          if (command.metadata !== undefined) p.metadata = command.metadata;
+          room?.broadcast({
+            type: 'participant.updated',
+            participant: p.info(this.#nodeId, this.#region),
+          });
+          // The other nodes hear of it from the store (a `tracks` event with the record).
+          await this.#store.updateSession(command.room, p.sessionId, {
+            name: p.name,
+            ...(p.metadata === undefined ? {} : { metadata: p.metadata }),
+          });
+        }
+        return { name: p.name, metadata: p.metadata ?? '', permissions: p.permissions };
       }
       case 'data': {
         const wanted = command.identities && new Set(command.identities);

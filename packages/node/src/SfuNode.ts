@@ -182,6 +182,9 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       : undefined;
     const commands = new RoomCommands({
       rooms: this.#rooms,
+      store: plane.rooms,
+      nodeId: config.nodeId,
+      region: config.region,
       end: (sessionId, reason) => this.#sessions.end(sessionId, reason),
     });
     this.roomService = roomService(plane, config, commands.run);

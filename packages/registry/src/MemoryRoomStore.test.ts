@@ -395,3 +395,20 @@ describe('what a store tells only itself: rooms opened, emptied and reaped', () 
     await b.close();
   });
 });
+
+test('updateSession changes a name or metadata, publishes the record, and refuses a gone session', async () => {
+  const store = new MemoryRoomStore();
+  const events = recorder(store);
+  await store.watch('r');
+  await store.join('r', session('PA_u', 'una'), { maxParticipants: 10 });
+  await store.updateSession('r', 'PA_u', { name: 'Una B', metadata: 'm' });
+  await settle();
+  const [stored] = await store.participants('r');
+  assert.deepEqual([stored?.name, stored?.metadata], ['Una B', 'm']);
+  assert.deepEqual(events.lines().slice(-1), ['r/tracks:PA_u@node-a']);
+  await assert.rejects(
+    store.updateSession('r', 'PA_gone', { name: 'x' }),
+    (e: SfuError) => e.code === 'NOT_FOUND',
+  );
+  await store.close();
+});

@@ -15,6 +15,7 @@ import type {
   RoomEvent,
   RoomStore,
   RoomStoreEvents,
+  SessionChange,
   SessionRecord,
 } from './RoomStore.js';
 
@@ -52,6 +53,11 @@ export const SessionRecordSchema: z.ZodType<SessionRecord> = z.object({
   region: z.string().min(1).max(64),
   joinedAt: z.number().int().min(0),
   tracks: z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant),
+  metadata: z.string().max(4096).optional(),
+});
+export const SessionChangeSchema = z.strictObject({
+  name: z.string().max(LIMITS.maxNameLength).optional(),
+  metadata: z.string().max(4096).optional(),
 });
 
 /** A room event as it travels on a room's channel; validated on receipt. */
@@ -270,6 +276,15 @@ export class RoomDraft {
     this.events.push({ type: 'tracks', origin: session.nodeId, session: next });
   }
 
+  /** Changes a session's name or metadata (room service API); publishes `tracks`. */
+  update(id: string, change: SessionChange): void {
+    const session = this.#now.get(id);
+    if (!session) throw new SfuError('NOT_FOUND', `session ${id} is not in room ${this.room}`);
+    const next = { ...session, ...change };
+    this.#put(next);
+    this.events.push({ type: 'tracks', origin: session.nodeId, session: next });
+  }
+
   /** Removes every session of `node`; returns how many. */
   removeNode(node: string, reason: LeaveReason, eventOrigin: string): number {
     this.touchedNodes.add(node);
@@ -477,6 +492,13 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     );
     const draft = this.hub.draft(room);
     draft.setTracks(sessionId, list);
+    this.#commit(draft);
+  }
+
+  async updateSession(room: string, sessionId: string, change: SessionChange): Promise<void> {
+    this.#assertOpen();
+    const draft = this.hub.draft(checkRoom(room));
+    draft.update(sessionId, checkArgument(SessionChangeSchema, change, 'session change'));
     this.#commit(draft);
   }
 

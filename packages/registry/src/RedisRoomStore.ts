@@ -25,6 +25,7 @@ import {
   RoomDraft,
   RoomEventSchema,
   reapedSessions,
+  SessionChangeSchema,
   SessionRecordSchema,
 } from './MemoryRoomStore.js';
 import { RejectionLog } from './RejectionLog.js';
@@ -42,6 +43,7 @@ import type {
   RoomEvent,
   RoomStore,
   RoomStoreEvents,
+  SessionChange,
   SessionRecord,
 } from './RoomStore.js';
 import { type JunkEntry, SignedRoomState } from './SignedRoomState.js';
@@ -195,6 +197,14 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       checkRoom(room);
       const list = checkArgument(TrackList, tracks, 'track list');
       await this.#mutate(room, (draft) => draft.setTracks(sessionId, list));
+    });
+  }
+
+  updateSession(room: string, sessionId: string, change: SessionChange): Promise<void> {
+    return this.#op('updateSession', async () => {
+      checkRoom(room);
+      const checked = checkArgument(SessionChangeSchema, change, 'session change');
+      await this.#mutate(room, (draft) => draft.update(sessionId, checked));
     });
   }
 

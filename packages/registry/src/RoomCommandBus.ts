@@ -31,10 +31,12 @@ export const RoomCommand = z.discriminatedUnion('type', [
     muted: z.boolean(),
   }),
   z.strictObject({
-    type: z.literal('permissions'),
+    type: z.literal('update'),
     room: z.string(),
     identity: z.string(),
-    permissions: ParticipantPermissions,
+    permissions: ParticipantPermissions.optional(),
+    name: z.string().max(128).optional(),
+    metadata: z.string().max(4096).optional(),
   }),
   z.strictObject({
     type: z.literal('data'),

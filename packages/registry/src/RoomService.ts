@@ -2,7 +2,7 @@ import {
   type CreateRoomRequest,
   DeliveryResponse,
   type MuteTrackRequest,
-  ParticipantPermissionsState,
+  ParticipantUpdate,
   type RoomInfo,
   type RoomParticipant,
   type RoomRelayLink,
@@ -127,15 +127,10 @@ export class RoomService {
     room: string,
     identity: string,
     request: UpdateParticipantRequest,
-  ): Promise<z.infer<typeof ParticipantPermissionsState>> {
+  ): Promise<ParticipantUpdate> {
     const session = await this.#find(room, identity);
-    return ParticipantPermissionsState.parse(
-      await this.#dispatch(session.nodeId, {
-        type: 'permissions',
-        room,
-        identity,
-        permissions: request.permissions,
-      }),
+    return ParticipantUpdate.parse(
+      await this.#dispatch(session.nodeId, { type: 'update', room, identity, ...request }),
     );
   }
 
@@ -195,6 +190,7 @@ function participantOf(s: SessionRecord): RoomParticipant {
     nodeId: s.nodeId,
     region: s.region,
     tracks: s.tracks,
+    ...(s.metadata === undefined ? {} : { metadata: s.metadata }),
   };
 }
 

@@ -16,6 +16,14 @@ export interface SessionRecord {
   /** Epoch ms. */
   joinedAt: number;
   tracks: TrackInfo[];
+  /** Set through the room service API. */
+  metadata?: string;
+}
+
+/** What the room service API may change of a session. */
+export interface SessionChange {
+  name?: string;
+  metadata?: string;
 }
 
 /**
@@ -97,6 +105,8 @@ export interface RoomStore extends TypedEmitter<RoomStoreEvents> {
   leave(room: string, sessionId: string, reason: LeaveReason): Promise<boolean>;
   /** Replaces a session's track list (publish, unpublish, mute) and publishes `tracks`. */
   setTracks(room: string, sessionId: string, tracks: TrackInfo[]): Promise<void>;
+  /** Changes a session's name or metadata and publishes `tracks` (the whole record). */
+  updateSession(room: string, sessionId: string, change: SessionChange): Promise<void>;
   /** Publishes a chat message to every node of the room (no state). */
   chat(room: string, event: Extract<RoomEvent, { type: 'chat' }>): Promise<void>;
   /** Everyone in the room now. */
