@@ -450,6 +450,7 @@ describe('room service API across two nodes', () => {
 
 describe('room service API on a single node (no Redis)', () => {
   let node: NodeProcess;
+  let hooks: WebhookReceiver;
   const clients: RawClient[] = [];
   const call = async (
     path: string,
@@ -468,11 +469,16 @@ describe('room service API on a single node (no Redis)', () => {
   };
 
   before(async () => {
-    node = await startNode({ startTimeoutMs: 90_000 });
+    hooks = await startWebhookReceiver(WEBHOOK_KEY);
+    node = await startNode({
+      startTimeoutMs: 90_000,
+      env: { SFU_WEBHOOK_URLS: hooks.url, SFU_WEBHOOK_KEY: WEBHOOK_KEY },
+    });
   });
   after(async () => {
     for (const c of clients) c.close();
     await node?.stop('SIGKILL');
+    await hooks?.close();
   });
 
   test('grants, bad bodies and limits get coded errors; an empty API room expires', async () => {
@@ -521,5 +527,20 @@ describe('room service API on a single node (no Redis)', () => {
       15_000,
       250,
     );
+    // A room nobody joined expires too; one deleted while empty finishes once, not again
+    // when its empty timeout would have passed.
+    for (const name of ['unused', 'dropped'])
+      await call('/v1/rooms', { method: 'POST', body: JSON.stringify({ name, emptyTimeout: 1 }) });
+    assert.deepEqual((await call('/v1/rooms/dropped', { method: 'DELETE' })).json, {
+      delivered: 0,
+    });
+    const finished = (room: string) =>
+      hooks.events.filter((e) => e.room === room && e.event === 'room_finished').length;
+    await waitUntil(
+      'room_finished of the expired rooms',
+      () => (finished('tiny') === 1 && finished('unused') === 1 ? true : undefined),
+      15_000,
+    );
+    await assertStays('dropped finished once', () => finished('dropped') === 1, 2_500);
   });
 });

@@ -187,7 +187,9 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       region: config.region,
       end: (sessionId, reason) => this.#sessions.end(sessionId, reason),
     });
-    this.roomService = roomService(plane, config, commands.run);
+    this.roomService = roomService(plane, config, commands.run, (room, settings) =>
+      this.#lifecycle?.watchExpiry(room, settings),
+    );
     this.#stats = new StatsSampler({
       metrics: this.metrics,
       peers: () => this.#sampledPeers(),

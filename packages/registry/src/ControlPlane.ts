@@ -2,6 +2,7 @@ import {
   type Logger,
   type NodeConfig,
   RedisConnection,
+  type RoomSettings,
   SfuError,
   TokenService,
 } from '@geosfu/common';
@@ -160,6 +161,8 @@ export function roomService(
   plane: ControlPlane,
   config: NodeConfig,
   local?: RoomCommandHandler,
+  /** A room was created empty: the caller may watch its empty timeout (RoomLifecycle). */
+  createdEmpty?: (room: string, settings: RoomSettings) => void,
 ): RoomService {
   const dispatch = async (nodeId: string, command: RoomCommand): Promise<unknown> => {
     if (nodeId === config.nodeId && local) return local(command);
@@ -178,5 +181,6 @@ export function roomService(
     dispatch,
     notify: (event) => plane.webhooks?.send(event),
     maxParticipants: config.maxParticipants,
+    ...(createdEmpty ? { createdEmpty } : {}),
   });
 }

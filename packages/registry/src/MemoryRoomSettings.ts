@@ -5,6 +5,7 @@ import type { RoomSettingsStore } from './RoomSettingsStore.js';
 export class MemoryRoomSettings implements RoomSettingsStore {
   readonly #rooms = new Map<string, RoomSettings>();
   readonly #expiry = new Map<string, NodeJS.Timeout>();
+  readonly #finished = new Set<string>();
 
   async create(settings: RoomSettings): Promise<RoomSettings> {
     const existing = this.#rooms.get(settings.name);
@@ -44,6 +45,13 @@ export class MemoryRoomSettings implements RoomSettingsStore {
     }, settings.emptyTimeout * 1000);
     timer.unref();
     this.#expiry.set(room, timer);
+  }
+
+  async claimFinished(room: string, createdAt: number): Promise<boolean> {
+    const key = `${room}\n${createdAt}`;
+    if (this.#finished.has(key)) return false;
+    this.#finished.add(key);
+    return true;
   }
 
   close(): void {

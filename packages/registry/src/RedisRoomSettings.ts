@@ -104,6 +104,12 @@ export class RedisRoomSettings implements RoomSettingsStore {
     if (settings) await this.#redis.command.pexpire(this.#key(room), settings.emptyTimeout * 1000);
   }
 
+  async claimFinished(room: string, createdAt: number): Promise<boolean> {
+    const key = `${this.#prefix.replace(/roomsettings:$/, 'roomfinished:')}${room}:${createdAt}`;
+    // Kept an hour: longer than any delete and expiry watcher of that incarnation can race.
+    return (await this.#redis.command.set(key, '1', 'PX', 3_600_000, 'NX')) === 'OK';
+  }
+
   close(): void {
     // Nothing of its own: the connection belongs to the control plane.
   }

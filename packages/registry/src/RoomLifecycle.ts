@@ -1,4 +1,4 @@
-import type { Logger } from '@geosfu/common';
+import type { Logger, RoomSettings } from '@geosfu/common';
 import type { RoomSettingsStore } from './RoomSettingsStore.js';
 import type { RoomStore, SessionRecord } from './RoomStore.js';
 import type { WebhookInput } from './WebhookSender.js';
@@ -56,26 +56,39 @@ export class RoomLifecycle {
         return;
       }
       await this.#settings.emptied(room);
-      // Redis forgets the settings after the timeout; we tell the webhooks, if nobody came.
-      clearTimeout(this.#expiring.get(room));
-      const timer = setTimeout(
-        () => void this.#checkExpired(room),
-        settings.emptyTimeout * 1000 + 1_000,
-      );
-      this.#expiring.set(room, timer);
+      this.watchExpiry(room, settings);
     } catch (error) {
       this.#logger.warn({ err: error, room }, 'could not update the room settings');
     }
   }
 
-  async #checkExpired(room: string): Promise<void> {
+  /**
+   * The room is empty with settings that expire after `emptyTimeoutS` (Redis forgets them):
+   * this process tells the webhooks `room_finished` then, if nobody came meanwhile.
+   */
+  watchExpiry(room: string, settings: RoomSettings): void {
+    clearTimeout(this.#expiring.get(room));
+    const timer = setTimeout(
+      () => void this.#checkExpired(room, settings.createdAt),
+      settings.emptyTimeout * 1000 + 1_000,
+    );
+    this.#expiring.set(room, timer);
+  }
+
+  async #checkExpired(room: string, createdAt: number): Promise<void> {
     this.#expiring.delete(room);
     try {
       const [settings, participants] = await Promise.all([
         this.#settings.get(room),
         this.#store.participants(room),
       ]);
-      if (!settings && participants.length === 0) this.#notify({ event: 'room_finished', room });
+      // A delete of the empty room may have told it already: one of us wins the claim.
+      if (
+        !settings &&
+        participants.length === 0 &&
+        (await this.#settings.claimFinished(room, createdAt))
+      )
+        this.#notify({ event: 'room_finished', room });
     } catch (error) {
       this.#logger.warn({ err: error, room }, 'could not check an empty room');
     }

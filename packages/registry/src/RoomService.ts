@@ -32,6 +32,7 @@ export class RoomService {
   readonly #dispatch: (nodeId: string, command: RoomCommand) => Promise<unknown>;
   readonly #notify: (event: WebhookInput) => void;
   readonly #maxParticipants: number;
+  readonly #createdEmpty: (room: string, settings: RoomSettings) => void;
 
   constructor(options: {
     store: RoomStore;
@@ -40,12 +41,15 @@ export class RoomService {
     notify: (event: WebhookInput) => void;
     /** SFU_MAX_PARTICIPANTS: a room never takes more. */
     maxParticipants: number;
+    /** A room was created with nobody in it (its empty timeout runs from now). */
+    createdEmpty?: (room: string, settings: RoomSettings) => void;
   }) {
     this.#store = options.store;
     this.#settings = options.settings;
     this.#dispatch = options.dispatch;
     this.#notify = options.notify;
     this.#maxParticipants = options.maxParticipants;
+    this.#createdEmpty = options.createdEmpty ?? (() => undefined);
   }
 
   async createRoom(request: CreateRoomRequest): Promise<RoomInfo> {
@@ -65,6 +69,7 @@ export class RoomService {
     if (participants.length > 0) await this.#settings.occupied(request.name);
     if (stored.createdAt === wanted.createdAt && participants.length === 0) {
       this.#notify({ event: 'room_started', room: request.name });
+      this.#createdEmpty(request.name, stored);
     }
     return roomInfo(request.name, participants, stored);
   }
@@ -95,11 +100,13 @@ export class RoomService {
    * `room-deleted`). A later join creates the room again, as a join-created room.
    */
   async deleteRoom(name: string): Promise<z.infer<typeof DeliveryResponse>> {
+    const settings = await this.#settings.get(name);
     const existed = await this.#settings.delete(name);
     const participants = await this.#store.participants(name);
     if (participants.length === 0) {
       if (!existed) throw new SfuError('NOT_FOUND', `no room "${name}"`);
-      this.#notify({ event: 'room_finished', room: name });
+      if (settings && (await this.#settings.claimFinished(name, settings.createdAt)))
+        this.#notify({ event: 'room_finished', room: name });
       return { delivered: 0 };
     }
     return this.#onEachNode(participants, { type: 'deleteRoom', room: name });

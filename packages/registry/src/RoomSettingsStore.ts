@@ -16,5 +16,11 @@ export interface RoomSettingsStore {
   occupied(room: string): Promise<void>;
   /** The room is empty: forget it after its empty timeout. */
   emptied(room: string): Promise<void>;
+  /**
+   * True once per room incarnation (`createdAt` of its settings), cluster-wide: whoever ends
+   * an API-created room (a delete, or a watcher of its empty timeout) sends `room_finished`
+   * only if it wins this.
+   */
+  claimFinished(room: string, createdAt: number): Promise<boolean>;
   close(): void;
 }
