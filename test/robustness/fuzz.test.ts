@@ -277,6 +277,8 @@ describe('fuzzed signalling and HTTP while a call runs', { timeout: 120_000 }, (
       '/v1/admin/rooms/r',
       '/v1/dev/token',
       '/v1/route?room=r',
+      '/v1/rooms',
+      '/v1/rooms/r/participants/alice/mute',
       '/healthz',
       '/readyz',
       '/metrics',
@@ -291,6 +293,7 @@ describe('fuzzed signalling and HTTP while a call runs', { timeout: 120_000 }, (
       '/%zz',
       '/v1/route?room=%E0%A4',
       '/v1/admin/rooms/%00',
+      '/v1/rooms/%E0%A4%A/data',
       `/${'a'.repeat(4_000)}`,
       '/..%2f..%2fetc/passwd',
     ];

@@ -73,6 +73,8 @@ const ROUTES = [
   '/v1/admin/rooms/r1',
   '/v1/dev/token',
   '/v1/route?room=r1',
+  '/v1/rooms',
+  '/v1/rooms/r1/data',
   '/healthz',
   '/readyz',
   '/metrics',

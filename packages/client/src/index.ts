@@ -1,3 +1,4 @@
+export { RoomServiceClient, type RoomServiceClientOptions } from '@geosfu/common';
 export {
   type ChatMessage,
   type ClientEvents,

@@ -14,13 +14,15 @@ import {
  * - `room-event`: a room event on `sfu:room:<room>:events`;
  * - `session`: a session record in `sfu:room:<room>:sessions`;
  * - `node-record`: a node's record at `sfu:node:<id>`;
- * - `node-message`: an up, update or down message on `sfu:nodes`.
+ * - `node-message`: an up, update or down message on `sfu:nodes`;
+ * - `room-settings`: a room created through the room service API, at `sfu:roomsettings:<room>`.
  */
 export const CLUSTER_STATE_KINDS = [
   'room-event',
   'session',
   'node-record',
   'node-message',
+  'room-settings',
 ] as const;
 export type ClusterStateKind = (typeof CLUSTER_STATE_KINDS)[number];
 

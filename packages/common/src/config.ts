@@ -320,6 +320,26 @@ export const CONFIG_FIELDS = {
     default: '30000',
     doc: 'How long a PeerConnection set-up may wait for its turn; past it, the `publish` gets `SERVICE_BUSY` (a subscriber offer waits again).',
   },
+  webhookUrls: {
+    env: 'SFU_WEBHOOK_URLS',
+    flag: 'webhook-urls',
+    schema: z
+      .string()
+      .transform((s) =>
+        s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+      )
+      .pipe(z.array(z.url({ protocol: /^https?$/ })).max(16)),
+    doc: 'Where room events are POSTed (comma-separated http(s) URLs): signed with `SFU_WEBHOOK_KEY`, each sent once by the cluster, retried with back-off (README, Webhooks). Unset: no webhooks.',
+  },
+  webhookKey: {
+    env: 'SFU_WEBHOOK_KEY',
+    flag: 'webhook-key',
+    schema: z.string().min(32, 'at least 32 characters'),
+    doc: 'Signs webhook deliveries (HMAC-SHA256, header `x-geosfu-signature`); the receiver checks it with the same key. Required with `SFU_WEBHOOK_URLS`.',
+  },
   logLevel: {
     env: 'SFU_LOG_LEVEL',
     flag: 'log-level',
@@ -373,6 +393,9 @@ export interface NodeConfig {
   readonly peerTimeoutMs: number;
   readonly maxConcurrentHandshakes: number;
   readonly admissionTimeoutMs: number;
+  /** SFU_WEBHOOK_URLS: empty when webhooks are off. */
+  readonly webhookUrls: readonly string[];
+  readonly webhookKey: string | undefined;
 }
 
 export type ConfigKey = keyof Fields;
@@ -487,6 +510,13 @@ export function loadConfig(
       'set SFU_TLS_CERT and SFU_TLS_KEY together (PEM files), or neither for plain HTTP',
     );
   }
+  if (
+    Array.isArray(out.webhookUrls) &&
+    out.webhookUrls.length > 0 &&
+    out.webhookKey === undefined
+  ) {
+    problems.push('SFU_WEBHOOK_KEY is required with SFU_WEBHOOK_URLS: receivers check signatures');
+  }
   const region = typeof out.region === 'string' ? out.region : 'local';
   const preset = REGIONS[region];
   const lat = out.latitude as number | undefined;
@@ -502,6 +532,7 @@ export function loadConfig(
   out.announcedIps ??= [];
   out.turnUrls ??= [];
   out.trustProxy ??= [];
+  out.webhookUrls ??= [];
   out.defaultRegion ??= region;
   out.location =
     lat !== undefined && lon !== undefined

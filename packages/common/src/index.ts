@@ -27,6 +27,7 @@ export { FileWatch, type FileWatchOptions } from './FileWatch.js';
 export { EARTH_RADIUS_KM, type GeoPoint, greatCircleDistanceKm, isValidGeoPoint } from './geo.js';
 export { Lifecycle } from './Lifecycle.js';
 export { createRootLogger, type Logger, silentLogger } from './logger.js';
+export { roomServiceOpenApi } from './openapi.js';
 export * from './protocol.js';
 export {
   type MessageHandler,
@@ -37,9 +38,11 @@ export {
   type RedisConnectionState,
   type ScriptRunner,
 } from './RedisConnection.js';
+export { RoomServiceClient, type RoomServiceClientOptions } from './RoomServiceClient.js';
 export { seededRandom } from './random.js';
 export { isReplyError, REDIS_QUIT_TIMEOUT_MS, redactRedisUrl } from './redis.js';
 export { REGIONS, type RegionPreset, regionLocation, regionPreset } from './regions.js';
+export * from './roomService.js';
 export { STALL_THRESHOLD_MS, StallDetector } from './StallDetector.js';
 export {
   canonicalJson,
@@ -63,3 +66,4 @@ export {
   parseDurationSeconds,
   TokenService,
 } from './token.js';
+export { signWebhook, verifyWebhook, WEBHOOK_TOLERANCE_MS } from './webhookSignature.js';

@@ -117,6 +117,8 @@ export const ParticipantInfo = z.object({
   nodeId: z.string(),
   region: z.string(),
   tracks: z.array(TrackInfo),
+  /** Application data on the participant, set through the room service API. */
+  metadata: z.string().optional(),
 });
 export type ParticipantInfo = z.infer<typeof ParticipantInfo>;
 
@@ -131,6 +133,10 @@ export const LeaveReason = z.enum([
   'draining',
   'node-died',
   'server-shutdown',
+  /** The room service API removed the participant (`DELETE .../participants/:identity`). */
+  'removed',
+  /** The room service API deleted the room. */
+  'room-deleted',
 ]);
 export type LeaveReason = z.infer<typeof LeaveReason>;
 
@@ -352,6 +358,32 @@ export const ChatEvent = z.object({
   ts: z.number(),
 });
 
+/**
+ * The participant's own permissions changed (room service API): they apply at once. A
+ * revoked `canPublish` unpublishes its tracks, and a later `publish` gets PERMISSION_DENIED;
+ * a revoked `canSubscribe` ends its subscriptions; without `canChat`, `chat` is refused.
+ */
+export const PermissionsChanged = z.object({
+  type: z.literal('permissions'),
+  canPublish: z.boolean(),
+  canSubscribe: z.boolean(),
+  canChat: z.boolean(),
+});
+
+/** A participant's name or metadata changed (room service API). */
+export const ParticipantUpdated = z.object({
+  type: z.literal('participant.updated'),
+  participant: ParticipantInfo,
+});
+
+/** A message from the application (room service API `POST /v1/rooms/:room/data`). */
+export const DataEvent = z.object({
+  type: z.literal('data'),
+  payload: z.string(),
+  topic: z.string().optional(),
+  ts: z.number(),
+});
+
 export const Pong = z.object({ type: z.literal('pong'), ts: z.number(), serverTs: z.number() });
 
 export const Ok = z.object({ type: z.literal('ok'), ref: id });
@@ -403,6 +435,9 @@ export const ServerMessage = z.discriminatedUnion('type', [
   PublicationLayers,
   SubscriptionLayer,
   ChatEvent,
+  PermissionsChanged,
+  ParticipantUpdated,
+  DataEvent,
   Pong,
   Ok,
   ErrorMessage,

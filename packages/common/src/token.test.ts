@@ -22,6 +22,10 @@ test('a minted token verifies with its claims and grants', async () => {
     canSubscribe: true,
     canPinRegion: true,
     admin: false,
+    canChat: true,
+    roomCreate: false,
+    roomList: false,
+    roomAdmin: false,
   });
   assert.ok(t.expiresAt.getTime() > Date.now() + 50_000);
 });

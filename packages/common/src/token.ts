@@ -10,6 +10,14 @@ export const Grants = z.object({
   canPinRegion: z.boolean().default(false),
   /** May call the admin API (drain). */
   admin: z.boolean().default(false),
+  /** May send chat messages in the room. */
+  canChat: z.boolean().default(true),
+  /** Room service API: may create and delete rooms (any room). */
+  roomCreate: z.boolean().default(false),
+  /** Room service API: may list rooms and read any room (cluster-wide). */
+  roomList: z.boolean().default(false),
+  /** Room service API: may manage the token's own room (participants, tracks, data). */
+  roomAdmin: z.boolean().default(false),
 });
 export type Grants = z.infer<typeof Grants>;
 
@@ -23,6 +31,10 @@ const Claims = z.object({
     canSubscribe: true,
     canPinRegion: false,
     admin: false,
+    canChat: true,
+    roomCreate: false,
+    roomList: false,
+    roomAdmin: false,
   }),
   exp: z.number(),
 });

@@ -1,5 +1,5 @@
 import { type LeaveReason, type Logger, SfuError } from '@geosfu/common';
-import type { RoomEvent, RoomStore, SessionRecord } from '@geosfu/registry';
+import type { RoomEvent, RoomStore, SessionRecord, WebhookInput } from '@geosfu/registry';
 import type { Participant } from './Participant.js';
 import { Room } from './Room.js';
 
@@ -11,6 +11,8 @@ export interface LocalRoomsHooks {
   retired(room: string): Promise<void>;
   /** Another node replaced one of our sessions (the same identity joined there). */
   endSession(sessionId: string, reason: LeaveReason): void;
+  /** A fact this node owns, for the webhooks (each is sent once by the cluster: by us). */
+  notify(event: WebhookInput): void;
 }
 
 /**
@@ -83,6 +85,29 @@ export class LocalRooms {
       });
     });
     room.on('empty', () => this.retireIfUnused(room));
+    const who = (p: Participant) => p.info(this.#nodeId, this.#region);
+    room.on('participantJoined', (p) =>
+      this.#hooks.notify({ event: 'participant_joined', room: name, participant: who(p) }),
+    );
+    room.on('participantLeft', (p, reason) =>
+      this.#hooks.notify({ event: 'participant_left', room: name, participant: who(p), reason }),
+    );
+    room.on('trackPublished', (p, publication) =>
+      this.#hooks.notify({
+        event: 'track_published',
+        room: name,
+        participant: who(p),
+        track: publication.info(),
+      }),
+    );
+    room.on('trackUnpublished', (p, publication) =>
+      this.#hooks.notify({
+        event: 'track_unpublished',
+        room: name,
+        participant: who(p),
+        track: publication.info(),
+      }),
+    );
     this.#rooms.set(name, room);
     return room;
   }
@@ -154,6 +179,7 @@ export class LocalRooms {
           sessionId: p.sessionId,
           identity: p.identity,
           name: p.name,
+          ...(p.metadata === undefined ? {} : { metadata: p.metadata }),
           nodeId: this.#nodeId,
           region: this.#region,
           joinedAt: p.joinedAt,

@@ -6,6 +6,8 @@ import {
   type Logger,
   type NodeConfig,
   type ParticipantInfo,
+  type ParticipantPermissions,
+  type ParticipantPermissionsState,
   type PeerTarget,
   type ServerMessage,
   SfuError,
@@ -42,8 +44,9 @@ export type ParticipantEvents = {
 export class Participant extends TypedEmitter<ParticipantEvents> {
   readonly sessionId: string;
   readonly identity: string;
-  readonly name: string;
-  readonly grants: Grants;
+  /** From the token; the room service API may change it, and `metadata`. */
+  name: string;
+  metadata: string | undefined;
   readonly joinedAt = Date.now();
   readonly autoSubscribe: boolean;
   /** Only this identity's tracks are forwarded to this participant (a WHEP viewer's choice). */
@@ -55,6 +58,8 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   #publisher: PublisherPeer;
   #subscriber: SubscriberPeer;
   #liveness: PeerLiveness[] = [];
+  /** From the token, changed by the room service API (`setPermissions`). */
+  #permissions: ParticipantPermissionsState;
   #closed = false;
   /** Unsubscribers of every werift event this participant listens to, called on close. */
   #werift: (() => void)[] = [];
@@ -86,7 +91,12 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
     this.sessionId = options.sessionId;
     this.identity = options.identity;
     this.name = options.name;
-    this.grants = options.grants;
+    this.metadata = undefined;
+    this.#permissions = {
+      canPublish: options.grants.canPublish,
+      canSubscribe: options.grants.canSubscribe,
+      canChat: options.grants.canChat,
+    };
     this.autoSubscribe = options.autoSubscribe;
     this.watch = options.watch;
     this.#config = options.config;
@@ -149,6 +159,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
       nodeId,
       region,
       tracks: [...this.publications.values()].map((p) => p.info()),
+      ...(this.metadata === undefined ? {} : { metadata: this.metadata }),
     };
   }
 
@@ -163,8 +174,11 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
 
   async publish(request: ClientMessageOf<'publish'>): Promise<ServerMessage> {
     this.#assertOpen();
-    if (!this.grants.canPublish)
-      throw new SfuError('PERMISSION_DENIED', 'this token does not allow publishing');
+    if (!this.#permissions.canPublish)
+      throw new SfuError(
+        'PERMISSION_DENIED',
+        'this participant may not publish (its token, or the room service, says so)',
+      );
     return this.#publisher.publish(request);
   }
 
@@ -182,7 +196,29 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
   subscribe(publication: Publication): void {
     this.#assertOpen();
     if (this.watch !== undefined && publication.identity !== this.watch) return;
-    if (this.grants.canSubscribe) this.#subscriber.subscribe(publication);
+    if (this.#permissions.canSubscribe) this.#subscriber.subscribe(publication);
+  }
+
+  get permissions(): ParticipantPermissionsState {
+    return { ...this.#permissions };
+  }
+
+  /**
+   * Changes what the participant may do, at once: a revoked `canPublish` unpublishes its
+   * tracks, a revoked `canSubscribe` ends its subscriptions (the room subscribes it again
+   * when it is given back). The client is told with a `permissions` message.
+   */
+  setPermissions(change: ParticipantPermissions): ParticipantPermissionsState {
+    this.#assertOpen();
+    this.#permissions = { ...this.#permissions, ...change };
+    if (!this.#permissions.canPublish) {
+      for (const trackId of [...this.publications.keys()]) this.#publisher.unpublish(trackId);
+    }
+    if (!this.#permissions.canSubscribe) {
+      for (const trackId of [...this.subscriptions.keys()]) this.#subscriber.unsubscribe(trackId);
+    }
+    this.send({ type: 'permissions', ...this.#permissions });
+    return this.permissions;
   }
 
   /**
@@ -191,7 +227,7 @@ export class Participant extends TypedEmitter<ParticipantEvents> {
    */
   async answerViewerOffer(sdp: string): Promise<string> {
     this.#assertOpen();
-    if (!this.grants.canSubscribe)
+    if (!this.#permissions.canSubscribe)
       throw new SfuError('PERMISSION_DENIED', 'this token does not allow subscribing');
     return this.#subscriber.answerOffer(sdp);
   }

@@ -1,6 +1,6 @@
 import { LIMITS, type Logger, type NodeConfig, type StallDetector } from '@geosfu/common';
 import { codecFromSpec, relayReceiverPeerConfig, relaySenderPeerConfig } from '@geosfu/media';
-import type { NodeRegistry } from '@geosfu/registry';
+import type { NodeRegistry, WebhookInput } from '@geosfu/registry';
 import {
   type RelayBus,
   type RelayedTrack,
@@ -38,6 +38,8 @@ export class RelayBridge {
     registry: NodeRegistry;
     rooms: LocalRooms;
     logger: Logger;
+    /** Relay links this node sends on opened or closed, for the webhooks. */
+    notify: (event: WebhookInput) => void;
   }) {
     const { config, metrics, rooms } = options;
     this.#bus = options.bus;
@@ -67,6 +69,16 @@ export class RelayBridge {
       logger: options.logger,
     });
     this.#wire();
+    const relay = (link: { room: string; remoteNode: string }) => ({
+      room: link.room,
+      relay: { fromNode: config.nodeId, toNode: link.remoteNode },
+    });
+    this.#relays.on('linkOpened', (link) =>
+      options.notify({ event: 'relay_opened', ...relay(link) }),
+    );
+    this.#relays.on('linkClosed', (link) =>
+      options.notify({ event: 'relay_closed', ...relay(link) }),
+    );
   }
 
   get links(): readonly RelayLink[] {

@@ -11,7 +11,11 @@ import type { Participant } from './Participant.js';
 import type { Publication } from './Publication.js';
 
 export type RoomEvents = {
+  participantJoined: [Participant];
   participantLeft: [Participant, LeaveReason];
+  /** A local participant's track is ready to be forwarded, or ended. */
+  trackPublished: [Participant, Publication];
+  trackUnpublished: [Participant, Publication];
   /** A local participant published, unpublished or muted a track: mirror it to the store. */
   tracksChanged: [Participant];
   /** No local participant is left. */
@@ -119,13 +123,20 @@ export class Room extends TypedEmitter<RoomEvents> {
         participant.sessionId,
       );
       this.safeEmit('tracksChanged', participant);
+      this.safeEmit('trackUnpublished', participant, publication);
     });
-    if (participant.autoSubscribe) {
-      for (const other of this.#participants.values()) {
-        if (other === participant) continue;
-        for (const publication of other.publications.values()) participant.subscribe(publication);
-      }
-      for (const publication of this.#relayed.values()) participant.subscribe(publication);
+    if (participant.autoSubscribe) this.subscribeToAll(participant);
+    this.safeEmit('participantJoined', participant);
+  }
+
+  /** Subscribes a local participant to every track of the room but its own. */
+  subscribeToAll(participant: Participant): void {
+    for (const other of this.#participants.values()) {
+      if (other === participant) continue;
+      for (const publication of other.publications.values()) participant.subscribe(publication);
+    }
+    for (const publication of this.#relayed.values()) {
+      if (publication.participantSid !== participant.sessionId) participant.subscribe(publication);
     }
   }
 
@@ -135,6 +146,9 @@ export class Room extends TypedEmitter<RoomEvents> {
    */
   addRelayed(publication: Publication): void {
     this.#relayed.set(publication.trackId, publication);
+    // Muting happens at the source's node; here it pauses our subscribers (remoteTracks).
+    const muted = this.#remoteTrack(publication.participantSid, publication.trackId)?.muted;
+    publication.setMuted(muted === true);
     publication.once('close', () => this.#relayedEnded(publication));
     if (this.#withdrawn.delete(publication.trackId)) {
       const track = this.#remoteTrack(publication.participantSid, publication.trackId);
@@ -189,6 +203,7 @@ export class Room extends TypedEmitter<RoomEvents> {
       if (other !== owner && other.autoSubscribe) other.subscribe(publication);
     }
     this.safeEmit('tracksChanged', owner);
+    this.safeEmit('trackPublished', owner, publication);
   }
 
   /** Removes a local participant (idempotent per session) and tells the others why it left. */
@@ -253,12 +268,15 @@ export class Room extends TypedEmitter<RoomEvents> {
       return;
     }
     this.#remote.set(record.sessionId, record);
+    if (before.name !== record.name || before.metadata !== record.metadata)
+      this.broadcast({ type: 'participant.updated', participant: recordInfo(record) });
     const old = new Map(before.tracks.map((t) => [t.trackId, t]));
     for (const track of record.tracks) {
       const was = old.get(track.trackId);
       if (!was)
         this.broadcast({ type: 'track.published', participantSid: record.sessionId, track });
       else if (was.muted !== track.muted) {
+        this.#relayed.get(track.trackId)?.setMuted(track.muted);
         this.broadcast({
           type: 'track.muted',
           participantSid: record.sessionId,
@@ -307,5 +325,6 @@ function recordInfo(record: SessionRecord): ParticipantInfo {
     nodeId: record.nodeId,
     region: record.region,
     tracks: record.tracks,
+    ...(record.metadata === undefined ? {} : { metadata: record.metadata }),
   };
 }

@@ -10,7 +10,7 @@ import {
   type StallDetector,
   type TokenService,
 } from '@geosfu/common';
-import type { RoomStore, SessionRecord } from '@geosfu/registry';
+import type { RoomSettingsStore, RoomStore, SessionRecord } from '@geosfu/registry';
 import type { HandshakeGate } from './HandshakeGate.js';
 import type { LocalRooms } from './LocalRooms.js';
 import type { NodeMetrics } from './metrics.js';
@@ -58,6 +58,7 @@ export class Sessions {
   readonly #tokens: TokenService;
   readonly #rooms: LocalRooms;
   readonly #store: RoomStore;
+  readonly #settings: RoomSettingsStore;
   readonly #handshakes: HandshakeGate;
   readonly #logger: Logger;
   readonly #accepting: () => boolean;
@@ -71,6 +72,8 @@ export class Sessions {
     tokens: TokenService;
     rooms: LocalRooms;
     store: RoomStore;
+    /** Limits of rooms created through the room service API. */
+    settings: RoomSettingsStore;
     handshakes: HandshakeGate;
     logger: Logger;
     /** Whether the node takes joins now (it is active, not draining or closed). */
@@ -84,6 +87,7 @@ export class Sessions {
     this.#tokens = options.tokens;
     this.#rooms = options.rooms;
     this.#store = options.store;
+    this.#settings = options.settings;
     this.#handshakes = options.handshakes;
     this.#logger = options.logger;
     this.#accepting = options.accepting;
@@ -95,8 +99,8 @@ export class Sessions {
   }
 
   /** Ends the session if it is on this node (a newer session of its identity won elsewhere). */
-  end(sessionId: string, reason: LeaveReason): void {
-    void this.#bySession.get(sessionId)?.end(reason);
+  end(sessionId: string, reason: LeaveReason): Promise<void> {
+    return this.#bySession.get(sessionId)?.end(reason) ?? Promise.resolve();
   }
 
   async join(
@@ -168,8 +172,10 @@ export class Sessions {
     };
     // The store's lock makes this atomic across the cluster: the room limit, and one session
     // per identity (an older one, here or on another node, is replaced).
+    // A room created through the API may have a lower limit than the node's.
+    const settings = await this.#settings.get(room.name);
     const result = await store.join(room.name, record, {
-      maxParticipants: config.maxParticipants,
+      maxParticipants: Math.min(settings?.maxParticipants ?? Infinity, config.maxParticipants),
     });
     if (!this.#accepting()) {
       await store.leave(room.name, sessionId, 'draining').catch(() => undefined);
@@ -183,7 +189,7 @@ export class Sessions {
     if (result.replaced?.nodeId === config.nodeId) {
       // The page-refresh case on this node: ending the old session removes it from the room
       // synchronously; its later socket close finds it already ended.
-      this.end(result.replaced.sessionId, 'replaced');
+      void this.end(result.replaced.sessionId, 'replaced');
     }
     for (const s of result.participants) {
       if (s.nodeId !== config.nodeId && s.sessionId !== sessionId) room.remoteJoined(s);
@@ -248,6 +254,8 @@ export class Sessions {
   }
 
   async chat(participant: Participant, room: Room, text: string): Promise<void> {
+    if (!participant.permissions.canChat)
+      throw new SfuError('PERMISSION_DENIED', 'this participant may not chat in this room');
     const event = {
       type: 'chat' as const,
       origin: this.#config.nodeId,

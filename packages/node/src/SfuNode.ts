@@ -18,7 +18,15 @@ import {
   TypedEmitter,
 } from '@geosfu/common';
 import { fixWeriftDtls } from '@geosfu/media';
-import { type ControlPlane, listenMetrics, type MetricsServer } from '@geosfu/registry';
+import {
+  type ControlPlane,
+  listenMetrics,
+  type MetricsServer,
+  RoomLifecycle,
+  type RoomService,
+  roomService,
+  type WebhookInput,
+} from '@geosfu/registry';
 import type { RelayBus } from '@geosfu/relay';
 import { WebSocketServer } from 'ws';
 import { HandshakeGate } from './HandshakeGate.js';
@@ -31,6 +39,7 @@ import { observeControlPlane } from './observePlane.js';
 import type { Participant } from './Participant.js';
 import { RelayBridge } from './RelayBridge.js';
 import type { Room } from './Room.js';
+import { RoomCommands } from './RoomCommands.js';
 import { type JoinResult, Sessions } from './Sessions.js';
 import { SignalConnection, type SignalHost } from './SignalConnection.js';
 import { type SampledPeer, StatsSampler } from './StatsSampler.js';
@@ -67,6 +76,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
   readonly tokens: TokenService;
   readonly stalls: StallDetector;
   readonly plane: ControlPlane;
+  /** The room service API: any call, carried out by the node that holds the participant. */
+  readonly roomService: RoomService;
   readonly #logger: Logger;
   #state: NodeState = 'created';
   readonly #rooms: LocalRooms;
@@ -88,6 +99,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
   #url: string | undefined;
   #loadTimer: NodeJS.Timeout | undefined;
   #drained: Promise<void> | undefined;
+  #lifecycle: RoomLifecycle | undefined;
 
   /**
    * @param plane the control plane (registry, room store, routing); the caller closes it.
@@ -122,7 +134,8 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       hooks: {
         membershipChanged: (room) => this.#relays?.reconcile(room),
         retired: async (room) => this.#relays?.closeRoom(room),
-        endSession: (sessionId, reason) => this.#sessions.end(sessionId, reason),
+        endSession: (sessionId, reason) => void this.#sessions.end(sessionId, reason),
+        notify: (event) => this.#notify(event),
       },
     });
     this.metrics = new NodeMetrics(
@@ -156,6 +169,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
       tokens: this.tokens,
       rooms: this.#rooms,
       store: plane.rooms,
+      settings: plane.roomSettings,
       handshakes: this.#handshakes,
       logger: this.#logger,
       accepting: () => this.#state === 'active',
@@ -176,8 +190,19 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
           registry: plane.registry,
           rooms: this.#rooms,
           logger: this.#logger,
+          notify: (event) => this.#notify(event),
         })
       : undefined;
+    const commands = new RoomCommands({
+      rooms: this.#rooms,
+      store: plane.rooms,
+      nodeId: config.nodeId,
+      region: config.region,
+      end: (sessionId, reason) => this.#sessions.end(sessionId, reason),
+    });
+    this.roomService = roomService(plane, config, commands.run, (room, settings) =>
+      this.#lifecycle?.watchExpiry(room, settings),
+    );
     this.#stats = new StatsSampler({
       metrics: this.metrics,
       peers: () => this.#sampledPeers(),
@@ -218,6 +243,11 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
   requestDrain(by: string): void {
     this.#logger.info({ by }, 'drain requested');
     void this.drain().then(() => this.safeEmit('drained'));
+  }
+
+  /** Webhooks (when configured): sent in the background, never waited for. */
+  #notify(event: WebhookInput): void {
+    this.plane.webhooks?.send(event);
   }
 
   #regionOf(nodeId: string): string {
@@ -281,6 +311,12 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
     this.#stats.start();
     observeControlPlane(this.plane, this.metrics, this.nodeId, this.#logger);
     this.plane.rooms.on('event', (room, event) => this.#rooms.onStoreEvent(room, event));
+    this.#lifecycle = new RoomLifecycle({
+      store: this.plane.rooms,
+      settings: this.plane.roomSettings,
+      notify: (event) => this.#notify(event),
+      logger: this.#logger,
+    });
     this.plane.rooms.on('reconnected', () => void this.#rooms.reassert());
     this.#loadTimer = setInterval(() => {
       this.plane.registry.update({ load: this.#currentLoad() }).catch((error: unknown) => {
@@ -426,6 +462,7 @@ export class SfuNode extends TypedEmitter<SfuNodeEvents> implements SignalHost, 
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearInterval(this.#loadTimer);
+    this.#lifecycle?.close();
     this.#stats.close();
     this.stalls.close();
     this.#handshakes.close();

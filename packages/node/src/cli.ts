@@ -3,6 +3,7 @@
  * sfu-node: the SFU process.
  *   sfu-node [--dev] [flags]                 run a node (flags and env: see the README table)
  *   sfu-node token --room R --identity I     print an access token minted from SFU_API_KEY/SECRET
+ *   sfu-node rooms list|get|delete|kick|mute the room service API (roomsCli.ts)
  *   sfu-node config-table                    print the configuration table of the README
  */
 import { parseArgs } from 'node:util';
@@ -18,11 +19,14 @@ import {
 } from '@geosfu/common';
 import { openControlPlane } from '@geosfu/registry';
 import { RedisRelayBus } from '@geosfu/relay';
+import { ROOMS_USAGE, rooms } from './roomsCli.js';
 import { SfuNode } from './SfuNode.js';
 
 const USAGE = `usage:
   sfu-node [--dev] [--port 7880] [--region ams] [...]   run a node; see the README's configuration table
-  sfu-node token --room R --identity I [--name N] [--can-pin-region] [--admin] [--ttl 1h] [--dev]
+  sfu-node token --room R --identity I [--name N] [--can-pin-region] [--admin]
+                 [--grant roomCreate|roomList|roomAdmin ...] [--ttl 1h] [--dev]
+${ROOMS_USAGE}
   sfu-node config-table`;
 
 async function token(argv: string[]): Promise<void> {
@@ -34,6 +38,7 @@ async function token(argv: string[]): Promise<void> {
       name: { type: 'string' },
       'can-pin-region': { type: 'boolean' },
       admin: { type: 'boolean' },
+      grant: { type: 'string', multiple: true },
       ttl: { type: 'string', default: '1h' },
       dev: { type: 'boolean' },
     },
@@ -41,6 +46,15 @@ async function token(argv: string[]): Promise<void> {
   });
   if (!values.room || !values.identity)
     throw new SfuError('INVALID_ARGUMENT', 'token needs --room and --identity');
+  const roomGrants: Record<string, boolean> = {};
+  for (const grant of values.grant ?? []) {
+    if (grant !== 'roomCreate' && grant !== 'roomList' && grant !== 'roomAdmin')
+      throw new SfuError(
+        'INVALID_ARGUMENT',
+        `--grant ${grant}: use roomCreate, roomList or roomAdmin`,
+      );
+    roomGrants[grant] = true;
+  }
   const dev = values.dev === true || process.env.SFU_DEV === '1' || process.env.SFU_DEV === 'true';
   const key = process.env.SFU_API_KEY ?? (dev ? DEV_API_KEY : undefined);
   const secret = process.env.SFU_API_SECRET ?? (dev ? DEV_API_SECRET : undefined);
@@ -54,7 +68,11 @@ async function token(argv: string[]): Promise<void> {
     room: values.room,
     identity: values.identity,
     name: values.name ?? values.identity,
-    grants: { canPinRegion: values['can-pin-region'] === true, admin: values.admin === true },
+    grants: {
+      canPinRegion: values['can-pin-region'] === true,
+      admin: values.admin === true,
+      ...roomGrants,
+    },
     ttlSeconds: parseDurationSeconds(values.ttl),
   });
   process.stdout.write(`${jwt}\n`);
@@ -119,6 +137,7 @@ async function serve(argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   if (command === 'token') return token(rest);
+  if (command === 'rooms') return rooms(rest);
   if (command === 'config-table') {
     process.stdout.write(`${configMarkdownTable()}\n`);
     return;

@@ -13,6 +13,8 @@ import {
   devTokenRouter,
   errorHandlers,
   jsonBody,
+  type RoomService,
+  roomServiceRouter,
   routeRouter,
   routeService,
 } from '@geosfu/registry';
@@ -40,6 +42,7 @@ export interface HttpHost {
   readonly sessionCount: number;
   /** The WHIP and WHEP sessions (`/v1/whip`, `/v1/whep`, `/v1/sessions`). */
   readonly httpSessions: HttpSessions;
+  readonly roomService: RoomService;
   /** Starts a drain (in the background) on an admin's request. */
   requestDrain(by: string): void;
 }
@@ -112,6 +115,7 @@ export function createHttpApp(host: HttpHost, logger: Logger): express.Express {
       next(error);
     }
   });
+  app.use(roomServiceRouter(host.roomService, host.tokens, host.version));
   if (config.dev) app.use(devTokenRouter(host.tokens, () => host.url));
   if (existsSync(WEB_ROOT)) {
     // The page's source map (about 1 MB, the client's whole source) is for debugging the

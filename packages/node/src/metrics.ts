@@ -46,6 +46,10 @@ export class NodeMetrics {
   readonly relayRejected: Counter<'reason'>;
   readonly clusterRejected: Counter<'kind' | 'reason'>;
   readonly orphansReaped: Counter;
+  /** Room service commands on our channel that were dropped (forged, unsigned, replayed). */
+  readonly roomCommandsRejected: Counter<'reason'>;
+  /** Webhook delivery tries by outcome. */
+  readonly webhookDeliveries: Counter<'result'>;
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
   readonly relayLinkCloses: Counter;
@@ -209,6 +213,18 @@ export class NodeMetrics {
       name: 'sfu_cluster_messages_rejected_total',
       help: 'Cluster state in Redis that did not verify and changed nothing: room events, session records, node records, membership messages (malformed, signature, stale, duplicate, invalid) and expiry or down notices of live nodes (node-alive)',
       labelNames: ['kind', 'reason'],
+      registers,
+    });
+    this.roomCommandsRejected = new Counter({
+      name: 'sfu_room_commands_rejected_total',
+      help: 'Room service commands dropped: malformed, bad signature, stale, duplicate, wrong recipient',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.webhookDeliveries = new Counter({
+      name: 'sfu_webhook_deliveries_total',
+      help: 'Webhook delivery tries: delivered, retried (failed, tried again), failed (given up), dropped (too many pending)',
+      labelNames: ['result'],
       registers,
     });
     this.orphansReaped = new Counter({

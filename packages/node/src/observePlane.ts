@@ -23,6 +23,8 @@ export function observeControlPlane(
   registry.on('rejected', (kind, reason) => metrics.clusterRejected.inc({ kind, reason }));
   rooms.on('rejected', (kind, reason) => metrics.clusterRejected.inc({ kind, reason }));
   plane.orphans?.on('reaped', (n) => metrics.orphansReaped.inc(n));
+  plane.commands?.on('rejected', (reason) => metrics.roomCommandsRejected.inc({ reason }));
+  plane.webhooks?.on('attempt', (result) => metrics.webhookDeliveries.inc({ result }));
   registry.on('nodeDown', (node, reason) => {
     // 'expired' is only believed once the record is really gone (RedisNodeRegistry).
     if (reason !== 'expired' || node.id === nodeId) return;

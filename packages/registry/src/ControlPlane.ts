@@ -2,20 +2,27 @@ import {
   type Logger,
   type NodeConfig,
   RedisConnection,
+  type RoomSettings,
   SfuError,
   TokenService,
 } from '@geosfu/common';
 import { GeoIpLocator } from './GeoIpLocator.js';
 import { trustedProxies } from './ip.js';
 import { MemoryNodeRegistry } from './MemoryNodeRegistry.js';
+import { MemoryRoomSettings } from './MemoryRoomSettings.js';
 import { MemoryRoomStore } from './MemoryRoomStore.js';
 import type { NodeRegistry } from './NodeRegistry.js';
 import { NodeSelector } from './NodeSelector.js';
 import { OrphanReaper } from './OrphanReaper.js';
 import { RedisNodeRegistry } from './RedisNodeRegistry.js';
+import { RedisRoomSettings } from './RedisRoomSettings.js';
 import { RedisRoomStore } from './RedisRoomStore.js';
+import { type RoomCommand, RoomCommandBus, type RoomCommandHandler } from './RoomCommandBus.js';
+import { RoomService } from './RoomService.js';
+import type { RoomSettingsStore } from './RoomSettingsStore.js';
 import type { RoomStore } from './RoomStore.js';
 import { type RouteResult, RouteService } from './RouteService.js';
+import { WebhookSender } from './WebhookSender.js';
 
 /** What a node (or the directory) needs from the control plane. */
 export interface ControlPlane {
@@ -32,6 +39,12 @@ export interface ControlPlane {
   tokens: TokenService;
   /** Removes sessions of nodes missing from the registry (a cluster node only). */
   orphans: OrphanReaper | undefined;
+  /** Settings of rooms created through the room service API. */
+  roomSettings: RoomSettingsStore;
+  /** Room service commands between processes (cluster mode). */
+  commands: RoomCommandBus | undefined;
+  /** Webhook deliveries, when SFU_WEBHOOK_URLS is set. */
+  webhooks: WebhookSender | undefined;
   close(): Promise<void>;
 }
 
@@ -61,10 +74,32 @@ export async function openControlPlane(
   const rooms: RoomStore = redis
     ? new RedisRoomStore({ redis, secret: config.clusterSecret, logger })
     : new MemoryRoomStore({ logger });
+  const roomSettings: RoomSettingsStore = redis
+    ? new RedisRoomSettings({
+        redis,
+        secret: config.clusterSecret,
+        onRejected: (kind, reason) => rooms.safeEmit('rejected', kind, reason),
+      })
+    : new MemoryRoomSettings();
+  const commands = redis
+    ? new RoomCommandBus({ redis, nodeId: config.nodeId, secret: config.clusterSecret, logger })
+    : undefined;
+  const webhooks =
+    config.webhookUrls.length > 0 && config.webhookKey !== undefined
+      ? new WebhookSender({
+          urls: config.webhookUrls,
+          key: config.webhookKey,
+          nodeId: config.nodeId,
+          logger,
+        })
+      : undefined;
   try {
     await registry.start();
     await rooms.start();
+    await commands?.start();
   } catch (error) {
+    webhooks?.close();
+    await commands?.close();
     await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
     await redis?.close();
     throw error;
@@ -87,7 +122,13 @@ export async function openControlPlane(
     }),
     tokens: new TokenService(config.apiKey, config.apiSecret),
     orphans,
+    roomSettings,
+    commands,
+    webhooks,
     async close() {
+      webhooks?.close();
+      roomSettings.close();
+      await commands?.close();
       await orphans?.close();
       await Promise.allSettled([registry.close(), rooms.close(), locator?.close()]);
       // Last: its users above leave it first (deregister, unsubscribe).
@@ -109,5 +150,37 @@ export function routeService(
     trusted: trustedProxies(config.trustProxy),
     logger,
     ...(onDecision ? { onDecision } : {}),
+  });
+}
+
+/**
+ * The room service of a node or of sfu-directory: commands for this process run `local`
+ * (a node's own participants), the others go to their node over the signed command bus.
+ */
+export function roomService(
+  plane: ControlPlane,
+  config: NodeConfig,
+  local?: RoomCommandHandler,
+  /** A room was created empty: the caller may watch its empty timeout (RoomLifecycle). */
+  createdEmpty?: (room: string, settings: RoomSettings) => void,
+): RoomService {
+  const dispatch = async (nodeId: string, command: RoomCommand): Promise<unknown> => {
+    if (nodeId === config.nodeId && local) return local(command);
+    if (!plane.commands) {
+      throw new SfuError(
+        'SERVICE_UNAVAILABLE',
+        `node ${nodeId} holds the participant but this process has no Redis to reach it`,
+      );
+    }
+    return plane.commands.request(nodeId, command);
+  };
+  if (local) plane.commands?.onCommand(local);
+  return new RoomService({
+    store: plane.rooms,
+    settings: plane.roomSettings,
+    dispatch,
+    notify: (event) => plane.webhooks?.send(event),
+    maxParticipants: config.maxParticipants,
+    ...(createdEmpty ? { createdEmpty } : {}),
   });
 }

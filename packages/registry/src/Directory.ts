@@ -33,6 +33,8 @@ export class Directory {
     logger: Logger;
     /** SFU_METRICS_PORT: serve `/metrics` there instead of on the HTTP port. */
     metricsPort?: number | undefined;
+    /** The room service API (roomServiceRouter), the same as on every node. */
+    rooms?: express.Router;
   }) {
     this.#registry = options.registry;
     this.#metricsPort = options.metricsPort;
@@ -89,6 +91,7 @@ export class Directory {
     const routes = options.routes((result) => decisions.inc({ result }));
     app.use(routeRouter(routes));
     app.use(httpSessionRedirectRouter(routes));
+    if (options.rooms) app.use(options.rooms);
     if (options.dev) app.use(devTokenRouter(options.tokens, () => this.url));
     app.use(...errorHandlers(this.#logger));
     this.#app = app;

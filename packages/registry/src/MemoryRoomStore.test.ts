@@ -368,3 +368,47 @@ describe('RoomDraft', () => {
     assert.equal(draft.hasNode('node-b'), false);
   });
 });
+
+describe('what a store tells only itself: rooms opened, emptied and reaped', () => {
+  test('the store whose change opened, emptied or reaped a room says so, once; rooms() lists rooms with sessions', async () => {
+    const hub = new MemoryRoomHub();
+    const a = new MemoryRoomStore({ hub });
+    const b = new MemoryRoomStore({ hub });
+    const seen: string[] = [];
+    for (const [name, store] of [
+      ['a', a],
+      ['b', b],
+    ] as const) {
+      store.on('opened', (room) => seen.push(`${name}:opened:${room}`));
+      store.on('emptied', (room) => seen.push(`${name}:emptied:${room}`));
+      store.on('reaped', (room, s) => seen.push(`${name}:reaped:${room}:${s.identity}`));
+    }
+    await a.join('r', session('PA_1', 'ann'), { maxParticipants: 10 });
+    await b.join('r', session('PA_2', 'bob', 'node-b'), { maxParticipants: 10 });
+    assert.deepEqual(await b.rooms(), ['r']);
+    await a.leave('r', 'PA_1', 'left');
+    await a.reapNode('node-b');
+    await settle();
+    assert.deepEqual(seen, ['a:opened:r', 'a:reaped:r:bob', 'a:emptied:r']);
+    assert.deepEqual(await a.rooms(), []);
+    await a.close();
+    await b.close();
+  });
+});
+
+test('updateSession changes a name or metadata, publishes the record, and refuses a gone session', async () => {
+  const store = new MemoryRoomStore();
+  const events = recorder(store);
+  await store.watch('r');
+  await store.join('r', session('PA_u', 'una'), { maxParticipants: 10 });
+  await store.updateSession('r', 'PA_u', { name: 'Una B', metadata: 'm' });
+  await settle();
+  const [stored] = await store.participants('r');
+  assert.deepEqual([stored?.name, stored?.metadata], ['Una B', 'm']);
+  assert.deepEqual(events.lines().slice(-1), ['r/tracks:PA_u@node-a']);
+  await assert.rejects(
+    store.updateSession('r', 'PA_gone', { name: 'x' }),
+    (e: SfuError) => e.code === 'NOT_FOUND',
+  );
+  await store.close();
+});

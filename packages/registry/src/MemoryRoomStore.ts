@@ -15,6 +15,7 @@ import type {
   RoomEvent,
   RoomStore,
   RoomStoreEvents,
+  SessionChange,
   SessionRecord,
 } from './RoomStore.js';
 
@@ -52,6 +53,11 @@ export const SessionRecordSchema: z.ZodType<SessionRecord> = z.object({
   region: z.string().min(1).max(64),
   joinedAt: z.number().int().min(0),
   tracks: z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant),
+  metadata: z.string().max(4096).optional(),
+});
+export const SessionChangeSchema = z.strictObject({
+  name: z.string().max(LIMITS.maxNameLength).optional(),
+  metadata: z.string().max(4096).optional(),
 });
 
 /** A room event as it travels on a room's channel; validated on receipt. */
@@ -164,6 +170,16 @@ export class RoomDraft {
     this.#now = new Map(this.#before);
   }
 
+  /**
+   * Whether this change takes the room from nobody to somebody (`opened`) or from somebody
+   * to nobody (`emptied`). Under the room's lock exactly one change does each.
+   */
+  get transition(): 'opened' | 'emptied' | undefined {
+    if (this.#before.size === 0 && this.#now.size > 0) return 'opened';
+    if (this.#before.size > 0 && this.#now.size === 0) return 'emptied';
+    return undefined;
+  }
+
   get sessions(): SessionRecord[] {
     return sortSessions(this.#now.values());
   }
@@ -260,6 +276,15 @@ export class RoomDraft {
     this.events.push({ type: 'tracks', origin: session.nodeId, session: next });
   }
 
+  /** Changes a session's name or metadata (room service API); publishes `tracks`. */
+  update(id: string, change: SessionChange): void {
+    const session = this.#now.get(id);
+    if (!session) throw new SfuError('NOT_FOUND', `session ${id} is not in room ${this.room}`);
+    const next = { ...session, ...change };
+    this.#put(next);
+    this.events.push({ type: 'tracks', origin: session.nodeId, session: next });
+  }
+
   /** Removes every session of `node`; returns how many. */
   removeNode(node: string, reason: LeaveReason, eventOrigin: string): number {
     this.touchedNodes.add(node);
@@ -330,6 +355,13 @@ type HubEvents = { event: [room: string, event: RoomEvent] };
  * Every mutation runs synchronously from snapshot to publish, so it is atomic on its own:
  * no lock is needed where JavaScript runs one thing at a time.
  */
+/** The sessions a committed draft reaped (`left` events of REAP_ORIGIN). */
+export function reapedSessions(draft: RoomDraft): SessionRecord[] {
+  return draft.events.flatMap((e) =>
+    e.type === 'left' && e.origin === REAP_ORIGIN ? [e.session] : [],
+  );
+}
+
 export class MemoryRoomHub {
   readonly events = new TypedEmitter<HubEvents>();
   readonly #rooms = new Map<string, Map<string, SessionRecord>>();
@@ -360,6 +392,11 @@ export class MemoryRoomHub {
 
   sessions(room: string): SessionRecord[] {
     return sortSessions(this.#rooms.get(room)?.values() ?? []);
+  }
+
+  /** Every room with sessions. */
+  rooms(): string[] {
+    return [...this.#rooms.keys()];
   }
 
   /** Rooms in which `node` has sessions. */
@@ -431,7 +468,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     const max = checkMaxParticipants(options.maxParticipants);
     const draft = this.hub.draft(room);
     const result = draft.join(record, max);
-    this.hub.commit(draft);
+    this.#commit(draft);
     return structuredClone(result);
   }
 
@@ -441,7 +478,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     checkArgument(LeaveReasonSchema, reason, 'leave reason');
     const draft = this.hub.draft(room);
     if (!draft.leave(sessionId, reason)) return false;
-    this.hub.commit(draft);
+    this.#commit(draft);
     return true;
   }
 
@@ -455,7 +492,14 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     );
     const draft = this.hub.draft(room);
     draft.setTracks(sessionId, list);
-    this.hub.commit(draft);
+    this.#commit(draft);
+  }
+
+  async updateSession(room: string, sessionId: string, change: SessionChange): Promise<void> {
+    this.#assertOpen();
+    const draft = this.hub.draft(checkRoom(room));
+    draft.update(sessionId, checkArgument(SessionChangeSchema, change, 'session change'));
+    this.#commit(draft);
   }
 
   async chat(room: string, event: Extract<RoomEvent, { type: 'chat' }>): Promise<void> {
@@ -470,6 +514,11 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     this.#assertOpen();
     checkRoom(room);
     return structuredClone(this.hub.sessions(room));
+  }
+
+  async rooms(): Promise<string[]> {
+    this.#assertOpen();
+    return this.hub.rooms();
   }
 
   async watch(room: string): Promise<void> {
@@ -488,7 +537,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     for (const room of this.hub.roomsOf(node)) {
       const draft = this.hub.draft(room);
       removed += draft.removeNode(node, 'node-died', REAP_ORIGIN);
-      this.hub.commit(draft);
+      this.#commit(draft);
     }
     if (removed > 0) this.#logger.info({ node, sessions: removed }, 'reaped a dead node');
     return removed;
@@ -498,8 +547,22 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     this.#assertOpen();
     const draft = this.hub.draft(checkRoom(room));
     const removed = draft.removeOrphans(isOrphan);
-    this.hub.commit(draft);
+    this.#commit(draft);
     return removed;
+  }
+
+  /**
+   * Commits a draft; then says which sessions it reaped and whether it opened or emptied the
+   * room (our own change only), in that order, as RedisRoomStore does.
+   */
+  #commit(draft: RoomDraft): void {
+    this.hub.commit(draft);
+    const reaped = structuredClone(reapedSessions(draft));
+    const transition = draft.transition;
+    queueMicrotask(() => {
+      for (const session of reaped) this.safeEmit('reaped', draft.room, session);
+      if (transition) this.safeEmit(transition, draft.room);
+    });
   }
 
   watchedRooms(): string[] {
@@ -514,7 +577,7 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
     for (const room of rooms) {
       const draft = this.hub.draft(room);
       draft.reassert(node, checked.get(room) ?? []);
-      this.hub.commit(draft);
+      this.#commit(draft);
     }
   }
 

@@ -24,6 +24,8 @@ import {
   REAP_ORIGIN,
   RoomDraft,
   RoomEventSchema,
+  reapedSessions,
+  SessionChangeSchema,
   SessionRecordSchema,
 } from './MemoryRoomStore.js';
 import { RejectionLog } from './RejectionLog.js';
@@ -41,6 +43,7 @@ import type {
   RoomEvent,
   RoomStore,
   RoomStoreEvents,
+  SessionChange,
   SessionRecord,
 } from './RoomStore.js';
 import { type JunkEntry, SignedRoomState } from './SignedRoomState.js';
@@ -197,6 +200,14 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     });
   }
 
+  updateSession(room: string, sessionId: string, change: SessionChange): Promise<void> {
+    return this.#op('updateSession', async () => {
+      checkRoom(room);
+      const checked = checkArgument(SessionChangeSchema, change, 'session change');
+      await this.#mutate(room, (draft) => draft.update(sessionId, checked));
+    });
+  }
+
   chat(room: string, event: Extract<RoomEvent, { type: 'chat' }>): Promise<void> {
     return this.#op('chat', async () => {
       checkRoom(room);
@@ -215,6 +226,27 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     return this.#op('participants', async () => {
       checkRoom(room);
       return new RoomDraft(room, (await this.#read(room)).sessions).sessions;
+    });
+  }
+
+  rooms(): Promise<string[]> {
+    return this.#op('rooms', async () => {
+      const prefix = this.keys.roomSessions('');
+      const head = prefix.slice(0, prefix.indexOf(':sessions'));
+      const out = new Set<string>();
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.#redis.command.scan(
+          cursor,
+          'MATCH',
+          `${head}*:sessions`,
+          'COUNT',
+          500,
+        );
+        cursor = next;
+        for (const key of keys) out.add(key.slice(head.length, -':sessions'.length));
+      } while (cursor !== '0');
+      return [...out].sort();
     });
   }
 
@@ -422,6 +454,9 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
         `lost the lock on room ${draft.room} before writing (Redis or this process stalled for over ${ROOM_LOCK_TTL_MS} ms); nothing was changed, try again`,
       );
     }
+    for (const session of reapedSessions(draft)) this.safeEmit('reaped', room, session);
+    const transition = draft.transition;
+    if (transition) this.safeEmit(transition, room);
   }
 
   /** The room's sessions that verify, and the entries that do not (never trusted). */

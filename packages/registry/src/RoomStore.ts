@@ -16,6 +16,14 @@ export interface SessionRecord {
   /** Epoch ms. */
   joinedAt: number;
   tracks: TrackInfo[];
+  /** Set through the room service API. */
+  metadata?: string;
+}
+
+/** What the room service API may change of a session. */
+export interface SessionChange {
+  name?: string;
+  metadata?: string;
 }
 
 /**
@@ -47,6 +55,15 @@ export type RoomStoreEvents = {
    * was removed), for `sfu_cluster_messages_rejected_total`. Never from the memory store.
    */
   rejected: [kind: ClusterRejectKind, reason: ClusterRejectReason];
+  /**
+   * This store's own reap removed a dead node's session (`left`, `node-died`): emitted only
+   * by the store that did the reap, so the cluster hears of each such removal once.
+   */
+  reaped: [room: string, session: SessionRecord];
+  /** This store's own change took the room from no session to one (under its lock: once). */
+  opened: [room: string];
+  /** This store's own change removed the room's last session (under its lock: once). */
+  emptied: [room: string];
 };
 
 export interface JoinResult {
@@ -88,10 +105,14 @@ export interface RoomStore extends TypedEmitter<RoomStoreEvents> {
   leave(room: string, sessionId: string, reason: LeaveReason): Promise<boolean>;
   /** Replaces a session's track list (publish, unpublish, mute) and publishes `tracks`. */
   setTracks(room: string, sessionId: string, tracks: TrackInfo[]): Promise<void>;
+  /** Changes a session's name or metadata and publishes `tracks` (the whole record). */
+  updateSession(room: string, sessionId: string, change: SessionChange): Promise<void>;
   /** Publishes a chat message to every node of the room (no state). */
   chat(room: string, event: Extract<RoomEvent, { type: 'chat' }>): Promise<void>;
   /** Everyone in the room now. */
   participants(room: string): Promise<SessionRecord[]>;
+  /** Every room that has sessions now, cluster-wide. */
+  rooms(): Promise<string[]>;
   /** Starts receiving the room's events (a node does this while it has participants there). */
   watch(room: string): Promise<void>;
   unwatch(room: string): Promise<void>;

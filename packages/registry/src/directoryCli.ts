@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 /**
  * sfu-directory: the cluster's global entry point. Answers `GET /v1/route` from the Redis
- * registry, carries no media. Same settings as `sfu-node` (REDIS_URL required; SFU_HTTP_*,
+ * registry and the room service API (its commands go to the nodes), carries no media. Same settings as `sfu-node` (REDIS_URL required; SFU_HTTP_*,
  * SFU_METRICS_PORT, SFU_API_KEY/SECRET, SFU_GEOIP_DB, SFU_DEFAULT_REGION, SFU_TRUST_PROXY apply).
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { createRootLogger, loadConfig, SfuError } from '@geosfu/common';
-import { openControlPlane, routeService } from './ControlPlane.js';
+import { openControlPlane, roomService, routeService } from './ControlPlane.js';
 import { Directory } from './Directory.js';
+import { roomServiceRouter } from './roomServiceApi.js';
+
+const VERSION = (
+  JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as {
+    version: string;
+  }
+).version;
 
 const USAGE = `usage: sfu-directory [--port 7880] [--host 0.0.0.0] [--metrics-port P] [...]
   The cluster's global entry point: answers GET /v1/route from the Redis registry, no media.
@@ -29,6 +38,7 @@ async function main(): Promise<void> {
     dev: config.dev,
     logger,
     metricsPort: config.metricsPort,
+    rooms: roomServiceRouter(roomService(plane, config), plane.tokens, VERSION),
   });
   const { url, port, metricsPort } = await directory.listen(
     config.httpPort,

@@ -1,4 +1,4 @@
-export { type ControlPlane, openControlPlane, routeService } from './ControlPlane.js';
+export { type ControlPlane, openControlPlane, roomService, routeService } from './ControlPlane.js';
 export { Directory } from './Directory.js';
 export {
   DEFAULT_GEOIP_POLL_MS,
@@ -30,6 +30,7 @@ export {
   type MemoryNodeRegistryOptions,
   MemoryNodeStore,
 } from './MemoryNodeRegistry.js';
+export { MemoryRoomSettings } from './MemoryRoomSettings.js';
 export {
   MAX_ROOM_LENGTH,
   MemoryRoomHub,
@@ -77,13 +78,26 @@ export {
   type OrphanReaperOptions,
 } from './OrphanReaper.js';
 export { RedisNodeRegistry, type RedisNodeRegistryOptions } from './RedisNodeRegistry.js';
+export { RedisRoomSettings } from './RedisRoomSettings.js';
 export { RedisRoomStore, type RedisRoomStoreOptions, ROOM_TTL_MS } from './RedisRoomStore.js';
+export {
+  ROOM_COMMAND_TIMEOUT_MS,
+  RoomCommand,
+  RoomCommandBus,
+  type RoomCommandBusEvents,
+  type RoomCommandHandler,
+  type RoomCommandRejectReason,
+} from './RoomCommandBus.js';
+export { RoomLifecycle } from './RoomLifecycle.js';
 export { ROOM_LOCK_ATTEMPTS, ROOM_LOCK_TTL_MS } from './RoomLock.js';
+export { DEFAULT_EMPTY_TIMEOUT_S, RoomService, relayLinksOf } from './RoomService.js';
+export type { RoomSettingsStore } from './RoomSettingsStore.js';
 export type {
   JoinResult,
   RoomEvent,
   RoomStore,
   RoomStoreEvents,
+  SessionChange,
   SessionRecord,
 } from './RoomStore.js';
 export {
@@ -92,4 +106,12 @@ export {
   type RouteResult,
   RouteService,
 } from './RouteService.js';
+export { roomServiceRouter } from './roomServiceApi.js';
 export { bearerToken, devTokenRouter, routeRouter } from './routeApi.js';
+export {
+  WEBHOOK_MAX_ATTEMPTS,
+  type WebhookInput,
+  type WebhookResult,
+  WebhookSender,
+  type WebhookSenderEvents,
+} from './WebhookSender.js';

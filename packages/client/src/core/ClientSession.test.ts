@@ -336,6 +336,21 @@ describe('ClientSession', () => {
     assert.deepEqual((await answered).tracks, [{ mid: '0', trackId: 'TR_a' }]);
   });
 
+  test('permission changes and application data from the room service are passed on', async () => {
+    const h = harness();
+    await joined(h, []);
+    const seen: unknown[] = [];
+    h.session.on('permissions', (p) => seen.push(p));
+    h.session.on('data', (d) => seen.push(d));
+    const s = h.socket();
+    s.deliver({ type: 'permissions', canPublish: false, canSubscribe: true, canChat: false });
+    s.deliver({ type: 'data', payload: 'hello', topic: 'news', ts: 5 });
+    assert.deepEqual(seen, [
+      { canPublish: false, canSubscribe: true, canChat: false },
+      { payload: 'hello', topic: 'news', ts: 5 },
+    ]);
+  });
+
   test('the roster follows the server and never lists this session', async () => {
     const h = harness();
     await joined(h, [participant('PA_bob', 'bob')]);

@@ -98,6 +98,12 @@ export type ClientEvents = {
   subscribeFailed: [error: unknown];
   candidateRejected: [target: 'publisher' | 'subscriber', error: unknown];
   chat: [message: ChatMessage];
+  /** The room service changed what we may do (publish, subscribe, chat); it applies at once. */
+  permissions: [permissions: { canPublish: boolean; canSubscribe: boolean; canChat: boolean }];
+  /** A participant's name or metadata changed (room service API); also this session's own. */
+  participantUpdated: [participant: ParticipantInfo];
+  /** A message from the application (room service API). */
+  data: [message: { payload: string; topic: string | undefined; ts: number }];
   /** An error the server sent that answers no request of ours. */
   serverError: [error: { code: ErrorCode; message: string }];
   /** The server ended the session; a draining node names where to continue (`reconnectUrl`). */
@@ -391,6 +397,24 @@ export class ClientSession<D extends PeerDriver = PeerDriver> extends TypedEmitt
     });
     s.on('subscription.layer', (m) => {
       if (live()) this.safeEmit('subscriptionLayer', m.trackId, m);
+    });
+    s.on('permissions', (m) => {
+      if (live())
+        this.safeEmit('permissions', {
+          canPublish: m.canPublish,
+          canSubscribe: m.canSubscribe,
+          canChat: m.canChat,
+        });
+    });
+    s.on('participant.updated', (m) => {
+      if (!live()) return;
+      const known = this.#roster.get(m.participant.sessionId);
+      // Its tracks are the roster's (the update carries the sender's view of them).
+      if (known) this.#roster.join({ ...m.participant, tracks: known.tracks });
+      this.safeEmit('participantUpdated', m.participant);
+    });
+    s.on('data', (m) => {
+      if (live()) this.safeEmit('data', { payload: m.payload, topic: m.topic, ts: m.ts });
     });
     s.on('chat', (m) => {
       if (live()) this.safeEmit('chat', { from: m.from, text: m.text, ts: m.ts });

@@ -96,6 +96,8 @@ const LEAVE_TEXT: Record<LeaveReason, string> = {
   draining: 'This server is being drained for maintenance. Join again to continue on another one.',
   'node-died': 'The server this room was on went away.',
   'server-shutdown': 'The server shut down.',
+  removed: 'The room’s owner removed you from the room.',
+  'room-deleted': 'The room was closed by its owner.',
 };
 
 export class Session extends TypedEmitter<SessionEvents> {
