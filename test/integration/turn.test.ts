@@ -16,11 +16,12 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Bot } from '@geosfu/client/bot';
 import { turnCredential } from '@geosfu/node';
-import { createTurnClient } from 'werift';
+import { createTurnClient, RTCPeerConnection } from 'werift';
 import { type Coturn, startCoturn } from '../helpers/coturn.js';
 import { createShapedNamespace, type ShapedNamespace } from '../helpers/netns.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
+import { devTokens } from '../helpers/rooms.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const run = promisify(execFile);
@@ -191,6 +192,43 @@ describe('TURN over TCP from a network that drops UDP', () => {
     } finally {
       await plain.stop();
     }
+  });
+
+  test('a WHIP session gets the TURN servers with its own credential as Link headers', {
+    timeout: 30_000,
+  }, async (t) => {
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceUseIpv6: false });
+    t.after(() => pc.close());
+    pc.addTransceiver('video', { direction: 'sendonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    const room = `whip-turn-${randomBytes(4).toString('hex')}`;
+    const token = await devTokens.mint({ room, identity: 'encoder' });
+    const reply = await fetch(`${node.url}/v1/whip/${room}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/sdp' },
+      body: pc.localDescription?.sdp ?? '',
+    });
+    assert.equal(reply.status, 201, await reply.clone().text());
+    const links = (reply.headers.get('link') ?? '').split(/,\s*(?=<)/).filter(Boolean);
+    assert.deepEqual(
+      links.map((l) => /^<([^>]+)>/.exec(l)?.[1]),
+      coturn.urls,
+      'one Link per TURN URL of the node',
+    );
+    for (const link of links) {
+      const username = /username="([^"]+)"/.exec(link)?.[1] ?? '';
+      const credential = /credential="([^"]+)"/.exec(link)?.[1];
+      const [expiry, identity] = username.split(':');
+      assert.equal(identity, 'encoder');
+      assert.equal(
+        credential,
+        turnCredential(coturn.secret, 'encoder', Number(expiry)).credential,
+        'the coturn REST credential of that username',
+      );
+    }
+    const location = reply.headers.get('location');
+    assert.ok(location);
+    assert.equal((await fetch(`${node.url}${location}`, { method: 'DELETE' })).status, 200);
   });
 
   test('coturn allocates with a valid credential and refuses an expired one', {
