@@ -278,13 +278,18 @@ export class Publication extends TypedEmitter<PublicationEvents> {
   }
 
   /**
-   * Dynacast: the highest layer `sink` needs (-1: none, e.g. a hidden video). Layers that no
-   * sink needs are paused at the publisher after DYNACAST_PAUSE_DELAY_MS; a sink that never
-   * calls this needs every layer. No-op when not simulcast or for an unknown sink.
+   * Dynacast: the highest layer `sink` needs (-1: none, e.g. a hidden video), and `also` the
+   * layers its stream sends now or switches to. Layers that no sink needs are paused at the
+   * publisher after DYNACAST_PAUSE_DELAY_MS (a relayed track: the link stops carrying them
+   * after the linger); a sink that never calls this needs every layer (relayed: the lowest).
+   * No-op when not simulcast or for an unknown sink.
    */
-  setDemand(sink: PacketSink, layer: number): void {
+  setDemand(sink: PacketSink, layer: number, also: readonly number[] = []): void {
     if (this.#closed || !this.#sinks.has(sink)) return;
-    this.#dynacast?.set(sink, layer);
+    const dynacast = this.#dynacast;
+    // A publisher sends every layer up to the highest asked for; a relay exactly those asked.
+    if (dynacast instanceof RelayDemand) dynacast.set(sink, layer, also);
+    else dynacast?.set(sink, Math.max(layer, ...also));
   }
 
   /**

@@ -100,3 +100,17 @@ test('each dropped layer lingers its own full time, counted from when it was dro
   assert.ok(performance.now() - oneDropped >= lingerMs - 1);
   assert.deepEqual(d.asked, [true, false, false]);
 });
+
+test('a sink needs the layer it wants and the ones its stream sends or switches to meanwhile', async () => {
+  const { d, asked } = demand();
+  const a = {};
+  d.add(a);
+  // Wants the top layer; its origin has not sent it yet, so it stands in with the middle one
+  // (the lowest, its start before it spoke, lingers).
+  d.set(a, 2, [1, -1]);
+  assert.equal(asked(), 'xxx');
+  await until(() => asked() === '.xx');
+  // Out-of-range and repeated layers change nothing.
+  d.set(a, 2, [1, 1, 7]);
+  assert.equal(asked(), '.xx');
+});

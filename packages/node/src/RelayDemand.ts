@@ -20,8 +20,8 @@ export class RelayDemand<Sink extends object> {
   readonly #layerCount: number;
   readonly #lingerMs: number;
   readonly #onChange: (needed: readonly boolean[]) => void;
-  /** Declared demands: the highest (the one) layer index a sink needs, -1 for none. */
-  readonly #demands = new Map<Sink, number>();
+  /** Declared demands: the layer indexes a sink needs (sorted, distinct), none: empty. */
+  readonly #demands = new Map<Sink, readonly number[]>();
   readonly #silent = new Set<Sink>();
   /** The layers asked for now, by index. */
   #asked: boolean[];
@@ -59,19 +59,26 @@ export class RelayDemand<Sink extends object> {
     if (known) this.#update();
   }
 
-  /** `layer`: the layer index `sink` needs, -1 for none. */
-  set(sink: Sink, layer: number): void {
+  /**
+   * `layer`: the layer index `sink` needs, -1 for none; `also`: more it needs meanwhile (the
+   * layer its stream sends now, until the wanted one's keyframe; the one it stands in with
+   * while the wanted one does not arrive). Negative indexes are ignored.
+   */
+  set(sink: Sink, layer: number, also: readonly number[] = []): void {
     this.#silent.delete(sink);
-    const clamped = Math.max(-1, Math.min(Math.trunc(layer), this.#layerCount - 1));
-    if (this.#demands.get(sink) === clamped) return;
-    this.#demands.set(sink, clamped);
+    const layers = [...new Set([layer, ...also])]
+      .map((l) => Math.min(Math.trunc(l), this.#layerCount - 1))
+      .filter((l) => l >= 0)
+      .sort((a, b) => a - b);
+    if (this.#demands.get(sink)?.join() === layers.join()) return;
+    this.#demands.set(sink, layers);
     this.#update();
   }
 
   #needed(): boolean[] {
     const needed = new Array<boolean>(this.#layerCount).fill(false);
     if (this.#silent.size > 0) needed[0] = true;
-    for (const layer of this.#demands.values()) if (layer >= 0) needed[layer] = true;
+    for (const layers of this.#demands.values()) for (const layer of layers) needed[layer] = true;
     return needed;
   }
 

@@ -139,7 +139,10 @@ export class Subscription {
       this.#stream.setTargetLayer(layer);
       this.retargetedAt = now;
     }
-    this.publication.setDemand(this.#stream, demand);
+    // The layers the stream sends now and switches to must keep arriving too: a relay carries
+    // only the layers asked for, and a demanded layer its origin does not send (Chrome drops
+    // its top layer when CPU-limited) would otherwise leave this video with nothing.
+    this.publication.setDemand(this.#stream, demand, [layer, this.#stream.currentLayer]);
   }
 
   /**
