@@ -59,6 +59,16 @@ const iceServers = z
   })
   .pipe(z.array(IceServer));
 
+/** A sentinel's `host:port` (`[v6]:port`), as ioredis's `sentinels` option takes it. */
+const sentinelAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'host:port, e.g. 10.0.0.5:26379')
+  .transform((s) => {
+    const colon = s.lastIndexOf(':');
+    return { host: s.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(s.slice(colon + 1)) };
+  })
+  .refine(({ port }) => port >= 1 && port <= 65535, 'a port in 1-65535');
+
 /** One row per setting: its environment variable, its flag, its schema, its default, its doc. */
 interface Field {
   env: string;
@@ -187,6 +197,33 @@ export const CONFIG_FIELDS = {
     flag: 'redis-url',
     schema: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
     doc: 'Redis for the cluster (registry, rooms, relay signalling). Unset: single-node mode with in-memory state.',
+  },
+  redisSentinels: {
+    env: 'REDIS_SENTINELS',
+    flag: 'redis-sentinels',
+    schema: z
+      .string()
+      .transform((s) =>
+        s
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean),
+      )
+      .pipe(z.array(sentinelAddress).min(1, 'at least one host:port')),
+    doc: 'Redis Sentinel: comma-separated `host:port` of the sentinels (`[v6]:port` for IPv6). The node asks them for the master `REDIS_SENTINEL_MASTER` and follows failovers; `REDIS_URL` then gives only the password, database and TLS (`redis://:pass@sentinel/0`), not the host. Unset: `REDIS_URL` is the server.',
+  },
+  redisSentinelMaster: {
+    env: 'REDIS_SENTINEL_MASTER',
+    flag: 'redis-sentinel-master',
+    schema: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a Sentinel master name'),
+    default: 'mymaster',
+    doc: 'With `REDIS_SENTINELS`: the master name the sentinels monitor.',
+  },
+  redisSentinelPassword: {
+    env: 'REDIS_SENTINEL_PASSWORD',
+    flag: 'redis-sentinel-password',
+    schema: z.string().min(1),
+    doc: "With `REDIS_SENTINELS`: the sentinels' own password (their `requirepass`), if they have one. The master's is `REDIS_URL`'s.",
   },
   clusterSecret: {
     env: 'SFU_CLUSTER_SECRET',
@@ -317,6 +354,10 @@ export interface NodeConfig {
   readonly logLevel: Parsed<'logLevel'>;
   readonly redisUrl: string | undefined;
   readonly clusterSecret: string;
+  /** Redis Sentinel: where the sentinels are; undefined: `redisUrl` is the server. */
+  readonly redisSentinels: readonly { readonly host: string; readonly port: number }[] | undefined;
+  readonly redisSentinelMaster: string;
+  readonly redisSentinelPassword: string | undefined;
   /** Where this node is: SFU_LAT/SFU_LON, else the region preset; unknown for other regions. */
   readonly location: { readonly latitude: number; readonly longitude: number } | undefined;
   readonly capacity: number;
@@ -390,6 +431,11 @@ export function loadConfig(
   if (!dev && out.redisUrl !== undefined && out.clusterSecret === undefined) {
     problems.push(
       'SFU_CLUSTER_SECRET is required with REDIS_URL: the same secret of 32+ characters on every node',
+    );
+  }
+  if (out.redisSentinels !== undefined && out.redisUrl === undefined) {
+    problems.push(
+      'REDIS_SENTINELS needs REDIS_URL too (it turns cluster mode on and gives the password and database): e.g. REDIS_URL=redis://:pass@sentinel/0',
     );
   }
   out.clusterSecret ??= DEV_CLUSTER_SECRET;

@@ -40,6 +40,7 @@ export class NodeMetrics {
   readonly admissionWait: Histogram<'result'>;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
+  readonly redisFailovers: Counter;
   readonly relayRejected: Counter<'reason'>;
   readonly clusterRejected: Counter<'kind' | 'reason'>;
   readonly orphansReaped: Counter;
@@ -187,6 +188,11 @@ export class NodeMetrics {
       name: 'sfu_redis_errors_total',
       help: 'Redis commands or connections that failed, by operation',
       labelNames: ['op'],
+      registers,
+    });
+    this.redisFailovers = new Counter({
+      name: 'sfu_redis_failovers_total',
+      help: 'Times the Redis connection found the master on another server than before (Redis Sentinel failover)',
       registers,
     });
     this.relayRejected = new Counter({
