@@ -180,7 +180,7 @@ export class NodeMetrics {
     });
     this.routeDecisions = new Counter({
       name: 'sfu_route_decisions_total',
-      help: 'Answers of /v1/route by reason (nearest, least-loaded-nearby, pinned-region, pinned-node, default-region) or error',
+      help: 'Answers of /v1/route by reason (nearest, least-loaded-nearby, pinned-region, pinned-node, default-region, room-affinity) or error',
       labelNames: ['result'],
       registers,
     });

@@ -15,7 +15,7 @@ import { OrphanReaper } from './OrphanReaper.js';
 import { RedisNodeRegistry } from './RedisNodeRegistry.js';
 import { RedisRoomStore } from './RedisRoomStore.js';
 import type { RoomStore } from './RoomStore.js';
-import { type RouteResult, RouteService } from './RouteService.js';
+import { type RouteResult, RouteService, roomHostsOf } from './RouteService.js';
 
 /** What a node (or the directory) needs from the control plane. */
 export interface ControlPlane {
@@ -108,6 +108,7 @@ export function routeService(
     locator: plane.locator,
     trusted: trustedProxies(config.trustProxy),
     logger,
+    roomHosts: roomHostsOf(plane.rooms),
     ...(onDecision ? { onDecision } : {}),
   });
 }

@@ -18,7 +18,12 @@ export type SelectionReason =
   /** The caller pinned a node. */
   | 'pinned-node'
   /** The caller could not be located: nearest to the configured default region. */
-  | 'default-region';
+  | 'default-region'
+  /**
+   * A node that already hosts the caller's room, instead of the nearest or least loaded
+   * one among nodes equally near (room affinity: no relay between them).
+   */
+  | 'room-affinity';
 
 export interface Selection {
   node: NodeRecord;
@@ -39,6 +44,11 @@ export interface SelectRequest {
   pin?: NodePin | undefined;
   /** Whether the caller's token grants pinning. */
   canPinRegion?: boolean;
+  /**
+   * The nodes that host the caller's room now, node id to its participants there (room
+   * affinity); undefined or empty: the room is new, or unknown.
+   */
+  roomHosts?: ReadonlyMap<string, number> | undefined;
 }
 
 export interface NodeSelectorOptions {
@@ -156,8 +166,11 @@ export function selectNode(
           : `pinned region ${pin.region} has no available node (${draining} draining, ${inRegion.length - draining} full)`,
       );
     }
-    const { node, km } = pick(available, origin, radiusKm);
-    return { node, distanceKm: km, reason: 'pinned-region' };
+    const { node, km, nearby } = pick(available, origin, radiusKm);
+    const host = roomHost(nearby, request.roomHosts);
+    return host && host.node !== node
+      ? { node: host.node, distanceKm: origin ? host.km : null, reason: 'room-affinity' }
+      : { node, distanceKm: km, reason: 'pinned-region' };
   }
 
   const available = nodes.filter((n) => n.state === 'active' && !isFull(n));
@@ -170,7 +183,11 @@ export function selectNode(
         : `no node can take a participant (${nodes.length} registered: ${draining} draining, ${nodes.length - draining} full)`,
     );
   }
-  const { node, km, nearest } = pick(available, origin, radiusKm);
+  const { node, km, nearest, nearby } = pick(available, origin, radiusKm);
+  const host = roomHost(nearby, request.roomHosts);
+  if (host && host.node !== node) {
+    return { node: host.node, distanceKm: origin ? host.km : null, reason: 'room-affinity' };
+  }
   const reason: SelectionReason = !callerLocation
     ? 'default-region'
     : nearest
@@ -179,12 +196,36 @@ export function selectNode(
   return { node, distanceKm: km, reason };
 }
 
+interface Ranked {
+  node: NodeRecord;
+  km: number;
+}
+
+/**
+ * Room affinity: among the nodes the caller may use equally (`nearby`: active, not full,
+ * within the radius of the nearest, so the region chosen for them), the one that already
+ * hosts the most of the room's participants (then the less loaded, then by id). Sending the
+ * caller there saves a relay between two nodes of one region; a new room has no host.
+ */
+function roomHost(
+  nearby: readonly Ranked[],
+  hosts: ReadonlyMap<string, number> | undefined,
+): Ranked | undefined {
+  if (!hosts || hosts.size === 0) return undefined;
+  const here = (r: Ranked) => hosts.get(r.node.id) ?? 0;
+  const hosting = nearby.filter((r) => here(r) > 0);
+  if (hosting.length === 0) return undefined;
+  return hosting.reduce((a, b) =>
+    here(b) > here(a) || (here(b) === here(a) && compareLoad(b.node, a.node) < 0) ? b : a,
+  );
+}
+
 /** Nearest node, or the least loaded within the radius of the nearest's distance. */
 function pick(
   available: readonly NodeRecord[],
   origin: GeoPoint | undefined,
   radiusKm: number,
-): { node: NodeRecord; km: number | null; nearest: boolean } {
+): { node: NodeRecord; km: number | null; nearest: boolean; nearby: Ranked[] } {
   const ranked = available
     .map((node) => ({ node, km: origin ? greatCircleDistanceKm(origin, node) : 0 }))
     .sort((a, b) => a.km - b.km || compareIds(a.node, b.node));
@@ -196,6 +237,7 @@ function pick(
     node: best.node,
     km: origin ? best.km : null,
     nearest: best === first || best.km === first.km,
+    nearby,
   };
 }
 
