@@ -46,6 +46,7 @@ export class NodeMetrics {
   readonly orphansReaped: Counter;
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
+  readonly roomRoundTrips: Histogram<'op'>;
   readonly relayLinkCloses: Counter;
   readonly relayLayerPackets: Counter<'layer'>;
   /** What `sfu_relay_layers_carried` reads; the relay bridge sets it (cluster mode). */
@@ -280,6 +281,13 @@ export class NodeMetrics {
       name: 'sfu_redis_roundtrip_seconds',
       help: 'Round trip of the registry heartbeat write to Redis (one sample per heartbeat)',
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1],
+      registers,
+    });
+    this.roomRoundTrips = new Histogram({
+      name: 'sfu_room_store_round_trips',
+      help: 'Sequential Redis round trips of one room store operation (join: 2 uncontended; leave, setTracks: lock, read, write, release), by operation',
+      labelNames: ['op'],
+      buckets: [1, 2, 3, 4, 5, 6, 8, 12, 20],
       registers,
     });
     // One sample per stream per stats round (every STATS_INTERVAL_MS), from RTCP reports.

@@ -21,6 +21,7 @@ export function observeControlPlane(
   registry.on('redisError', (op) => metrics.redisErrors.inc({ op }));
   registry.on('redisRoundTrip', (ms) => metrics.redisRoundTrip.observe(ms / 1000));
   rooms.on('redisError', (op) => metrics.redisErrors.inc({ op }));
+  rooms.on('roundTrips', (op, trips) => metrics.roomRoundTrips.observe({ op }, trips));
   registry.on('rejected', (kind, reason) => metrics.clusterRejected.inc({ kind, reason }));
   rooms.on('rejected', (kind, reason) => metrics.clusterRejected.inc({ kind, reason }));
   plane.orphans?.on('reaped', (n) => metrics.orphansReaped.inc(n));

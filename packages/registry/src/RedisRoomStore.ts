@@ -35,6 +35,8 @@ import {
   ROOM_LOCK_TTL_MS,
   RoomLock,
   type RoomScripts,
+  roomDigest,
+  waitBeforeRetry,
 } from './RoomLock.js';
 import type {
   JoinResult,
@@ -82,7 +84,10 @@ const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
  *
  * A mutation takes the room's lock, reads the hash, computes the change with RoomDraft (the
  * same code as MemoryRoomStore), and writes it and publishes its events in one script that
- * first checks the lock is still ours (APPLY_SCRIPT). Reads take no lock.
+ * first checks the lock is still ours (APPLY_SCRIPT). A join, the one mutation on the path of
+ * a user waiting, skips the lock: it reads, computes, and writes with a script that checks
+ * the room is unlocked and unchanged since the read (CHECKED_WRITE_SCRIPT), two round trips
+ * instead of four. Reads take no lock.
  *
  * Connection: the process's `RedisConnection`, which subscribes the watched rooms'
  * channels again after an outage. Nothing is queued while Redis is away: operations fail at
@@ -168,16 +173,24 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     );
   }
 
+  /**
+   * Two round trips: the read (with `watching`, the room's SUBSCRIBE, at the same time) and
+   * one script that writes only if the room is unlocked and unchanged since the read
+   * (CHECKED_WRITE_SCRIPT); a conflict reads again, up to ROOM_LOCK_ATTEMPTS times. Starting
+   * the SUBSCRIBE with the read is safe because the write waits for both: a change between
+   * the read and the subscription makes the write fail its check and the join read again,
+   * and every change after the write arrives on the channel.
+   */
   join(
     room: string,
     session: SessionRecord,
-    options: { maxParticipants: number },
+    options: { maxParticipants: number; watching?: Promise<void> },
   ): Promise<JoinResult> {
     return this.#op('join', async () => {
       checkRoom(room);
       const record = checkArgument(SessionRecordSchema, session, 'session record');
       const max = checkMaxParticipants(options.maxParticipants);
-      return this.#mutate(room, (draft) => draft.join(record, max));
+      return this.#checkedMutate(room, (draft) => draft.join(record, max), options.watching);
     });
   }
 
@@ -185,7 +198,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     return this.#op('leave', async () => {
       checkRoom(room);
       checkArgument(LeaveReasonSchema, reason, 'leave reason');
-      return this.#mutate(room, (draft) => draft.leave(sessionId, reason));
+      return this.#mutate('leave', room, (draft) => draft.leave(sessionId, reason));
     });
   }
 
@@ -193,7 +206,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     return this.#op('setTracks', async () => {
       checkRoom(room);
       const list = checkArgument(TrackList, tracks, 'track list');
-      await this.#mutate(room, (draft) => draft.setTracks(sessionId, list));
+      await this.#mutate('setTracks', room, (draft) => draft.setTracks(sessionId, list));
     });
   }
 
@@ -264,7 +277,9 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
         // there; no DEL at the end, which could drop rooms that a node taken for dead (a
         // partition) re-added meanwhile.
         const results = await eachRoom(this.#logger, rooms, (room) =>
-          this.#mutate(room, (draft) => draft.removeNode(nodeId, 'node-died', REAP_ORIGIN)),
+          this.#mutate('reapNode', room, (draft) =>
+            draft.removeNode(nodeId, 'node-died', REAP_ORIGIN),
+          ),
         );
         // Logged by the caller, which knows why the node is taken for dead.
         return results.reduce((sum, n) => sum + n, 0);
@@ -277,7 +292,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   reapOrphans(room: string, isOrphan: (nodeId: string) => boolean): Promise<number> {
     return this.#op('reapOrphans', async () => {
       checkRoom(room);
-      return this.#mutate(room, (draft) => draft.removeOrphans(isOrphan));
+      return this.#mutate('reapOrphans', room, (draft) => draft.removeOrphans(isOrphan));
     });
   }
 
@@ -292,7 +307,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       const stored = await this.#redis.command.smembers(this.keys.nodeRooms(nodeId));
       const rooms = [...new Set([...checked.keys(), ...stored])];
       await eachRoom(this.#logger, rooms, (room) =>
-        this.#mutate(room, (draft) => draft.reassert(nodeId, checked.get(room) ?? [])),
+        this.#mutate('reassert', room, (draft) => draft.reassert(nodeId, checked.get(room) ?? [])),
       );
     });
   }
@@ -358,10 +373,57 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   }
 
   /**
+   * A mutation without the lock (join): read, change, write if nothing changed meanwhile.
+   * Counts its round trips (`roundTrips`): two when uncontended.
+   */
+  async #checkedMutate<T>(
+    room: string,
+    change: (draft: RoomDraft) => T,
+    watching: Promise<void> | undefined,
+  ): Promise<T> {
+    let trips = 0;
+    for (let attempt = 1; ; attempt++) {
+      const [raw] = await Promise.all([
+        this.#redis.command.callBuffer('HGETALL', this.keys.roomSessions(room)),
+        watching,
+      ]);
+      trips++;
+      const entries = pairs(raw);
+      const { sessions, junk } = this.#signed.readSessions(
+        room,
+        Object.fromEntries(entries.map(([f, v]) => [f.toString(), v.toString()])),
+      );
+      const draft = new RoomDraft(room, sessions);
+      const result = change(draft);
+      if (!draft.changed && draft.events.length === 0 && junk.length === 0) {
+        this.safeEmit('roundTrips', 'join', trips);
+        return result;
+      }
+      const done = await this.#scripts.checkedWrite(
+        this.#writeKeys(this.keys.roomLock(room), draft),
+        [roomDigest(entries), ...this.#writeArgs(draft, junk)],
+      );
+      trips++;
+      if (done === 1) {
+        this.#reportJunk(room, junk);
+        this.safeEmit('roundTrips', 'join', trips);
+        return result;
+      }
+      if (attempt >= ROOM_LOCK_ATTEMPTS) {
+        throw new SfuError(
+          'SERVICE_UNAVAILABLE',
+          `room ${room} is busy: it changed or was locked on each of ${ROOM_LOCK_ATTEMPTS} attempts; try again`,
+        );
+      }
+      await waitBeforeRetry(this.#closeSignal.signal);
+    }
+  }
+
+  /**
    * One mutation of a room: lock, read, change (RoomDraft), write and publish (one fenced
    * script), unlock. Returns what `change` returned; nothing is written if it throws.
    */
-  async #mutate<T>(room: string, change: (draft: RoomDraft) => T): Promise<T> {
+  async #mutate<T>(op: string, room: string, change: (draft: RoomDraft) => T): Promise<T> {
     const lock = await this.#acquire(
       this.keys.roomLock(room),
       ROOM_LOCK_TTL_MS,
@@ -377,44 +439,53 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       const { sessions, junk } = await this.#read(room);
       const draft = new RoomDraft(room, sessions);
       const result = change(draft);
-      if (draft.changed || draft.events.length > 0 || junk.length > 0) {
-        await this.#apply(lock, draft, junk);
-      }
-      // Counted once in the cluster: by the node whose fenced write removed them.
-      for (const entry of junk) {
-        this.#rejections.report('session', entry.reason, entry.detail, {
-          room,
-          field: entry.field,
-        });
-      }
-      return result;
-    } finally {
+      const write = draft.changed || draft.events.length > 0 || junk.length > 0;
+      if (write) await this.#apply(lock, draft, junk);
+      this.#reportJunk(room, junk);
       await this.#release(lock);
+      // The lock's SET NX attempts, the read, the write, the release.
+      this.safeEmit('roundTrips', op, lock.attempts + (write ? 3 : 2));
+      return result;
+    } catch (error) {
+      await this.#release(lock);
+      throw error;
     }
   }
 
-  /** Writes a draft, and removes the room's junk entries (unsigned or forged) with it. */
-  async #apply(lock: RoomLock, draft: RoomDraft, junk: readonly JunkEntry[]): Promise<void> {
+  /** Counted once in the cluster: by the node whose write removed them. */
+  #reportJunk(room: string, junk: readonly JunkEntry[]): void {
+    for (const entry of junk) {
+      this.#rejections.report('session', entry.reason, entry.detail, { room, field: entry.field });
+    }
+  }
+
+  /** KEYS of the write scripts: the lock, the sessions hash, the touched `noderooms` sets. */
+  #writeKeys(lockKey: string, draft: RoomDraft): string[] {
+    return [
+      lockKey,
+      this.keys.roomSessions(draft.room),
+      ...[...draft.touchedNodes].map((node) => this.keys.nodeRooms(node)),
+    ];
+  }
+
+  /** ARGV[2..] of the write scripts: TTL, room, channel, the plan (see RoomLock.ts). */
+  #writeArgs(draft: RoomDraft, junk: readonly JunkEntry[]): (string | number)[] {
     const { removed, put } = draft.changes();
-    const nodes = [...draft.touchedNodes];
     const { room } = draft;
     const plan = {
       removed: [...removed, ...junk.map((entry) => entry.field)],
       put: put.map((s) => [s.sessionId, this.#signed.sealSession(room, s)]),
-      present: nodes.map((node) => draft.hasNode(node)),
+      present: [...draft.touchedNodes].map((node) => draft.hasNode(node)),
       events: draft.events.map((event) => this.#signed.sealEvent(room, event)),
     };
-    const keys = [
-      lock.key,
-      this.keys.roomSessions(draft.room),
-      ...nodes.map((node) => this.keys.nodeRooms(node)),
-    ];
-    const done = await this.#scripts.apply(keys, [
+    return [ROOM_TTL_MS, room, this.keys.roomChannel(room), JSON.stringify(plan)];
+  }
+
+  /** Writes a draft, and removes the room's junk entries (unsigned or forged) with it. */
+  async #apply(lock: RoomLock, draft: RoomDraft, junk: readonly JunkEntry[]): Promise<void> {
+    const done = await this.#scripts.apply(this.#writeKeys(lock.key, draft), [
       lock.token,
-      ROOM_TTL_MS,
-      draft.room,
-      this.keys.roomChannel(draft.room),
-      JSON.stringify(plan),
+      ...this.#writeArgs(draft, junk),
     ]);
     if (done !== 1) {
       throw new SfuError(
@@ -518,4 +589,12 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       throw new InvalidStateError('the room store is not started: await start() first');
     }
   }
+}
+
+/** HGETALL's flat reply of buffers as [field, value] pairs. */
+function pairs(raw: unknown): [Buffer, Buffer][] {
+  const flat = Array.isArray(raw) ? (raw as Buffer[]) : [];
+  const out: [Buffer, Buffer][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i] as Buffer, flat[i + 1] as Buffer]);
+  return out;
 }

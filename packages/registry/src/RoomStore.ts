@@ -43,6 +43,11 @@ export type RoomStoreEvents = {
   /** The connection to the store came back after an outage: time to `reassert()`. */
   reconnected: [];
   /**
+   * The sequential Redis round trips one operation took (`join`: two when uncontended), for
+   * `sfu_redis_round_trips{op}`. Never from the memory store.
+   */
+  roundTrips: [op: string, trips: number];
+  /**
    * Room state that did not verify (a forged or replayed event, a junk session record that
    * was removed), for `sfu_cluster_messages_rejected_total`. Never from the memory store.
    */
@@ -82,7 +87,14 @@ export interface RoomStore extends TypedEmitter<RoomStoreEvents> {
   join(
     room: string,
     session: SessionRecord,
-    options: { maxParticipants: number },
+    options: {
+      maxParticipants: number;
+      /**
+       * The room's `watch()` in progress: the store may read the room meanwhile, but writes
+       * only once it is done (its failure fails the join), so no event is missed between.
+       */
+      watching?: Promise<void>;
+    },
   ): Promise<JoinResult>;
   /** Removes exactly this session (under the lock) and publishes `left`. */
   leave(room: string, sessionId: string, reason: LeaveReason): Promise<boolean>;
