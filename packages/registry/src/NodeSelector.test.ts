@@ -212,6 +212,17 @@ describe('NodeSelector', () => {
       assert.equal(fresh.reason, 'nearest', 'same place: the nearest, by load');
     });
 
+    test('choices: how many nodes were equally near, so whether hosts are worth a read', () => {
+      assert.equal(selectNode(cluster, { location: HCM_CALLER }, options).choices, 1);
+      assert.equal(selectNode([a1, a2, sin], { location: AMSTERDAM_CALLER }, options).choices, 2);
+      const pinned = selectNode(
+        [a1, a2],
+        { pin: { nodeId: 'ams-1' }, canPinRegion: true },
+        options,
+      );
+      assert.equal(pinned.choices, 1);
+    });
+
     test('the plain reason stays when the host is the node chosen anyway', () => {
       const s = selectNode(
         [a1, a2],

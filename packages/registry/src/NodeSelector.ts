@@ -33,6 +33,11 @@ export interface Selection {
    */
   distanceKm: number | null;
   reason: SelectionReason;
+  /**
+   * How many nodes the caller could equally have been given (the nearby ones; 1 for a pinned
+   * node): room affinity can only change the answer when this is above 1.
+   */
+  choices: number;
 }
 
 export type NodePin = { region: string } | { nodeId: string };
@@ -153,7 +158,7 @@ export function selectNode(
           `pinned node ${pin.nodeId} is full (${node.load.participants}/${node.capacity} participants)`,
         );
       }
-      return { node, distanceKm: distance(node), reason: 'pinned-node' };
+      return { node, distanceKm: distance(node), reason: 'pinned-node', choices: 1 };
     }
     const inRegion = nodes.filter((n) => n.region === pin.region);
     const available = inRegion.filter((n) => n.state === 'active' && !isFull(n));
@@ -167,10 +172,11 @@ export function selectNode(
       );
     }
     const { node, km, nearby } = pick(available, origin, radiusKm);
+    const choices = nearby.length;
     const host = roomHost(nearby, request.roomHosts);
     return host && host.node !== node
-      ? { node: host.node, distanceKm: origin ? host.km : null, reason: 'room-affinity' }
-      : { node, distanceKm: km, reason: 'pinned-region' };
+      ? { node: host.node, distanceKm: origin ? host.km : null, reason: 'room-affinity', choices }
+      : { node, distanceKm: km, reason: 'pinned-region', choices };
   }
 
   const available = nodes.filter((n) => n.state === 'active' && !isFull(n));
@@ -184,16 +190,22 @@ export function selectNode(
     );
   }
   const { node, km, nearest, nearby } = pick(available, origin, radiusKm);
+  const choices = nearby.length;
   const host = roomHost(nearby, request.roomHosts);
   if (host && host.node !== node) {
-    return { node: host.node, distanceKm: origin ? host.km : null, reason: 'room-affinity' };
+    return {
+      node: host.node,
+      distanceKm: origin ? host.km : null,
+      reason: 'room-affinity',
+      choices,
+    };
   }
   const reason: SelectionReason = !callerLocation
     ? 'default-region'
     : nearest
       ? 'nearest'
       : 'least-loaded-nearby';
-  return { node, distanceKm: km, reason };
+  return { node, distanceKm: km, reason, choices };
 }
 
 interface Ranked {

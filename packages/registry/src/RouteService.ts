@@ -33,7 +33,7 @@ export type RouteResult = SelectionReason | 'error';
  * Answers "where do I connect for room R?": verifies the caller's token, locates the caller
  * by GeoIP (the socket address, or X-Forwarded-For from a trusted proxy), and asks the
  * selector for the nearest healthy node, preferring one that already hosts the room (room
- * affinity: one read of the room's sessions per route). Shared by every node and by `sfu-directory`.
+ * affinity: one read of the room's sessions, when several nodes are near). Shared by every node and by `sfu-directory`.
  */
 export class RouteService {
   readonly #tokens: TokenService;
@@ -95,12 +95,14 @@ export class RouteService {
         : undefined;
     const address = clientAddress(request.socketAddress ?? '', request.forwardedFor, this.#trusted);
     const location = address && this.#locator ? this.#locator.locate(address) : undefined;
-    const selection = this.#selector.select({
-      location,
-      pin,
-      canPinRegion: token.grants.canPinRegion,
-      roomHosts: await this.#hosts(room),
-    });
+    const select = { location, pin, canPinRegion: token.grants.canPinRegion };
+    let selection = this.#selector.select(select);
+    // The room's hosts cost a Redis round trip: asked only when they can change the answer
+    // (several nodes near the caller), so a region of one node routes as fast as before.
+    if (selection.choices > 1) {
+      const roomHosts = await this.#hosts(room);
+      if (roomHosts) selection = this.#selector.select({ ...select, roomHosts });
+    }
     this.#logger.debug(
       { address, location, node: selection.node.id, reason: selection.reason },
       'routed',
