@@ -1,8 +1,9 @@
 /**
- * Room affinity in routing, on a real Redis: two nodes in one region, callers from that
- * region (GeoIP through X-Forwarded-For). A room's participants all go to the node that
- * hosts it, even once the other is less loaded; a second room may go to the other node; no
- * relay link appears between the two for either room.
+ * Two node processes on one host in one region, as one node per core runs them (own HTTP
+ * ports, own RTC port ranges), on a real Redis; callers from that region (GeoIP through
+ * X-Forwarded-For). Room affinity: a room's participants all go to the node that hosts it,
+ * even once the other is less loaded; a second room goes to the other node; no relay link
+ * appears between the two for either room; each process's media sockets stay in its range.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +13,7 @@ import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
 import { devTokens, joinRaw, roomView } from '../helpers/rooms.js';
+import { udpPorts } from '../helpers/sockets.js';
 import { assertStays, waitUntil } from '../helpers/wait.js';
 import type { RawClient } from '../helpers/ws.js';
 
@@ -19,6 +21,9 @@ const GEOIP = fileURLToPath(new URL('../fixtures/geoip/geosfu-city-test.mmdb', i
 /** Amsterdam in the fixture database. */
 const AMSTERDAM = '198.51.100.10';
 const PER_ROOM = 10;
+/** Each node's SFU_RTC_PORT_RANGE: 100 ports, the second right after the first. */
+const FIRST_PORT = 43_000 + Math.floor(Math.random() * 100) * 200;
+const rtcRange = (i: number): [number, number] => [FIRST_PORT + i * 100, FIRST_PORT + i * 100 + 99];
 
 interface Route {
   nodeId: string;
@@ -26,7 +31,7 @@ interface Route {
   reason: string;
 }
 
-describe('room affinity: two nodes in one region', () => {
+describe('two nodes on one host in one region: room affinity', () => {
   let redis: RedisServer;
   const nodes: NodeProcess[] = [];
   const bots = new BotPool();
@@ -54,7 +59,7 @@ describe('room affinity: two nodes in one region', () => {
 
   before(async () => {
     redis = await startRedis();
-    for (const id of ['ams-1', 'ams-2']) {
+    for (const [i, id] of ['ams-1', 'ams-2'].entries()) {
       nodes.push(
         await startNode({
           region: 'ams',
@@ -65,6 +70,7 @@ describe('room affinity: two nodes in one region', () => {
             SFU_TRUST_PROXY: '127.0.0.1',
             SFU_REGISTRY_TTL_MS: '3000',
             SFU_REGISTRY_HEARTBEAT_MS: '500',
+            SFU_RTC_PORT_RANGE: rtcRange(i).join('-'),
           },
         }),
       );
@@ -142,5 +148,15 @@ describe('room affinity: two nodes in one region', () => {
       assert.equal(view.length, PER_ROOM, `${room} has all its participants`);
     }
     await assertStays('no relay link on either node', async () => (await links()) === 0, 1_500);
+    // Each process's PeerConnections (a publisher and a subscriber each) bound in its range.
+    for (const [i, n] of nodes.entries()) {
+      const [min, max] = rtcRange(i);
+      const ports = udpPorts(n.pid);
+      assert.ok(ports.length >= 2, `${n.nodeId} has its media sockets: ${ports.join(', ')}`);
+      assert.ok(
+        ports.every((p) => p >= min && p <= max),
+        `${n.nodeId}'s UDP ports ${ports.join(', ')} lie in ${min}-${max}`,
+      );
+    }
   });
 });
