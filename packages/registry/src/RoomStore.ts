@@ -62,9 +62,10 @@ export interface JoinResult {
 }
 
 /**
- * Room membership shared across the cluster. Every mutation of a room runs under a lock on
- * that room (redlock on Redis), so concurrent joins from several nodes cannot exceed the
- * room limit or leave two sessions of one identity; reads need no lock.
+ * Room membership shared across the cluster. Every mutation of a room is atomic across nodes
+ * (on Redis: under a lock on the room, or, for a join, one script that writes only if the
+ * room is unlocked and unchanged since its read), so concurrent joins from several nodes
+ * cannot exceed the room limit or leave two sessions of one identity; reads need no lock.
  *
  * Invariants, for every implementation:
  * - a room holds at most one session per identity; `join` replaces an older one atomically
@@ -80,9 +81,9 @@ export interface RoomStore extends TypedEmitter<RoomStoreEvents> {
   readonly connected: boolean;
   start(): Promise<void>;
   /**
-   * Adds a session under the room's lock. Throws SfuError ROOM_FULL when the room has
+   * Adds a session, atomically (see above). Throws SfuError ROOM_FULL when the room has
    * `maxParticipants` sessions (not counting one it replaces), SERVICE_UNAVAILABLE when the
-   * store cannot be reached or the lock not taken in time.
+   * store cannot be reached or the room stayed busy (locked or changing) too long.
    */
   join(
     room: string,
