@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Bot } from '@geosfu/client/bot';
+import { RedisConnection, SfuError } from '@geosfu/common';
 import { BotPool } from '../helpers/bots.js';
 import { metricValue } from '../helpers/metrics.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
@@ -223,5 +224,30 @@ describe('Redis Sentinel failover', () => {
       `SENTINEL FAILOVER: promoted ${promotedAt - startedAt} ms after the command; back ${backAt - promotedAt} ms after the promotion; longest media gap ${longest} ms`,
     );
     assert.ok(longest < MAX_MEDIA_GAP_MS, `media kept flowing (longest gap ${longest} ms)`);
+  });
+
+  test('wrong sentinel settings stop the start with an error that names them', async () => {
+    const [first] = sentinel.addresses.split(',');
+    const [host = '', port = ''] = (first ?? '').split(':');
+    for (const [masterName, where] of [
+      ['no-such-master', { host, port: Number(port) }],
+      [sentinel.masterName, { host: '127.0.0.1', port: 1 }],
+    ] as const) {
+      const connection = new RedisConnection({
+        url: 'redis://sentinel/0',
+        sentinel: { sentinels: [where], masterName },
+      });
+      try {
+        await assert.rejects(
+          connection.start(),
+          (e: unknown) =>
+            e instanceof SfuError &&
+            e.code === 'SERVICE_UNAVAILABLE' &&
+            /REDIS_SENTINELS/.test(e.message),
+        );
+      } finally {
+        await connection.close();
+      }
+    }
   });
 });

@@ -110,6 +110,8 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
   /** A socket closed since the last `up`: Redis may have restarted. */
   #reconnected = false;
   readonly #prober = new TaskTimer(() => this.#probe());
+  /** Per client: connects it again after ioredis gave up on it (see #revive). */
+  readonly #revivers: TaskTimer[] = [];
   /** Sentinel mode: the master the command connection last reached, `host:port`. */
   #master: string | undefined;
   readonly #sentinel: boolean;
@@ -132,7 +134,12 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
       sentinel
         ? {
             ...options.redisOptions,
-            ...sentinelClientOptions(sentinel, options.url.startsWith('rediss:'), timing),
+            ...sentinelClientOptions(
+              sentinel,
+              options.url.startsWith('rediss:'),
+              timing,
+              () => this.#state === 'starting',
+            ),
           }
         : options.redisOptions,
       timing,
@@ -148,6 +155,12 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
       client.on('error', (error: Error) => this.#error(op, error));
       client.on('close', () => this.#onClose(op));
       client.on('ready', () => this.#probeSoon(0));
+      const reviver = new TaskTimer(() => this.#revive(client, op));
+      this.#revivers.push(reviver);
+      client.on('end', () => {
+        if (this.#state === 'up' || this.#state === 'down')
+          reviver.schedule(REDIS_PROBE_INTERVAL_MS);
+      });
     }
     this.#sub.on('message', (channel: string, message: string) => this.#dispatch(channel, message));
     if (this.#sentinel) this.#cmd.on('ready', () => this.#checkMaster());
@@ -226,7 +239,7 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
       if (this.#state === 'starting') this.#state = 'new';
       throw new SfuError(
         'SERVICE_UNAVAILABLE',
-        `cannot use Redis at ${this.label}: ${(error as Error).message}; check REDIS_URL (or leave it unset for single-node mode)`,
+        `cannot use Redis at ${this.label}: ${(error as Error).message}; check ${this.#sentinel ? 'REDIS_SENTINELS, REDIS_SENTINEL_MASTER and REDIS_URL' : 'REDIS_URL'} (or leave REDIS_URL unset for single-node mode)`,
         { cause: error },
       );
     }
@@ -366,6 +379,7 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
   async #close(): Promise<void> {
     this.#state = 'closed';
     await this.#prober.stop();
+    await Promise.all(this.#revivers.map((r) => r.stop()));
     this.#handlers.clear();
     this.#stale.clear();
     await Promise.all([quitRedis(this.#sub), quitRedis(this.#cmd)]);
@@ -441,6 +455,27 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
     if (from === undefined || from === master || this.#state === 'closed') return;
     this.#logger.warn({ redis: this.label, from, to: master }, 'Redis master changed (failover)');
     this.safeEmit('failover', { from, to: master });
+  }
+
+  /**
+   * A client that ioredis ended while we still use it: it never reconnects by itself. That
+   * happens in Sentinel mode when the failover detector disconnects a client that is in the
+   * middle of asking the sentinels (its connect then fails as "closed" and the client
+   * ends), seen here under load. Connect it again; a failure ends it again, and 'end'
+   * schedules the next try.
+   */
+  async #revive(client: Redis, op: string): Promise<void> {
+    if ((this.#state !== 'up' && this.#state !== 'down') || client.status !== 'end') return;
+    this.#logger.warn(
+      { redis: this.label, connection: op },
+      'Redis client ended: connecting again',
+    );
+    this.#onClose(op);
+    try {
+      await client.connect();
+    } catch (error) {
+      this.#error(op, error);
+    }
   }
 
   #bothReady(): boolean {

@@ -112,11 +112,15 @@ export interface SentinelOptions {
  * the next sentinel's answer). `failoverDetector` subscribes `+switch-master` on the
  * sentinels and drops the connection at once on a failover, instead of waiting for the old
  * master to close it; a READONLY reply (a write to a server demoted meanwhile) reconnects too.
+ * When no sentinel answers, ioredis asks them all again after a back-off, forever; while
+ * `failFast()` is true (the first connect) it gives up instead, so that a node with wrong
+ * sentinel addresses stops with an error rather than hang at start.
  */
 export function sentinelClientOptions(
   sentinel: SentinelOptions,
   tls: boolean,
   timing: RedisTiming,
+  failFast: () => boolean,
 ): RedisOptions {
   const backoff = retryStrategy(timing.reconnectMaxMs);
   return {
@@ -127,7 +131,7 @@ export function sentinelClientOptions(
     failoverDetector: true,
     enableTLSForSentinelMode: tls,
     sentinelCommandTimeout: timing.commandTimeoutMs,
-    sentinelRetryStrategy: backoff,
+    sentinelRetryStrategy: (times: number) => (failFast() ? null : backoff(times)),
     sentinelReconnectStrategy: backoff,
     reconnectOnError: (error: Error) => isReadOnlyError(error),
   };
