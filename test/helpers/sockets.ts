@@ -36,3 +36,31 @@ export function udpSocketCount(pid: number): number {
   }
   return count;
 }
+
+/** Local ports of the UDP sockets (IPv4 and IPv6) that the process `pid` has open. */
+export function udpPorts(pid: number): number[] {
+  const ports: number[] = [];
+  const mine = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+      if (inode) mine.add(inode);
+    } catch {
+      // closed between readdir and readlink
+    }
+  }
+  for (const table of ['udp', 'udp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8');
+    } catch {
+      continue; // no IPv6 in this kernel: no udp6 table
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      const port = cols[1]?.split(':')[1];
+      if (port && cols[9] && mine.has(cols[9])) ports.push(Number.parseInt(port, 16));
+    }
+  }
+  return ports.sort((a, b) => a - b);
+}

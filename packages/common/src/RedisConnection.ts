@@ -4,13 +4,25 @@ import { InvalidStateError, SfuError } from './errors.js';
 import { TypedEmitter } from './events.js';
 import { Lifecycle } from './Lifecycle.js';
 import { type Logger, silentLogger } from './logger.js';
-import { isReplyError, quitRedis, redactRedisUrl, redisClientOptions } from './redis.js';
+import {
+  isReplyError,
+  quitRedis,
+  redactRedisUrl,
+  redisClientOptions,
+  type SentinelOptions,
+  sentinelClientOptions,
+} from './redis.js';
 import { TaskTimer } from './TaskTimer.js';
 
 export interface RedisConnectionOptions {
-  /** `redis://[:password@]host:port[/db]` or `rediss://` for TLS. */
+  /**
+   * `redis://[:password@]host:port[/db]` or `rediss://` for TLS. With `sentinel`, only its
+   * password, database and scheme are used: the sentinels say where the master is.
+   */
   url: string;
-  /** Extra ioredis options (TLS, and Sentinel later); the timing below and our settings win. */
+  /** Redis Sentinel: ask these sentinels for the master, and follow its failovers. */
+  sentinel?: SentinelOptions;
+  /** Extra ioredis options (TLS); the timing below and our settings win. */
   redisOptions?: RedisOptions;
   /** Deadline of every command, ms. Default 1 000. */
   commandTimeoutMs?: number;
@@ -32,6 +44,12 @@ export type RedisConnectionEvents = {
    * restarted empty (keys, scripts and CONFIG forgotten); false after a hang.
    */
   up: [info: { reconnected: boolean }];
+  /**
+   * The command connection reached another server than before (a Sentinel failover, or the
+   * master moved): `from` and `to` are `host:port`. Always followed by `up` with
+   * `reconnected` (the new master may lack the last writes of the old one).
+   */
+  failover: [info: { from: string; to: string }];
   /** A connection-level failure, for `sfu_redis_errors_total{op}` (`connect`, `subscriber`, `probe`, `resubscribe`). */
   redisError: [op: string, error: Error];
 };
@@ -92,17 +110,40 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
   /** A socket closed since the last `up`: Redis may have restarted. */
   #reconnected = false;
   readonly #prober = new TaskTimer(() => this.#probe());
+  /** Per client: connects it again after ioredis gave up on it (see #revive). */
+  readonly #revivers: TaskTimer[] = [];
+  /** Sentinel mode: the master the command connection last reached, `host:port`. */
+  #master: string | undefined;
+  readonly #sentinel: boolean;
 
   constructor(options: RedisConnectionOptions) {
     const logger = (options.logger ?? silentLogger()).child({ component: 'redis' });
     super((event, error) => logger.error({ err: error, event }, 'Redis listener threw'));
     this.#logger = logger;
-    this.label = redactRedisUrl(options.url);
-    const clientOptions = redisClientOptions(options.redisOptions, {
+    const timing = {
       commandTimeoutMs: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
       connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       reconnectMaxMs: options.reconnectMaxMs ?? DEFAULT_RECONNECT_MAX_MS,
-    });
+    };
+    const { sentinel } = options;
+    this.#sentinel = sentinel !== undefined;
+    this.label = sentinel
+      ? `sentinel master ${sentinel.masterName} via ${sentinel.sentinels.map((s) => `${s.host}:${s.port}`).join(',')} (${redactRedisUrl(options.url)})`
+      : redactRedisUrl(options.url);
+    const clientOptions = redisClientOptions(
+      sentinel
+        ? {
+            ...options.redisOptions,
+            ...sentinelClientOptions(
+              sentinel,
+              options.url.startsWith('rediss:'),
+              timing,
+              () => this.#state === 'starting',
+            ),
+          }
+        : options.redisOptions,
+      timing,
+    );
     const name = options.name ?? 'sfu';
     this.#cmd = new Redis(options.url, { ...clientOptions, connectionName: name });
     this.#sub = new Redis(options.url, { ...clientOptions, connectionName: `${name}-sub` });
@@ -114,23 +155,45 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
       client.on('error', (error: Error) => this.#error(op, error));
       client.on('close', () => this.#onClose(op));
       client.on('ready', () => this.#probeSoon(0));
+      const reviver = new TaskTimer(() => this.#revive(client, op));
+      this.#revivers.push(reviver);
+      client.on('end', () => {
+        if (this.#state === 'up' || this.#state === 'down')
+          reviver.schedule(REDIS_PROBE_INTERVAL_MS);
+      });
     }
     this.#sub.on('message', (channel: string, message: string) => this.#dispatch(channel, message));
+    if (this.#sentinel) this.#cmd.on('ready', () => this.#checkMaster());
   }
 
   /**
    * The connection of a node or directory from its config. Every Redis option is chosen
-   * here, and Sentinel will be too: commands have a 1 s deadline (a join must not hang on
-   * a Redis that does not answer), and the reconnection back-off is capped at the registry
-   * heartbeat (at most 2 s) so that a restarted Redis is noticed within about a heartbeat.
+   * here: commands have a 1 s deadline (a join must not hang on a Redis that does not
+   * answer), the reconnection back-off is capped at the registry heartbeat (at most 2 s) so
+   * that a restarted Redis or a promoted replica is noticed within about a heartbeat, and
+   * with `REDIS_SENTINELS` both connections find the master through the sentinels.
    */
   static fromConfig(
-    config: Pick<NodeConfig, 'redisUrl' | 'heartbeatMs'>,
+    config: Pick<
+      NodeConfig,
+      | 'redisUrl'
+      | 'heartbeatMs'
+      | 'redisSentinels'
+      | 'redisSentinelMaster'
+      | 'redisSentinelPassword'
+    >,
     logger: Logger,
   ): RedisConnection | undefined {
     if (config.redisUrl === undefined) return undefined;
     return new RedisConnection({
       url: config.redisUrl,
+      ...(config.redisSentinels && {
+        sentinel: {
+          sentinels: config.redisSentinels,
+          masterName: config.redisSentinelMaster,
+          password: config.redisSentinelPassword,
+        },
+      }),
       reconnectMaxMs: Math.min(DEFAULT_RECONNECT_MAX_MS, config.heartbeatMs),
       logger,
     });
@@ -176,7 +239,7 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
       if (this.#state === 'starting') this.#state = 'new';
       throw new SfuError(
         'SERVICE_UNAVAILABLE',
-        `cannot use Redis at ${this.label}: ${(error as Error).message}; check REDIS_URL (or leave it unset for single-node mode)`,
+        `cannot use Redis at ${this.label}: ${(error as Error).message}; check ${this.#sentinel ? 'REDIS_SENTINELS, REDIS_SENTINEL_MASTER and REDIS_URL' : 'REDIS_URL'} (or leave REDIS_URL unset for single-node mode)`,
         { cause: error },
       );
     }
@@ -316,6 +379,7 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
   async #close(): Promise<void> {
     this.#state = 'closed';
     await this.#prober.stop();
+    await Promise.all(this.#revivers.map((r) => r.stop()));
     this.#handlers.clear();
     this.#stale.clear();
     await Promise.all([quitRedis(this.#sub), quitRedis(this.#cmd)]);
@@ -376,6 +440,42 @@ export class RedisConnection extends TypedEmitter<RedisConnectionEvents> {
     this.#state = 'up';
     this.#logger.info({ redis: this.label, reconnected }, 'Redis answering again');
     this.safeEmit('up', { reconnected });
+  }
+
+  /**
+   * Sentinel mode, on every `ready` of the command connection: a server other than the last
+   * one is a failover. It is logged and counted; the outage it caused is handled as any
+   * other (the socket closed, so `up` follows with `reconnected`).
+   */
+  #checkMaster(): void {
+    const stream = this.#cmd.stream;
+    const master = `${stream.remoteAddress}:${stream.remotePort}`;
+    const from = this.#master;
+    this.#master = master;
+    if (from === undefined || from === master || this.#state === 'closed') return;
+    this.#logger.warn({ redis: this.label, from, to: master }, 'Redis master changed (failover)');
+    this.safeEmit('failover', { from, to: master });
+  }
+
+  /**
+   * A client that ioredis ended while we still use it: it never reconnects by itself. That
+   * happens in Sentinel mode when the failover detector disconnects a client that is in the
+   * middle of asking the sentinels (its connect then fails as "closed" and the client
+   * ends), seen here under load. Connect it again; a failure ends it again, and 'end'
+   * schedules the next try.
+   */
+  async #revive(client: Redis, op: string): Promise<void> {
+    if ((this.#state !== 'up' && this.#state !== 'down') || client.status !== 'end') return;
+    this.#logger.warn(
+      { redis: this.label, connection: op },
+      'Redis client ended: connecting again',
+    );
+    this.#onClose(op);
+    try {
+      await client.connect();
+    } catch (error) {
+      this.#error(op, error);
+    }
   }
 
   #bothReady(): boolean {

@@ -146,3 +146,31 @@ test('a metrics port is optional and must differ from the HTTP port', () => {
     /SFU_METRICS_PORT must differ/,
   );
 });
+
+test('Redis Sentinel: addresses parsed, master name defaulted, the URL still required', () => {
+  const c = loadConfig(['--dev'], {
+    REDIS_URL: 'redis://:pw@sentinel/2',
+    REDIS_SENTINELS: '10.0.0.5:26379, [fd00::7]:26380,sentinel-c.internal:26379',
+    REDIS_SENTINEL_PASSWORD: 'sentinel-pass',
+  });
+  assert.deepEqual(c.redisSentinels, [
+    { host: '10.0.0.5', port: 26379 },
+    { host: 'fd00::7', port: 26380 },
+    { host: 'sentinel-c.internal', port: 26379 },
+  ]);
+  assert.equal(c.redisSentinelMaster, 'mymaster');
+  assert.equal(c.redisSentinelPassword, 'sentinel-pass');
+  assert.equal(loadConfig(['--dev'], {}).redisSentinels, undefined);
+  assert.throws(
+    () => loadConfig(['--dev'], { REDIS_SENTINELS: '10.0.0.5:26379' }),
+    (e: unknown) =>
+      e instanceof SfuError && e.code === 'CONFIG_INVALID' && /needs REDIS_URL/.test(e.message),
+  );
+  for (const bad of ['10.0.0.5', '10.0.0.5:99999', 'a b:1', ',']) {
+    assert.throws(
+      () => loadConfig(['--dev'], { REDIS_URL: 'redis://x', REDIS_SENTINELS: bad }),
+      /REDIS_SENTINELS/,
+      bad,
+    );
+  }
+});

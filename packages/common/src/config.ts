@@ -15,6 +15,14 @@ export const DEV_API_SECRET = 'devsecret-only-for-local-development';
 /** Signs relay messages between dev nodes; a cluster outside dev mode must set its own. */
 export const DEV_CLUSTER_SECRET = 'dev-cluster-secret-only-for-local-development';
 
+/** A comma-separated list, items trimmed, empty ones dropped. */
+const commaList = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+
 const bool = z
   .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no', ''])])
   .transform((v) => v === true || v === '1' || v === 'true' || v === 'yes');
@@ -30,18 +38,10 @@ const portRange = z
     'the range must lie in 1024-65535 with MIN < MAX',
   );
 
-const ipList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  )
-  .refine(
-    (list) => list.every((ip) => /^[0-9.]+$|^[0-9a-fA-F:]+$/.test(ip)),
-    'a comma-separated list of IP addresses',
-  );
+const ipList = commaList.refine(
+  (list) => list.every((ip) => /^[0-9.]+$|^[0-9a-fA-F:]+$/.test(ip)),
+  'a comma-separated list of IP addresses',
+);
 
 const iceServers = z
   .string()
@@ -59,18 +59,20 @@ const iceServers = z
   })
   .pipe(z.array(IceServer));
 
-const turnUrls = z
+const turnUrls = commaList.refine(
+  (list) => list.every((url) => /^turns?:[^\s?,]+(\?transport=(udp|tcp))?$/.test(url)),
+  'comma-separated turn: or turns: URLs, e.g. turn:turn.example.com:3478?transport=tcp',
+);
+
+/** A sentinel's `host:port` (`[v6]:port`), as ioredis's `sentinels` option takes it. */
+const sentinelAddress = z
   .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter(Boolean),
-  )
-  .refine(
-    (list) => list.every((url) => /^turns?:[^\s?,]+(\?transport=(udp|tcp))?$/.test(url)),
-    'comma-separated turn: or turns: URLs, e.g. turn:turn.example.com:3478?transport=tcp',
-  );
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'host:port, e.g. 10.0.0.5:26379')
+  .transform((s) => {
+    const colon = s.lastIndexOf(':');
+    return { host: s.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(s.slice(colon + 1)) };
+  })
+  .refine(({ port }) => port >= 1 && port <= 65535, 'a port in 1-65535');
 
 /** One row per setting: its environment variable, its flag, its schema, its default, its doc. */
 interface Field {
@@ -225,6 +227,25 @@ export const CONFIG_FIELDS = {
     schema: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL'),
     doc: 'Redis for the cluster (registry, rooms, relay signalling). Unset: single-node mode with in-memory state.',
   },
+  redisSentinels: {
+    env: 'REDIS_SENTINELS',
+    flag: 'redis-sentinels',
+    schema: commaList.pipe(z.array(sentinelAddress).min(1, 'at least one host:port')),
+    doc: 'Redis Sentinel: comma-separated `host:port` of the sentinels (`[v6]:port` for IPv6). The node asks them for the master `REDIS_SENTINEL_MASTER` and follows failovers; `REDIS_URL` then gives only the password, database and TLS (`redis://:pass@sentinel/0`), not the host. Unset: `REDIS_URL` is the server.',
+  },
+  redisSentinelMaster: {
+    env: 'REDIS_SENTINEL_MASTER',
+    flag: 'redis-sentinel-master',
+    schema: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a Sentinel master name'),
+    default: 'mymaster',
+    doc: 'With `REDIS_SENTINELS`: the master name the sentinels monitor.',
+  },
+  redisSentinelPassword: {
+    env: 'REDIS_SENTINEL_PASSWORD',
+    flag: 'redis-sentinel-password',
+    schema: z.string().min(1),
+    doc: "With `REDIS_SENTINELS`: the sentinels' own password (their `requirepass`), if they have one. The master's is `REDIS_URL`'s.",
+  },
   clusterSecret: {
     env: 'SFU_CLUSTER_SECRET',
     flag: 'cluster-secret',
@@ -253,12 +274,7 @@ export const CONFIG_FIELDS = {
   geoipDb: {
     env: 'SFU_GEOIP_DB',
     flag: 'geoip-db',
-    schema: z.string().transform((s) =>
-      s
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean),
-    ),
+    schema: commaList,
     doc: 'MMDB file(s) for GeoIP routing: GeoLite2/GeoIP2-City, or DB-IP Lite city (comma-separate its IPv4 and IPv6 files). Replaced files are reloaded. Unset: every caller gets `SFU_DEFAULT_REGION`.',
   },
   defaultRegion: {
@@ -270,12 +286,7 @@ export const CONFIG_FIELDS = {
   trustProxy: {
     env: 'SFU_TRUST_PROXY',
     flag: 'trust-proxy',
-    schema: z.string().transform((s) =>
-      s
-        .split(',')
-        .map((x) => x.trim())
-        .filter(Boolean),
-    ),
+    schema: commaList,
     doc: 'Proxies (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` is believed. Unset: the socket address is the caller.',
   },
   registryTtlMs: {
@@ -323,15 +334,7 @@ export const CONFIG_FIELDS = {
   webhookUrls: {
     env: 'SFU_WEBHOOK_URLS',
     flag: 'webhook-urls',
-    schema: z
-      .string()
-      .transform((s) =>
-        s
-          .split(',')
-          .map((x) => x.trim())
-          .filter(Boolean),
-      )
-      .pipe(z.array(z.url({ protocol: /^https?$/ })).max(16)),
+    schema: commaList.pipe(z.array(z.url({ protocol: /^https?$/ })).max(16)),
     doc: 'Where room events are POSTed (comma-separated http(s) URLs): signed with `SFU_WEBHOOK_KEY`, each sent once by the cluster, retried with back-off (README, Webhooks). Unset: no webhooks.',
   },
   webhookKey: {
@@ -381,6 +384,10 @@ export interface NodeConfig {
   readonly logLevel: Parsed<'logLevel'>;
   readonly redisUrl: string | undefined;
   readonly clusterSecret: string;
+  /** Redis Sentinel: where the sentinels are; undefined: `redisUrl` is the server. */
+  readonly redisSentinels: readonly { readonly host: string; readonly port: number }[] | undefined;
+  readonly redisSentinelMaster: string;
+  readonly redisSentinelPassword: string | undefined;
   /** Where this node is: SFU_LAT/SFU_LON, else the region preset; unknown for other regions. */
   readonly location: { readonly latitude: number; readonly longitude: number } | undefined;
   readonly capacity: number;
@@ -457,6 +464,11 @@ export function loadConfig(
   if (!dev && out.redisUrl !== undefined && out.clusterSecret === undefined) {
     problems.push(
       'SFU_CLUSTER_SECRET is required with REDIS_URL: the same secret of 32+ characters on every node',
+    );
+  }
+  if (out.redisSentinels !== undefined && out.redisUrl === undefined) {
+    problems.push(
+      'REDIS_SENTINELS needs REDIS_URL too (it turns cluster mode on and gives the password and database): e.g. REDIS_URL=redis://:pass@sentinel/0',
     );
   }
   out.clusterSecret ??= DEV_CLUSTER_SECRET;

@@ -59,7 +59,7 @@ const RECONNECT_MIN_MS = 50;
 
 /**
  * The ioredis options every Redis user of the project shares; `base` (an operator's TLS,
- * Sentinel... settings) comes first and these win.
+ * Sentinel settings) comes first and these win.
  */
 export function redisClientOptions(
   base: RedisOptions | undefined,
@@ -79,16 +79,69 @@ export function redisClientOptions(
     autoResubscribe: false,
     commandTimeout: timing.commandTimeoutMs,
     connectTimeout: timing.connectTimeoutMs,
-    // Exponential back-off with full jitter, capped, so that a restart is noticed soon.
-    retryStrategy: (times: number) =>
-      Math.max(
-        RECONNECT_MIN_MS,
-        Math.round(Math.random() * Math.min(timing.reconnectMaxMs, RECONNECT_MIN_MS * 2 ** times)),
-      ),
+    retryStrategy: retryStrategy(timing.reconnectMaxMs),
   };
 }
 
-/** A reply error means Redis answered (a bad key type, a script bug): not an outage. */
+/**
+ * A reply error means Redis answered (a bad key type, a script bug): not an outage. Except
+ * READONLY: the server we talk to was demoted to a replica (a Sentinel failover), so the
+ * master is elsewhere and the connection must find it.
+ */
 export function isReplyError(error: unknown): boolean {
-  return error instanceof Error && error.name === 'ReplyError';
+  return error instanceof Error && error.name === 'ReplyError' && !isReadOnlyError(error);
+}
+
+/** The reply of a replica to a write: this client talks to a demoted master. */
+export function isReadOnlyError(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('READONLY');
+}
+
+/** Where the sentinels are and which master they watch (`REDIS_SENTINELS` and friends). */
+export interface SentinelOptions {
+  sentinels: readonly { readonly host: string; readonly port: number }[];
+  /** The master name the sentinels monitor. */
+  masterName: string;
+  /** The sentinels' own password, if they require one. */
+  password?: string | undefined;
+}
+
+/**
+ * ioredis's own Sentinel support: the client asks a sentinel for the master's address on
+ * every (re)connect and checks the server's role when ready (a demoted master is left for
+ * the next sentinel's answer). `failoverDetector` subscribes `+switch-master` on the
+ * sentinels and drops the connection at once on a failover, instead of waiting for the old
+ * master to close it; a READONLY reply (a write to a server demoted meanwhile) reconnects too.
+ * When no sentinel answers, ioredis asks them all again after a back-off, forever; while
+ * `failFast()` is true (the first connect) it gives up instead, so that a node with wrong
+ * sentinel addresses stops with an error rather than hang at start.
+ */
+export function sentinelClientOptions(
+  sentinel: SentinelOptions,
+  tls: boolean,
+  timing: RedisTiming,
+  failFast: () => boolean,
+): RedisOptions {
+  const backoff = retryStrategy(timing.reconnectMaxMs);
+  return {
+    sentinels: sentinel.sentinels.map(({ host, port }) => ({ host, port })),
+    name: sentinel.masterName,
+    ...(sentinel.password === undefined ? {} : { sentinelPassword: sentinel.password }),
+    role: 'master',
+    failoverDetector: true,
+    enableTLSForSentinelMode: tls,
+    sentinelCommandTimeout: timing.commandTimeoutMs,
+    sentinelRetryStrategy: (times: number) => (failFast() ? null : backoff(times)),
+    sentinelReconnectStrategy: backoff,
+    reconnectOnError: (error: Error) => isReadOnlyError(error),
+  };
+}
+
+function retryStrategy(reconnectMaxMs: number): (times: number) => number {
+  // Exponential back-off with full jitter, capped, so that a restart is noticed soon.
+  return (times: number) =>
+    Math.max(
+      RECONNECT_MIN_MS,
+      Math.round(Math.random() * Math.min(reconnectMaxMs, RECONNECT_MIN_MS * 2 ** times)),
+    );
 }

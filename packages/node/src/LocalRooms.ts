@@ -30,6 +30,11 @@ export class LocalRooms {
   readonly #rooms = new Map<string, Room>();
   /** Rooms whose store events this node receives. */
   readonly #watched = new Set<string>();
+  /**
+   * Rooms being re-read after an outage: the sessions an event changed since the read was
+   * sent. The read is older than those events, so it must not undo them.
+   */
+  readonly #rereading = new Map<string, Set<string>>();
 
   constructor(options: {
     nodeId: string;
@@ -142,6 +147,7 @@ export class LocalRooms {
   /** Events of watched rooms, from every node (our own were applied already). */
   onStoreEvent(name: string, event: RoomEvent): void {
     if (event.origin === this.#nodeId) return;
+    if (event.type !== 'chat') this.#rereading.get(name)?.add(event.session.sessionId);
     const room = this.get(name);
     if (!room) return;
     if (event.type !== 'chat') this.#hooks.membershipChanged(name);
@@ -191,12 +197,24 @@ export class LocalRooms {
       await this.#store.reassert(this.#nodeId, live);
       // Events of other nodes published while we were cut off are lost: re-read the rooms.
       for (const room of this.#rooms.values()) {
-        const stored = await this.#store.participants(room.name);
+        // A session joining (or leaving) while the read is in flight arrives as an event
+        // that the read's answer predates: seen after a Redis failover, when other nodes'
+        // joins come right after ours reconnected. The event wins over the read.
+        const changed = new Set<string>();
+        this.#rereading.set(room.name, changed);
+        let stored: SessionRecord[];
+        try {
+          stored = await this.#store.participants(room.name);
+        } finally {
+          this.#rereading.delete(room.name);
+        }
         const remote = new Map(
-          stored.filter((x) => x.nodeId !== this.#nodeId).map((x) => [x.sessionId, x]),
+          stored
+            .filter((x) => x.nodeId !== this.#nodeId && !changed.has(x.sessionId))
+            .map((x) => [x.sessionId, x]),
         );
         for (const [sid, record] of room.remoteSessions) {
-          if (!remote.has(sid)) room.remoteLeft(record, 'disconnected');
+          if (!remote.has(sid) && !changed.has(sid)) room.remoteLeft(record, 'disconnected');
         }
         for (const record of remote.values()) room.remoteTracks(record);
       }

@@ -159,7 +159,12 @@ export class Sessions {
         `this node is full (${config.capacity} participants); ask /v1/route for another`,
       );
     }
-    await this.#rooms.watch(room);
+    // The room's SUBSCRIBE goes out with the store's read of the room, and the store writes
+    // once both are done: one round trip instead of two (see RedisRoomStore.join).
+    const watching = this.#rooms.watch(room);
+    // Observed here too: a join refused before the store awaits it must not leave an
+    // unhandled rejection; the store (or the next join) sees the failure itself.
+    watching.catch(() => undefined);
     const sessionId = `PA_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
     const record: SessionRecord = {
       sessionId,
@@ -176,6 +181,7 @@ export class Sessions {
     const settings = await this.#settings.get(room.name);
     const result = await store.join(room.name, record, {
       maxParticipants: Math.min(settings?.maxParticipants ?? Infinity, config.maxParticipants),
+      watching,
     });
     if (!this.#accepting()) {
       await store.leave(room.name, sessionId, 'draining').catch(() => undefined);

@@ -43,6 +43,7 @@ export class NodeMetrics {
   readonly admissionWait: Histogram<'result'>;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
+  readonly redisFailovers: Counter;
   readonly relayRejected: Counter<'reason'>;
   readonly clusterRejected: Counter<'kind' | 'reason'>;
   readonly orphansReaped: Counter;
@@ -52,6 +53,7 @@ export class NodeMetrics {
   readonly webhookDeliveries: Counter<'result'>;
   readonly relaySetupDuration: Histogram;
   readonly redisRoundTrip: Histogram;
+  readonly roomRoundTrips: Histogram<'op'>;
   readonly relayLinkCloses: Counter;
   readonly relayLayerPackets: Counter<'layer'>;
   /** What `sfu_relay_layers_carried` reads; the relay bridge sets it (cluster mode). */
@@ -193,7 +195,7 @@ export class NodeMetrics {
     for (const kind of ['whip', 'whep'] as const) this.httpSessions.inc({ kind }, 0);
     this.routeDecisions = new Counter({
       name: 'sfu_route_decisions_total',
-      help: 'Answers of /v1/route by reason (nearest, least-loaded-nearby, pinned-region, pinned-node, default-region) or error',
+      help: 'Answers of /v1/route by reason (nearest, least-loaded-nearby, pinned-region, pinned-node, default-region, room-affinity) or error',
       labelNames: ['result'],
       registers,
     });
@@ -201,6 +203,11 @@ export class NodeMetrics {
       name: 'sfu_redis_errors_total',
       help: 'Redis commands or connections that failed, by operation',
       labelNames: ['op'],
+      registers,
+    });
+    this.redisFailovers = new Counter({
+      name: 'sfu_redis_failovers_total',
+      help: 'Times the Redis connection found the master on another server than before (Redis Sentinel failover)',
       registers,
     });
     this.relayRejected = new Counter({
@@ -300,6 +307,13 @@ export class NodeMetrics {
       name: 'sfu_redis_roundtrip_seconds',
       help: 'Round trip of the registry heartbeat write to Redis (one sample per heartbeat)',
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1],
+      registers,
+    });
+    this.roomRoundTrips = new Histogram({
+      name: 'sfu_room_store_round_trips',
+      help: 'Sequential Redis round trips of one room store operation (join: 2 uncontended; leave, setTracks: lock, read, write, release), by operation',
+      labelNames: ['op'],
+      buckets: [1, 2, 3, 4, 5, 6, 8, 12, 20],
       registers,
     });
     // One sample per stream per stats round (every STATS_INTERVAL_MS), from RTCP reports.

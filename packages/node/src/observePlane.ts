@@ -17,9 +17,11 @@ export function observeControlPlane(
   // The connection's own failures (connect, subscriber, probe, resubscribe); its users
   // count the failures of their commands.
   plane.redis?.on('redisError', (op) => metrics.redisErrors.inc({ op }));
+  plane.redis?.on('failover', () => metrics.redisFailovers.inc());
   registry.on('redisError', (op) => metrics.redisErrors.inc({ op }));
   registry.on('redisRoundTrip', (ms) => metrics.redisRoundTrip.observe(ms / 1000));
   rooms.on('redisError', (op) => metrics.redisErrors.inc({ op }));
+  rooms.on('roundTrips', (op, trips) => metrics.roomRoundTrips.observe({ op }, trips));
   registry.on('rejected', (kind, reason) => metrics.clusterRejected.inc({ kind, reason }));
   rooms.on('rejected', (kind, reason) => metrics.clusterRejected.inc({ kind, reason }));
   plane.orphans?.on('reaped', (n) => metrics.orphansReaped.inc(n));

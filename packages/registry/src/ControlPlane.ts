@@ -21,7 +21,7 @@ import { type RoomCommand, RoomCommandBus, type RoomCommandHandler } from './Roo
 import { RoomService } from './RoomService.js';
 import type { RoomSettingsStore } from './RoomSettingsStore.js';
 import type { RoomStore } from './RoomStore.js';
-import { type RouteResult, RouteService } from './RouteService.js';
+import { type RouteResult, RouteService, roomHostsOf } from './RouteService.js';
 import { WebhookSender } from './WebhookSender.js';
 
 /** What a node (or the directory) needs from the control plane. */
@@ -149,6 +149,7 @@ export function routeService(
     locator: plane.locator,
     trusted: trustedProxies(config.trustProxy),
     logger,
+    roomHosts: roomHostsOf(plane.rooms),
     ...(onDecision ? { onDecision } : {}),
   });
 }

@@ -460,12 +460,14 @@ export class MemoryRoomStore extends TypedEmitter<RoomStoreEvents> implements Ro
   async join(
     room: string,
     session: SessionRecord,
-    options: { maxParticipants: number },
+    options: { maxParticipants: number; watching?: Promise<void> },
   ): Promise<JoinResult> {
     this.#assertOpen();
     checkRoom(room);
     const record = checkArgument(SessionRecordSchema, session, 'session record');
     const max = checkMaxParticipants(options.maxParticipants);
+    await options.watching;
+    this.#assertOpen();
     const draft = this.hub.draft(room);
     const result = draft.join(record, max);
     this.#commit(draft);

@@ -192,4 +192,116 @@ describe('NodeSelector', () => {
       isCode('CONFIG_INVALID'),
     );
   });
+
+  describe('room affinity', () => {
+    const a1 = node('ams-1', 'ams', { participants: 30 });
+    const a2 = node('ams-2', 'ams', { participants: 5 });
+    const fra = node('fra-1', 'fra', { participants: 0 });
+
+    test('a room goes to the node that hosts it, though another is less loaded', () => {
+      const s = selectNode(
+        [a1, a2, sin],
+        { location: AMSTERDAM_CALLER, roomHosts: new Map([['ams-1', 3]]) },
+        options,
+      );
+      assert.equal(s.node.id, 'ams-1');
+      assert.equal(s.reason, 'room-affinity');
+      // Without hosts (a new room), load decides as before.
+      const fresh = selectNode([a1, a2, sin], { location: AMSTERDAM_CALLER }, options);
+      assert.equal(fresh.node.id, 'ams-2');
+      assert.equal(fresh.reason, 'nearest', 'same place: the nearest, by load');
+    });
+
+    test('choices: how many nodes were equally near, so whether hosts are worth a read', () => {
+      assert.equal(selectNode(cluster, { location: HCM_CALLER }, options).choices, 1);
+      assert.equal(selectNode([a1, a2, sin], { location: AMSTERDAM_CALLER }, options).choices, 2);
+      const pinned = selectNode(
+        [a1, a2],
+        { pin: { nodeId: 'ams-1' }, canPinRegion: true },
+        options,
+      );
+      assert.equal(pinned.choices, 1);
+    });
+
+    test('the plain reason stays when the host is the node chosen anyway', () => {
+      const s = selectNode(
+        [a1, a2],
+        { location: AMSTERDAM_CALLER, roomHosts: new Map([['ams-2', 1]]) },
+        options,
+      );
+      assert.equal(s.node.id, 'ams-2');
+      assert.notEqual(s.reason, 'room-affinity');
+    });
+
+    test('the host with most of the room wins; a host far away does not pull the caller', () => {
+      const hosts = new Map([
+        ['ams-2', 2],
+        ['ams-1', 7],
+        ['sin-1', 40],
+      ]);
+      const s = selectNode(
+        [a1, a2, sin],
+        { location: AMSTERDAM_CALLER, roomHosts: hosts },
+        options,
+      );
+      assert.equal(s.node.id, 'ams-1');
+      const vn = selectNode(
+        [a1, a2, sin, hcm],
+        { location: HCM_CALLER, roomHosts: hosts },
+        options,
+      );
+      assert.equal(vn.node.id, 'hcm-1', 'Singapore hosts the room but HCM is nearest');
+      assert.equal(vn.reason, 'nearest');
+    });
+
+    test('a host that is draining or full is skipped', () => {
+      const hosts = new Map([['ams-1', 3]]);
+      for (const bad of [
+        node('ams-1', 'ams', { state: 'draining' }),
+        node('ams-1', 'ams', { participants: 100 }),
+      ]) {
+        const s = selectNode([bad, a2], { location: AMSTERDAM_CALLER, roomHosts: hosts }, options);
+        assert.equal(s.node.id, 'ams-2');
+      }
+    });
+
+    test('nearby counts as the region chosen: a Frankfurt host keeps an Amsterdam caller', () => {
+      const s = selectNode(
+        [a1, fra],
+        { location: AMSTERDAM_CALLER, roomHosts: new Map([['ams-1', 1]]) },
+        options,
+      );
+      assert.equal(s.node.id, 'ams-1');
+      assert.equal(s.reason, 'room-affinity');
+    });
+
+    test('pins still win: a pinned node as asked, a pinned region with affinity inside it', () => {
+      const hosts = new Map([['ams-1', 3]]);
+      const pinnedNode = selectNode(
+        [a1, a2],
+        { pin: { nodeId: 'ams-2' }, canPinRegion: true, roomHosts: hosts },
+        options,
+      );
+      assert.equal(pinnedNode.node.id, 'ams-2');
+      assert.equal(pinnedNode.reason, 'pinned-node');
+      const pinnedRegion = selectNode(
+        [a1, a2, sin],
+        {
+          location: AMSTERDAM_CALLER,
+          pin: { region: 'sin' },
+          canPinRegion: true,
+          roomHosts: hosts,
+        },
+        options,
+      );
+      assert.equal(pinnedRegion.node.id, 'sin-1');
+      const inRegion = selectNode(
+        [a1, a2, sin],
+        { pin: { region: 'ams' }, canPinRegion: true, roomHosts: hosts },
+        options,
+      );
+      assert.equal(inRegion.node.id, 'ams-1');
+      assert.equal(inRegion.reason, 'room-affinity');
+    });
+  });
 });

@@ -18,7 +18,12 @@ export type SelectionReason =
   /** The caller pinned a node. */
   | 'pinned-node'
   /** The caller could not be located: nearest to the configured default region. */
-  | 'default-region';
+  | 'default-region'
+  /**
+   * A node that already hosts the caller's room, instead of the nearest or least loaded
+   * one among nodes equally near (room affinity: no relay between them).
+   */
+  | 'room-affinity';
 
 export interface Selection {
   node: NodeRecord;
@@ -28,6 +33,11 @@ export interface Selection {
    */
   distanceKm: number | null;
   reason: SelectionReason;
+  /**
+   * How many nodes the caller could equally have been given (the nearby ones; 1 for a pinned
+   * node): room affinity can only change the answer when this is above 1.
+   */
+  choices: number;
 }
 
 export type NodePin = { region: string } | { nodeId: string };
@@ -39,6 +49,11 @@ export interface SelectRequest {
   pin?: NodePin | undefined;
   /** Whether the caller's token grants pinning. */
   canPinRegion?: boolean;
+  /**
+   * The nodes that host the caller's room now, node id to its participants there (room
+   * affinity); undefined or empty: the room is new, or unknown.
+   */
+  roomHosts?: ReadonlyMap<string, number> | undefined;
 }
 
 export interface NodeSelectorOptions {
@@ -143,7 +158,7 @@ export function selectNode(
           `pinned node ${pin.nodeId} is full (${node.load.participants}/${node.capacity} participants)`,
         );
       }
-      return { node, distanceKm: distance(node), reason: 'pinned-node' };
+      return { node, distanceKm: distance(node), reason: 'pinned-node', choices: 1 };
     }
     const inRegion = nodes.filter((n) => n.region === pin.region);
     const available = inRegion.filter((n) => n.state === 'active' && !isFull(n));
@@ -156,8 +171,12 @@ export function selectNode(
           : `pinned region ${pin.region} has no available node (${draining} draining, ${inRegion.length - draining} full)`,
       );
     }
-    const { node, km } = pick(available, origin, radiusKm);
-    return { node, distanceKm: km, reason: 'pinned-region' };
+    const { node, km, nearby } = pick(available, origin, radiusKm);
+    const choices = nearby.length;
+    const host = roomHost(nearby, request.roomHosts);
+    return host && host.node !== node
+      ? { node: host.node, distanceKm: origin ? host.km : null, reason: 'room-affinity', choices }
+      : { node, distanceKm: km, reason: 'pinned-region', choices };
   }
 
   const available = nodes.filter((n) => n.state === 'active' && !isFull(n));
@@ -170,13 +189,47 @@ export function selectNode(
         : `no node can take a participant (${nodes.length} registered: ${draining} draining, ${nodes.length - draining} full)`,
     );
   }
-  const { node, km, nearest } = pick(available, origin, radiusKm);
+  const { node, km, nearest, nearby } = pick(available, origin, radiusKm);
+  const choices = nearby.length;
+  const host = roomHost(nearby, request.roomHosts);
+  if (host && host.node !== node) {
+    return {
+      node: host.node,
+      distanceKm: origin ? host.km : null,
+      reason: 'room-affinity',
+      choices,
+    };
+  }
   const reason: SelectionReason = !callerLocation
     ? 'default-region'
     : nearest
       ? 'nearest'
       : 'least-loaded-nearby';
-  return { node, distanceKm: km, reason };
+  return { node, distanceKm: km, reason, choices };
+}
+
+interface Ranked {
+  node: NodeRecord;
+  km: number;
+}
+
+/**
+ * Room affinity: among the nodes the caller may use equally (`nearby`: active, not full,
+ * within the radius of the nearest, so the region chosen for them), the one that already
+ * hosts the most of the room's participants (then the less loaded, then by id). Sending the
+ * caller there saves a relay between two nodes of one region; a new room has no host.
+ */
+function roomHost(
+  nearby: readonly Ranked[],
+  hosts: ReadonlyMap<string, number> | undefined,
+): Ranked | undefined {
+  if (!hosts || hosts.size === 0) return undefined;
+  const here = (r: Ranked) => hosts.get(r.node.id) ?? 0;
+  const hosting = nearby.filter((r) => here(r) > 0);
+  if (hosting.length === 0) return undefined;
+  return hosting.reduce((a, b) =>
+    here(b) > here(a) || (here(b) === here(a) && compareLoad(b.node, a.node) < 0) ? b : a,
+  );
 }
 
 /** Nearest node, or the least loaded within the radius of the nearest's distance. */
@@ -184,7 +237,7 @@ function pick(
   available: readonly NodeRecord[],
   origin: GeoPoint | undefined,
   radiusKm: number,
-): { node: NodeRecord; km: number | null; nearest: boolean } {
+): { node: NodeRecord; km: number | null; nearest: boolean; nearby: Ranked[] } {
   const ranked = available
     .map((node) => ({ node, km: origin ? greatCircleDistanceKm(origin, node) : 0 }))
     .sort((a, b) => a.km - b.km || compareIds(a.node, b.node));
@@ -196,6 +249,7 @@ function pick(
     node: best.node,
     km: origin ? best.km : null,
     nearest: best === first || best.km === first.km,
+    nearby,
   };
 }
 

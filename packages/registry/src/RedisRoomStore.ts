@@ -29,6 +29,7 @@ import {
   SessionRecordSchema,
 } from './MemoryRoomStore.js';
 import { RejectionLog } from './RejectionLog.js';
+import { RoomHash } from './RoomHash.js';
 import {
   defineRoomScripts,
   LockAttemptError,
@@ -37,6 +38,7 @@ import {
   ROOM_LOCK_TTL_MS,
   RoomLock,
   type RoomScripts,
+  waitBeforeRetry,
 } from './RoomLock.js';
 import type {
   JoinResult,
@@ -72,11 +74,9 @@ const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
  * Room membership in Redis, shared by every node of the cluster.
  *
  * Layout (prefix `sfu:` by default):
- * - `room:{room}:sessions` HASH sessionId -> signed SessionRecord, verified on every read:
- *   an entry that does not verify is never trusted nor counted toward the room limit, and
- *   the next mutation of the room removes it (counted, `rejected`). One session per
- *   identity is found by reading the hash under the lock: rooms are small, and a second
- *   index would be one more thing to keep right.
+ * - `room:{room}:sessions` HASH sessionId -> signed SessionRecord (`RoomHash`); junk entries
+ *   are counted (`rejected`). One session per identity is found by reading the hash: rooms
+ *   are small, and a second index would be one more thing to keep right.
  * - `noderooms:{nodeId}` SET of the rooms a node has sessions in, for reaping and reassert.
  * - `room:{room}:events` channel of signed RoomEvents, verified on receipt (signature,
  *   freshness, replay; see SignedRoomState); the rest is dropped and counted.
@@ -85,7 +85,10 @@ const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
  *
  * A mutation takes the room's lock, reads the hash, computes the change with RoomDraft (the
  * same code as MemoryRoomStore), and writes it and publishes its events in one script that
- * first checks the lock is still ours (APPLY_SCRIPT). Reads take no lock.
+ * first checks the lock is still ours (APPLY_SCRIPT). A join, the one mutation on the path of
+ * a user waiting, skips the lock: it reads, computes, and writes with a script that checks
+ * the room is unlocked and unchanged since the read (CHECKED_WRITE_SCRIPT), two round trips
+ * instead of four. Reads take no lock.
  *
  * Connection: the process's `RedisConnection`, which subscribes the watched rooms'
  * channels again after an outage. Nothing is queued while Redis is away: operations fail at
@@ -99,10 +102,8 @@ const TrackList = z.array(TrackInfo).max(LIMITS.maxTracksPerParticipant);
  * `origin` of events: the joining node for `join` (also for the `left` of the session it
  * replaces), the session's own node for `leave` and `setTracks` (a node only leaves and
  * updates its own sessions), REAP_ORIGIN for `reapNode`, the reasserting node for
- * `reassert`. `setTracks` of a session that is gone throws NOT_FOUND.
- *
- * Not for Redis Cluster as is: the write script touches the room's keys and other nodes'
- * `noderooms` sets, which would need hash tags to share a slot.
+ * `reassert`. `setTracks` of a session that is gone throws NOT_FOUND. Not for Redis Cluster
+ * as is (docs/ARCHITECTURE.md: the write script touches other nodes' `noderooms` sets).
  */
 export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements RoomStore {
   readonly kind = 'redis';
@@ -121,6 +122,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   readonly #orphanLocks = new Map<string, string>();
   readonly #inflight = new Set<Promise<unknown>>();
   readonly #signed: SignedRoomState;
+  readonly #hash: RoomHash;
   readonly #rejections: RejectionLog;
   /** Redis went down and the store has not recovered since (see #recover): refuse operations. */
   #down = false;
@@ -135,6 +137,13 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     this.#redis = options.redis;
     this.#scripts = defineRoomScripts(options.redis);
     this.#signed = new SignedRoomState(options.secret, this.keys);
+    this.#hash = new RoomHash({
+      redis: options.redis,
+      keys: this.keys,
+      scripts: this.#scripts,
+      signed: this.#signed,
+      ttlMs: ROOM_TTL_MS,
+    });
     this.#rejections = new RejectionLog(logger, (kind, reason) =>
       this.safeEmit('rejected', kind, reason),
     );
@@ -171,16 +180,24 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     );
   }
 
+  /**
+   * Two round trips: the read (with `watching`, the room's SUBSCRIBE, at the same time) and
+   * one script that writes only if the room is unlocked and unchanged since the read
+   * (CHECKED_WRITE_SCRIPT); a conflict reads again, up to ROOM_LOCK_ATTEMPTS times. Starting
+   * the SUBSCRIBE with the read is safe because the write waits for both: a change between
+   * the read and the subscription makes the write fail its check and the join read again,
+   * and every change after the write arrives on the channel.
+   */
   join(
     room: string,
     session: SessionRecord,
-    options: { maxParticipants: number },
+    options: { maxParticipants: number; watching?: Promise<void> },
   ): Promise<JoinResult> {
     return this.#op('join', async () => {
       checkRoom(room);
       const record = checkArgument(SessionRecordSchema, session, 'session record');
       const max = checkMaxParticipants(options.maxParticipants);
-      return this.#mutate(room, (draft) => draft.join(record, max));
+      return this.#checkedMutate(room, (draft) => draft.join(record, max), options.watching);
     });
   }
 
@@ -188,7 +205,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     return this.#op('leave', async () => {
       checkRoom(room);
       checkArgument(LeaveReasonSchema, reason, 'leave reason');
-      return this.#mutate(room, (draft) => draft.leave(sessionId, reason));
+      return this.#mutate('leave', room, (draft) => draft.leave(sessionId, reason));
     });
   }
 
@@ -196,7 +213,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     return this.#op('setTracks', async () => {
       checkRoom(room);
       const list = checkArgument(TrackList, tracks, 'track list');
-      await this.#mutate(room, (draft) => draft.setTracks(sessionId, list));
+      await this.#mutate('setTracks', room, (draft) => draft.setTracks(sessionId, list));
     });
   }
 
@@ -204,7 +221,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
     return this.#op('updateSession', async () => {
       checkRoom(room);
       const checked = checkArgument(SessionChangeSchema, change, 'session change');
-      await this.#mutate(room, (draft) => draft.update(sessionId, checked));
+      await this.#mutate('updateSession', room, (draft) => draft.update(sessionId, checked));
     });
   }
 
@@ -225,7 +242,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   participants(room: string): Promise<SessionRecord[]> {
     return this.#op('participants', async () => {
       checkRoom(room);
-      return new RoomDraft(room, (await this.#read(room)).sessions).sessions;
+      return new RoomDraft(room, (await this.#hash.read(room)).sessions).sessions;
     });
   }
 
@@ -296,7 +313,9 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
         // there; no DEL at the end, which could drop rooms that a node taken for dead (a
         // partition) re-added meanwhile.
         const results = await eachRoom(this.#logger, rooms, (room) =>
-          this.#mutate(room, (draft) => draft.removeNode(nodeId, 'node-died', REAP_ORIGIN)),
+          this.#mutate('reapNode', room, (draft) =>
+            draft.removeNode(nodeId, 'node-died', REAP_ORIGIN),
+          ),
         );
         // Logged by the caller, which knows why the node is taken for dead.
         return results.reduce((sum, n) => sum + n, 0);
@@ -309,7 +328,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   reapOrphans(room: string, isOrphan: (nodeId: string) => boolean): Promise<number> {
     return this.#op('reapOrphans', async () => {
       checkRoom(room);
-      return this.#mutate(room, (draft) => draft.removeOrphans(isOrphan));
+      return this.#mutate('reapOrphans', room, (draft) => draft.removeOrphans(isOrphan));
     });
   }
 
@@ -324,7 +343,7 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       const stored = await this.#redis.command.smembers(this.keys.nodeRooms(nodeId));
       const rooms = [...new Set([...checked.keys(), ...stored])];
       await eachRoom(this.#logger, rooms, (room) =>
-        this.#mutate(room, (draft) => draft.reassert(nodeId, checked.get(room) ?? [])),
+        this.#mutate('reassert', room, (draft) => draft.reassert(nodeId, checked.get(room) ?? [])),
       );
     });
   }
@@ -390,10 +409,50 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
   }
 
   /**
+   * A mutation without the lock (join): read, change, write if nothing changed meanwhile.
+   * Counts its round trips (`roundTrips`): two when uncontended.
+   */
+  async #checkedMutate<T>(
+    room: string,
+    change: (draft: RoomDraft) => T,
+    watching: Promise<void> | undefined,
+  ): Promise<T> {
+    let trips = 0;
+    for (let attempt = 1; ; attempt++) {
+      const [{ sessions, junk, digest }] = await Promise.all([
+        this.#hash.readChecked(room),
+        watching,
+      ]);
+      trips++;
+      const draft = new RoomDraft(room, sessions);
+      const result = change(draft);
+      if (!draft.changed && draft.events.length === 0 && junk.length === 0) {
+        this.safeEmit('roundTrips', 'join', trips);
+        return result;
+      }
+      const written = await this.#hash.ifUnchanged(digest, draft, junk);
+      trips++;
+      if (written) {
+        this.#tellWritten(draft);
+        this.#reportJunk(room, junk);
+        this.safeEmit('roundTrips', 'join', trips);
+        return result;
+      }
+      if (attempt >= ROOM_LOCK_ATTEMPTS) {
+        throw new SfuError(
+          'SERVICE_UNAVAILABLE',
+          `room ${room} is busy: it changed or was locked on each of ${ROOM_LOCK_ATTEMPTS} attempts; try again`,
+        );
+      }
+      await waitBeforeRetry(this.#closeSignal.signal);
+    }
+  }
+
+  /**
    * One mutation of a room: lock, read, change (RoomDraft), write and publish (one fenced
    * script), unlock. Returns what `change` returned; nothing is written if it throws.
    */
-  async #mutate<T>(room: string, change: (draft: RoomDraft) => T): Promise<T> {
+  async #mutate<T>(op: string, room: string, change: (draft: RoomDraft) => T): Promise<T> {
     const lock = await this.#acquire(
       this.keys.roomLock(room),
       ROOM_LOCK_TTL_MS,
@@ -406,63 +465,48 @@ export class RedisRoomStore extends TypedEmitter<RoomStoreEvents> implements Roo
       );
     }
     try {
-      const { sessions, junk } = await this.#read(room);
+      const { sessions, junk } = await this.#hash.read(room);
       const draft = new RoomDraft(room, sessions);
       const result = change(draft);
-      if (draft.changed || draft.events.length > 0 || junk.length > 0) {
-        await this.#apply(lock, draft, junk);
-      }
-      // Counted once in the cluster: by the node whose fenced write removed them.
-      for (const entry of junk) {
-        this.#rejections.report('session', entry.reason, entry.detail, {
-          room,
-          field: entry.field,
-        });
-      }
-      return result;
-    } finally {
+      const write = draft.changed || draft.events.length > 0 || junk.length > 0;
+      if (write) await this.#apply(lock, draft, junk);
+      this.#reportJunk(room, junk);
       await this.#release(lock);
+      // The lock's SET NX attempts, the read, the write, the release.
+      this.safeEmit('roundTrips', op, lock.attempts + (write ? 3 : 2));
+      return result;
+    } catch (error) {
+      await this.#release(lock);
+      throw error;
+    }
+  }
+
+  /** Counted once in the cluster: by the node whose write removed them. */
+  #reportJunk(room: string, junk: readonly JunkEntry[]): void {
+    for (const entry of junk) {
+      this.#rejections.report('session', entry.reason, entry.detail, { room, field: entry.field });
     }
   }
 
   /** Writes a draft, and removes the room's junk entries (unsigned or forged) with it. */
   async #apply(lock: RoomLock, draft: RoomDraft, junk: readonly JunkEntry[]): Promise<void> {
-    const { removed, put } = draft.changes();
-    const nodes = [...draft.touchedNodes];
-    const { room } = draft;
-    const plan = {
-      removed: [...removed, ...junk.map((entry) => entry.field)],
-      put: put.map((s) => [s.sessionId, this.#signed.sealSession(room, s)]),
-      present: nodes.map((node) => draft.hasNode(node)),
-      events: draft.events.map((event) => this.#signed.sealEvent(room, event)),
-    };
-    const keys = [
-      lock.key,
-      this.keys.roomSessions(draft.room),
-      ...nodes.map((node) => this.keys.nodeRooms(node)),
-    ];
-    const done = await this.#scripts.apply(keys, [
-      lock.token,
-      ROOM_TTL_MS,
-      draft.room,
-      this.keys.roomChannel(draft.room),
-      JSON.stringify(plan),
-    ]);
-    if (done !== 1) {
+    if (!(await this.#hash.underLock(lock, draft, junk))) {
       throw new SfuError(
         'SERVICE_UNAVAILABLE',
         `lost the lock on room ${draft.room} before writing (Redis or this process stalled for over ${ROOM_LOCK_TTL_MS} ms); nothing was changed, try again`,
       );
     }
-    for (const session of reapedSessions(draft)) this.safeEmit('reaped', room, session);
-    const transition = draft.transition;
-    if (transition) this.safeEmit(transition, room);
+    this.#tellWritten(draft);
   }
 
-  /** The room's sessions that verify, and the entries that do not (never trusted). */
-  async #read(room: string): Promise<ReturnType<SignedRoomState['readSessions']>> {
-    const hash = await this.#redis.command.hgetall(this.keys.roomSessions(room));
-    return this.#signed.readSessions(room, hash);
+  /**
+   * What a written draft did, told to this process only (the one whose write did it): the
+   * sessions it reaped, and whether it opened or emptied the room.
+   */
+  #tellWritten(draft: RoomDraft): void {
+    for (const session of reapedSessions(draft)) this.safeEmit('reaped', draft.room, session);
+    const transition = draft.transition;
+    if (transition) this.safeEmit(transition, draft.room);
   }
 
   async #acquire(key: string, ttlMs: number, attempts: number): Promise<RoomLock | undefined> {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { RedisConnection, ScriptRunner } from '@geosfu/common';
 import type { Redis } from 'ioredis';
 
@@ -36,8 +36,7 @@ return 0
  *     events: [json] }
  * A hash whose last field is deleted is deleted by Redis itself: empty rooms leave no key.
  */
-const APPLY_SCRIPT = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+const WRITE = `
 local plan = cjson.decode(ARGV[5])
 for _, id in ipairs(plan.removed) do redis.call('HDEL', KEYS[2], id) end
 for _, entry in ipairs(plan.put) do redis.call('HSET', KEYS[2], entry[1], entry[2]) end
@@ -53,6 +52,43 @@ if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2
 for _, message in ipairs(plan.events) do redis.call('PUBLISH', ARGV[4], message) end
 return 1
 `;
+const APPLY_SCRIPT = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+${WRITE}`;
+
+/**
+ * A join in one round trip after its read (optimistic): the same write as APPLY_SCRIPT, done
+ * only if nobody holds the room's lock (a locked mutation is reading or writing the room)
+ * and the sessions hash is still what the caller read, by `roomDigest` (ARGV[1]). Otherwise
+ * it returns 0 and the caller reads again. The lock is checked, not taken: a join needs no
+ * release, and a locked mutation that starts after this script sees its write.
+ */
+const CHECKED_WRITE_SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local all = redis.call('HGETALL', KEYS[2])
+local a, b, c = 0, 0, 0
+for i = 1, #all, 2 do
+  local h = redis.sha1hex(#all[i] .. ':' .. all[i] .. all[i + 1])
+  a = bit.bxor(a, tonumber(string.sub(h, 1, 8), 16))
+  b = bit.bxor(b, tonumber(string.sub(h, 9, 16), 16))
+  c = bit.bxor(c, tonumber(string.sub(h, 17, 24), 16))
+end
+if bit.tohex(a, 8) .. bit.tohex(b, 8) .. bit.tohex(c, 8) ~= ARGV[1] then return 0 end
+${WRITE}`;
+
+/**
+ * The digest of a sessions hash that CHECKED_WRITE_SCRIPT recomputes: the XOR of the SHA-1
+ * of every entry (field length, ':', field, value; bytes), first 96 bits, in hex. Order-free,
+ * so it does not depend on the order HGETALL returns (nor on Lua's locale-aware sorting).
+ */
+export function roomDigest(entries: readonly (readonly [Buffer, Buffer])[]): string {
+  const words = [0, 0, 0];
+  for (const [field, value] of entries) {
+    const h = createHash('sha1').update(`${field.length}:`).update(field).update(value).digest();
+    for (let i = 0; i < 3; i++) words[i] = ((words[i] ?? 0) ^ h.readUInt32BE(i * 4)) >>> 0;
+  }
+  return words.map((w) => w.toString(16).padStart(8, '0')).join('');
+}
 
 /** The room store's scripts, registered on its Redis connection (ioredis defineCommand). */
 export interface RoomScripts {
@@ -60,12 +96,15 @@ export interface RoomScripts {
   apply: ScriptRunner;
   /** RELEASE_SCRIPT on one lock key with its token: 1 if it was ours and is now free. */
   release: ScriptRunner;
+  /** CHECKED_WRITE_SCRIPT: 1 if written, 0 if the room was locked or changed since the read. */
+  checkedWrite: ScriptRunner;
 }
 
 export function defineRoomScripts(redis: RedisConnection): RoomScripts {
   return {
     apply: redis.defineScript('sfuRoomApply', APPLY_SCRIPT),
     release: redis.defineScript('sfuLockRelease', RELEASE_SCRIPT),
+    checkedWrite: redis.defineScript('sfuRoomCheckedWrite', CHECKED_WRITE_SCRIPT),
   };
 }
 
@@ -100,10 +139,13 @@ export class LockAttemptError extends Error {
 export class RoomLock {
   readonly key: string;
   readonly token: string;
+  /** SET NX round trips it took to get the lock (1 when free). */
+  readonly attempts: number;
 
-  private constructor(key: string, token: string) {
+  private constructor(key: string, token: string, attempts: number) {
     this.key = key;
     this.token = token;
+    this.attempts = attempts;
   }
 
   /**
@@ -126,10 +168,9 @@ export class RoomLock {
       } catch (error) {
         throw new LockAttemptError(key, token, error);
       }
-      if (reply === 'OK') return new RoomLock(key, token);
+      if (reply === 'OK') return new RoomLock(key, token, attempt);
       if (attempt >= attempts) return undefined;
-      const delay = LOCK_RETRY_MIN_MS + Math.random() * (LOCK_RETRY_MAX_MS - LOCK_RETRY_MIN_MS);
-      await sleep(delay, signal);
+      await waitBeforeRetry(signal);
     }
   }
 
@@ -137,6 +178,11 @@ export class RoomLock {
   static async release(scripts: RoomScripts, key: string, token: string): Promise<boolean> {
     return (await scripts.release([key], [token])) === 1;
   }
+}
+
+/** The pause before another attempt at a busy room, 20..80 ms; rejects when `signal` aborts. */
+export function waitBeforeRetry(signal: AbortSignal): Promise<void> {
+  return sleep(LOCK_RETRY_MIN_MS + Math.random() * (LOCK_RETRY_MAX_MS - LOCK_RETRY_MIN_MS), signal);
 }
 
 /** A timer that the store owns: cleared when `signal` aborts (on close). */

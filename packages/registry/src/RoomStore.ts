@@ -51,6 +51,11 @@ export type RoomStoreEvents = {
   /** The connection to the store came back after an outage: time to `reassert()`. */
   reconnected: [];
   /**
+   * The sequential Redis round trips one operation took (`join`: two when uncontended), for
+   * `sfu_redis_round_trips{op}`. Never from the memory store.
+   */
+  roundTrips: [op: string, trips: number];
+  /**
    * Room state that did not verify (a forged or replayed event, a junk session record that
    * was removed), for `sfu_cluster_messages_rejected_total`. Never from the memory store.
    */
@@ -74,9 +79,10 @@ export interface JoinResult {
 }
 
 /**
- * Room membership shared across the cluster. Every mutation of a room runs under a lock on
- * that room (redlock on Redis), so concurrent joins from several nodes cannot exceed the
- * room limit or leave two sessions of one identity; reads need no lock.
+ * Room membership shared across the cluster. Every mutation of a room is atomic across nodes
+ * (on Redis: under a lock on the room, or, for a join, one script that writes only if the
+ * room is unlocked and unchanged since its read), so concurrent joins from several nodes
+ * cannot exceed the room limit or leave two sessions of one identity; reads need no lock.
  *
  * Invariants, for every implementation:
  * - a room holds at most one session per identity; `join` replaces an older one atomically
@@ -92,14 +98,21 @@ export interface RoomStore extends TypedEmitter<RoomStoreEvents> {
   readonly connected: boolean;
   start(): Promise<void>;
   /**
-   * Adds a session under the room's lock. Throws SfuError ROOM_FULL when the room has
+   * Adds a session, atomically (see above). Throws SfuError ROOM_FULL when the room has
    * `maxParticipants` sessions (not counting one it replaces), SERVICE_UNAVAILABLE when the
-   * store cannot be reached or the lock not taken in time.
+   * store cannot be reached or the room stayed busy (locked or changing) too long.
    */
   join(
     room: string,
     session: SessionRecord,
-    options: { maxParticipants: number },
+    options: {
+      maxParticipants: number;
+      /**
+       * The room's `watch()` in progress: the store may read the room meanwhile, but writes
+       * only once it is done (its failure fails the join), so no event is missed between.
+       */
+      watching?: Promise<void>;
+    },
   ): Promise<JoinResult>;
   /** Removes exactly this session (under the lock) and publishes `left`. */
   leave(room: string, sessionId: string, reason: LeaveReason): Promise<boolean>;

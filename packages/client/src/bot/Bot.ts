@@ -18,11 +18,13 @@ import WebSocket from 'ws';
 import { type ChatMessage, type ClientEvents, ClientSession } from '../core/ClientSession.js';
 import type { RouteAnswer } from '../core/route.js';
 import { type SignalClient, SignalError } from '../core/SignalClient.js';
+import type { BotOptions } from './BotOptions.js';
 import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
 import type { PeerOptions, TurnTransport } from './peer.js';
 import type { PublishOptions } from './publisher.js';
 import type { RtpLog } from './RtpLog.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
+import { type SelectedPair, selectedPair } from './selectedPair.js';
 import { nowMs, type SentStreamStats } from './source.js';
 import type { ReceivedIntervalStats } from './subscriber.js';
 import { WeriftDriver } from './WeriftDriver.js';
@@ -30,47 +32,6 @@ import { adaptWebSocket } from './wsAdapter.js';
 
 // Every bot is a DTLS client towards its node (nodes answer a=setup:passive).
 fixWeriftDtls();
-
-export interface BotOptions {
-  /**
-   * Any node or `sfu-directory`: http(s)://host:port (ws(s):// works too). The bot asks its
-   * `/v1/route` where to connect and opens the websocket there. With `route: false` it is the
-   * node itself, and may carry the signalling path: ws(s)://host:port[/v1/signal].
-   */
-  url: string;
-  /**
-   * Ask `url`'s `GET /v1/route` for the node (default true). False connects straight to `url`
-   * (tests that target one node directly).
-   */
-  route?: boolean;
-  /** Pin a region through the route (needs the `canPinRegion` grant). Not with `node`. */
-  region?: string;
-  /** Pin a node id through the route (needs the `canPinRegion` grant). Not with `region`. */
-  node?: string;
-  /**
-   * An access token. Without one, `room` and `identity` get a token from `url`'s dev endpoint
-   * (with the `canPinRegion` grant when `region` or `node` is given).
-   */
-  token?: string;
-  room?: string;
-  identity?: string;
-  name?: string;
-  /** What to publish; nothing when absent. */
-  publish?: PublishOptions;
-  /** Ask the server to subscribe this bot to every track (default true). */
-  subscribe?: boolean;
-  /** Use only these local addresses for ICE (tests pass ['127.0.0.1']). */
-  hostAddresses?: string[];
-  /** Outgoing packet loss of the publisher connection in percent, for NACK tests. */
-  lossPercent?: number;
-  /** Incoming packet loss of the subscriber connection in percent. */
-  receiveLossPercent?: number;
-  /** Which of the node's TURN URLs werift uses (it takes only one); default the first. */
-  turnTransport?: TurnTransport;
-  logger?: Logger;
-  /** Websocket open, join, publish and the publisher's ICE/DTLS each get this long (10 s). */
-  connectTimeoutMs?: number;
-}
 
 /** Which layer of a simulcast video the node sends (`rid` null: paused). */
 export type SubscriptionLayerInfo = ClientEvents['subscriptionLayer'][1];
@@ -80,7 +41,7 @@ export interface BotStats {
   sent: SentStreamStats[];
 }
 
-export type { ChatMessage };
+export type { BotOptions, ChatMessage, SelectedPair };
 
 /** The session's events a bot passes on (see ClientEvents), and its own. */
 export type BotEvents = Pick<
@@ -612,20 +573,4 @@ export class Bot extends TypedEmitter<BotEvents> {
       if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
     });
   }
-}
-
-/** The candidate types of a PeerConnection's selected pair. */
-export interface SelectedPair {
-  local: string;
-  remote: string;
-}
-
-async function selectedPair(pc: RTCPeerConnection): Promise<SelectedPair | null> {
-  const report = await pc.getStats();
-  const entries = [...report.values()] as unknown as Record<string, unknown>[];
-  const pair = entries.find((e) => e.type === 'candidate-pair' && e.nominated === true);
-  if (!pair) return null;
-  const typeOf = (id: unknown) =>
-    String(entries.find((e) => e.id === id)?.candidateType ?? 'unknown');
-  return { local: typeOf(pair.localCandidateId), remote: typeOf(pair.remoteCandidateId) };
 }

@@ -13,6 +13,7 @@ export const ROUTE_REASONS = [
   'pinned-region',
   'pinned-node',
   'default-region',
+  'room-affinity',
 ] as const;
 export type RouteReason = (typeof ROUTE_REASONS)[number];
 
