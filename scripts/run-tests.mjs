@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs the test tiers with node's built-in runner through tsx, on the TypeScript sources.
-// Usage: node scripts/run-tests.mjs [unit|integration|robustness|e2e|lab ...] [-- extra node --test flags]
+// Usage: node scripts/run-tests.mjs [unit|integration|robustness|e2e|lab|acceptance ...] [-- extra node --test flags]
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -22,20 +22,33 @@ function walk(dir, out = []) {
   return out;
 }
 
+/** `files` with the one ending in `name` moved to the end. */
+function lastOf(files, name) {
+  return [...files.filter((f) => !f.endsWith(name)), ...files.filter((f) => f.endsWith(name))];
+}
+
 const files = {
   unit: [...walk(join(root, 'packages')), ...walk(join(root, 'infra'))],
   integration: walk(join(root, 'test/integration')),
-  e2e: walk(join(root, 'test/e2e')),
+  // The HTTPS test last: in one runner, the Chromium media tests right after it (simulcast,
+  // the shaped acceptance) saw the publisher's top layer never start (3 CI runs; with 30 s
+  // between them, or run alone, they pass). Cause not found yet (docs/ARCHITECTURE.md, Tests).
+  e2e: lastOf(walk(join(root, 'test/e2e')), 'https.test.ts'),
   // Hostile clients, forged Redis traffic, stalled and killed processes, join bursts.
   robustness: walk(join(root, 'test/robustness')),
   // The WAN lab: network namespaces and the link emulator (needs root).
   lab: walk(join(root, 'test/lab')),
+  // Issue 14's acceptance behind a real tbf shaper (needs root); not in the default run yet
+  // (README, Tests).
+  acceptance: walk(join(root, 'test/acceptance')),
 };
 
 const list = [];
 for (const tier of wanted) {
   if (!files[tier]) {
-    console.error(`unknown tier "${tier}"; use unit, integration, robustness, e2e or lab`);
+    console.error(
+      `unknown tier "${tier}"; use unit, integration, robustness, e2e, lab or acceptance`,
+    );
     process.exit(2);
   }
   list.push(...files[tier]);

@@ -11,13 +11,13 @@
  * (local traffic), so only S's downlink is shaped.
  */
 import { after, before, describe, test } from 'node:test';
+import { reportOnFailure } from '../e2e/page-view.js';
+import { buildDemoPage, waitForRoute } from '../e2e/setup.js';
 import { openBrowser } from '../helpers/browser.js';
 import { createShapedNamespace, type ShapedNamespace } from '../helpers/netns.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
-import { reportOnFailure } from './page-view.js';
-import { buildDemoPage, waitForRoute } from './setup.js';
 import { runShapedRoom, SHAPED_KBIT } from './shaped-room.js';
 
 const TTL_MS = 3_000;
