@@ -1,4 +1,14 @@
 #!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import {
+  configMarkdownTable,
+  createRootLogger,
+  loadConfig,
+  parseDurationSeconds,
+  SfuError,
+} from '@geosfu/common';
+import { openControlPlane } from '@geosfu/registry';
+import { RedisRelayBus } from '@geosfu/relay';
 /**
  * sfu-node: the SFU process.
  *   sfu-node [--dev] [flags]                 run a node (flags and env: see the README table)
@@ -6,19 +16,7 @@
  *   sfu-node rooms list|get|delete|kick|mute the room service API (roomsCli.ts)
  *   sfu-node config-table                    print the configuration table of the README
  */
-import { parseArgs } from 'node:util';
-import {
-  configMarkdownTable,
-  createRootLogger,
-  DEV_API_KEY,
-  DEV_API_SECRET,
-  loadConfig,
-  parseDurationSeconds,
-  SfuError,
-  TokenService,
-} from '@geosfu/common';
-import { openControlPlane } from '@geosfu/registry';
-import { RedisRelayBus } from '@geosfu/relay';
+import { cliTokens } from './cliTokens.js';
 import { ROOMS_USAGE, rooms } from './roomsCli.js';
 import { SfuNode } from './SfuNode.js';
 
@@ -55,16 +53,11 @@ async function token(argv: string[]): Promise<void> {
       );
     roomGrants[grant] = true;
   }
-  const dev = values.dev === true || process.env.SFU_DEV === '1' || process.env.SFU_DEV === 'true';
-  const key = process.env.SFU_API_KEY ?? (dev ? DEV_API_KEY : undefined);
-  const secret = process.env.SFU_API_SECRET ?? (dev ? DEV_API_SECRET : undefined);
-  if (!key || !secret) {
-    throw new SfuError(
-      'CONFIG_INVALID',
-      "set SFU_API_KEY and SFU_API_SECRET (the node's), or pass --dev for a dev node",
-    );
-  }
-  const jwt = await new TokenService(key, secret).mint({
+  const tokens = cliTokens(
+    values.dev,
+    "set SFU_API_KEY and SFU_API_SECRET (the node's), or pass --dev for a dev node",
+  );
+  const jwt = await tokens.mint({
     room: values.room,
     identity: values.identity,
     name: values.name ?? values.identity,

@@ -1,11 +1,6 @@
 import { parseArgs } from 'node:util';
-import {
-  DEV_API_KEY,
-  DEV_API_SECRET,
-  RoomServiceClient,
-  SfuError,
-  TokenService,
-} from '@geosfu/common';
+import { RoomServiceClient, SfuError } from '@geosfu/common';
+import { cliTokens } from './cliTokens.js';
 
 export const ROOMS_USAGE = `  sfu-node rooms list|get ROOM|delete ROOM|kick ROOM IDENTITY|mute ROOM IDENTITY TRACK [--unmute]
                  --url http://node:7880 [--token JWT | --dev]`;
@@ -64,16 +59,11 @@ export async function rooms(argv: string[]): Promise<void> {
 
 async function tokenFor(values: { token?: string; dev?: boolean }): Promise<string> {
   if (values.token) return values.token;
-  const dev = values.dev === true || process.env.SFU_DEV === '1' || process.env.SFU_DEV === 'true';
-  const key = process.env.SFU_API_KEY ?? (dev ? DEV_API_KEY : undefined);
-  const secret = process.env.SFU_API_SECRET ?? (dev ? DEV_API_SECRET : undefined);
-  if (!key || !secret) {
-    throw new SfuError(
-      'CONFIG_INVALID',
-      'give --token, or set SFU_API_KEY and SFU_API_SECRET, or pass --dev for a dev node',
-    );
-  }
-  return new TokenService(key, secret).mint({
+  const tokens = cliTokens(
+    values.dev,
+    'give --token, or set SFU_API_KEY and SFU_API_SECRET, or pass --dev for a dev node',
+  );
+  return tokens.mint({
     room: '*',
     identity: 'sfu-node-rooms',
     grants: { roomCreate: true, roomList: true },
