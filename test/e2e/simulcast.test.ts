@@ -175,10 +175,12 @@ describe('demo page simulcast', () => {
     await alice.goto(pageUrl(room, 'alice'));
     await bob.goto(pageUrl(room, 'bob'));
 
+    // Bob's tile needs h at most, so dynacast may pause f before Chrome's estimate ever
+    // covered it (on a busy machine it does): only q, the layer the low pin asks for, is awaited.
     const sending = await until(
       alice,
-      'alice to send three layers',
-      (v) => v.localLayers.length === 3 && v.localLayers.every((l) => l.bytesSent > 0),
+      'alice to send her lowest layer',
+      (v) => v.localLayers.length === 3 && (v.localLayers[0]?.bytesSent ?? 0) > 0,
     );
     const low = sending.localLayers[0];
     assert.equal(low?.rid, 'q');
