@@ -145,11 +145,21 @@ export class LayerAllocator {
     // Dynacast's demand: what each video would get if every declared layer arrived. A layer
     // the publisher was asked for that does not arrive yet must stay demanded: Chrome starts a
     // resumed layer only once its send estimate covers it (seconds), and a demand that followed
-    // arrival dropped it, so dynacast paused it again 3 s later, before it ever came.
-    const wanted = allocateLayers(
-      demands.map((d) => ({ ...d, layers: d.layers.map((l) => ({ ...l, active: true })) })),
-      budget,
-    );
+    // arrival dropped it, so dynacast paused it again 3 s later, before it ever came. The
+    // budget limits the demand only once a probe showed the path's limit: a new subscriber's
+    // estimate starts low and grows for seconds, and a demand that followed it paused the
+    // top layer the subscriber was about to get (the publisher then needs seconds to resume).
+    const everyLayer = demands.map((d) => ({
+      ...d,
+      layers: d.layers.map((l) => ({ ...l, active: true })),
+    }));
+    const wanted =
+      this.#budget.limitedAt === undefined
+        ? allocateLayers(
+            everyLayer.map(({ ceiling: _, ...d }) => d),
+            Number.POSITIVE_INFINITY,
+          )
+        : allocateLayers(everyLayer, budget);
     // What each video would get with no budget limit (and no backoff): its cap by size and pin.
     const caps =
       estimate === undefined

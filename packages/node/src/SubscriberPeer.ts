@@ -110,6 +110,9 @@ export class SubscriberPeer {
       get provenAt() {
         return congestion()?.provenAt;
       },
+      get limitedAt() {
+        return congestion()?.limitedAt;
+      },
       probe: (targetBps: number) => this.#congestion?.probe(targetBps),
     };
     this.#allocator = new LayerAllocator({

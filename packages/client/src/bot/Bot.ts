@@ -20,7 +20,7 @@ import type { RouteAnswer } from '../core/route.js';
 import { type SignalClient, SignalError } from '../core/SignalClient.js';
 import type { BotOptions } from './BotOptions.js';
 import { type ClockEstimate, type ClockSample, clockPingTs, estimateClockOffset } from './clock.js';
-import type { PeerOptions, TurnTransport } from './peer.js';
+import type { PeerOptions } from './peer.js';
 import type { PublishOptions } from './publisher.js';
 import type { RtpLog } from './RtpLog.js';
 import type { ReceivedStreamStats } from './receivedStream.js';
