@@ -68,12 +68,17 @@ function weriftSend(sender: RTCRtpSender, send: (rtp: RtpPacket) => Promise<void
   };
 }
 
-async function publisher(args: { mode: Mode; url?: string; port?: number }): Promise<void> {
+async function publisher(args: {
+  mode: Mode;
+  url?: string;
+  port?: number;
+  room?: string;
+}): Promise<void> {
   if (args.mode === 'sfu') {
     const bot = await Bot.connect({
       url: args.url as string,
       route: false,
-      room: ROOM,
+      room: args.room ?? ROOM,
       identity: 'pub',
       // Its own synthetic source is silenced below: this process sends the probe packets.
       publish: { video: true, audio: false, fps: 1, bitrate: 10_000, keyframeIntervalMs: 0 },
@@ -120,6 +125,7 @@ async function subscribers(args: {
   count: number;
   offset: number;
   url?: string;
+  room?: string;
 }): Promise<{ ports: number[] }> {
   const ports: number[] = [];
   const one = async (i: number) => {
@@ -127,7 +133,7 @@ async function subscribers(args: {
       const bot = await Bot.connect({
         url: args.url as string,
         route: false,
-        room: ROOM,
+        room: args.room ?? ROOM,
         identity: `sub-${args.offset + i}`,
         hostAddresses: HOST,
         connectTimeoutMs: CONNECT_MS,

@@ -71,7 +71,7 @@ const SHAPED_KBIT = 400;
 const FIRST_PAUSE_TIMEOUT_MS = 60_000;
 
 /** How long f's bytes are awaited (and reported) when Chrome's estimate did not cover f. */
-const UNCOVERED_WAIT_MS = 90_000;
+const UNCOVERED_WAIT_MS = 20_000;
 
 const SMALL_VIEWPORT = { width: 480, height: 400 };
 const BIG_VIEWPORT = { width: 1920, height: 1080 };
