@@ -3,8 +3,6 @@
  * is killed when the test file ends (passing or failing), and on process exit as a last resort.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { onExit } from './exit.js';
@@ -16,31 +14,6 @@ const CLIS = {
 };
 
 const live = new Set<ChildProcess>();
-
-/**
- * The node under test runs ahead of the browsers and client processes that share this 2-core
- * machine with it, as a server has its CPU to itself: in a session of its own (so in a
- * scheduler autogroup of its own where the kernel groups tasks by session, Debian's default;
- * Playwright starts Chromium in its own session too) at this nice value. Starved behind five
- * Chromium pages at equal priority, a node's event loop fell behind, its transport-cc feedback
- * read as a growing queue and Chrome's send-side estimate fell to ~100 kbit/s, so a
- * publisher's top layer never started (docs/ARCHITECTURE.md, Layer selection).
- */
-const NODE_NICE = -10;
-
-/** Raises the node's priority; without the privilege (not root) it keeps the default. */
-function prioritize(pid: number): void {
-  try {
-    setPriority(pid, NODE_NICE);
-  } catch {
-    return; // EACCES: not root; the node runs at normal priority
-  }
-  try {
-    writeFileSync(`/proc/${pid}/autogroup`, `${NODE_NICE}\n`);
-  } catch {
-    // A kernel without autogroup scheduling: the nice value above is all there is.
-  }
-}
 onExit(() => {
   for (const child of live) child.kill('SIGKILL');
 });
@@ -95,12 +68,8 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     cwd: ROOT,
     env: { ...process.env, SFU_LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
-    // Its own session: its own scheduler autogroup (see NODE_NICE). The exit cleanup above
-    // kills it, as it does every node, since a terminal's Ctrl-C no longer reaches it.
-    detached: true,
   });
   live.add(child);
-  if (child.pid !== undefined) prioritize(child.pid);
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
       live.delete(child);

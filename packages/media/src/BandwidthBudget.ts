@@ -15,11 +15,6 @@ export interface BandwidthBudget {
    * ms): the estimate was measured, not guessed, and may be spent at once.
    */
   readonly provenAt: number | undefined;
-  /**
-   * When a probe last showed that the path does not carry the rate it was sent at
-   * (performance.now() ms): the estimate is a limit of the path, not only what is known so far.
-   */
-  readonly limitedAt: number | undefined;
 }
 
 /** The budget of a subscriber nothing is estimated for: everything fits. */
@@ -27,5 +22,4 @@ export const UNLIMITED_BUDGET: BandwidthBudget = Object.freeze({
   estimateBps: undefined,
   probe: () => {},
   provenAt: undefined,
-  limitedAt: undefined,
 });

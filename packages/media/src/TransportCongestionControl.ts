@@ -123,7 +123,6 @@ export class TransportCongestionControl implements BandwidthBudget {
   /** The rate each recent probe cluster was sent at, until its result is known. */
   readonly #probeTargets = new Map<number, number>();
   #provenAt: number | undefined;
-  #limitedAt: number | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
   #warned = false;
   #closed = false;
@@ -166,10 +165,6 @@ export class TransportCongestionControl implements BandwidthBudget {
 
   get provenAt(): number | undefined {
     return this.#provenAt;
-  }
-
-  get limitedAt(): number | undefined {
-    return this.#limitedAt;
   }
 
   /** Probe clusters started so far. */
@@ -349,7 +344,6 @@ export class TransportCongestionControl implements BandwidthBudget {
       this.#lastProbeMs = Number.NEGATIVE_INFINITY;
       this.#provenAt = now;
     } else {
-      this.#limitedAt = now;
       this.#probeGapMs = Math.min(MAX_PROBE_GAP_MS, 2 * this.#probeGapMs);
     }
   }

@@ -51,7 +51,6 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs = 5_000):
 class TestBudget implements BandwidthBudget {
   estimateBps: number | undefined;
   provenAt: number | undefined;
-  limitedAt: number | undefined;
   probes: number[] = [];
   constructor(estimateBps?: number) {
     this.estimateBps = estimateBps;
@@ -277,26 +276,25 @@ test('a layer asked for that does not arrive yet stays demanded: dynacast does n
   assert.equal(publication.layers[2]?.paused, false);
 });
 
-test('a new subscriber demands what its tile needs; once a probe shows the limit, what fits', async () => {
-  // A large tile and a low first estimate: the video gets q, but f stays asked for (the
-  // estimate of a new subscriber grows for seconds) until a probe fails.
+test('a layer within a probe of the estimate stays demanded; one beyond it is paused', async () => {
+  // A large tile and an estimate that carries q and h but not f: the video gets h, and f stays
+  // asked for while a probe could reach it (the estimate of a new or busy subscriber wobbles).
   const publication = simulcastPublication([0, 1, 2], 100);
   const sent: string[][] = [];
   publication.on('dynacast', (active) => sent.push(active));
-  const budget = new TestBudget(300_000);
+  const budget = new TestBudget(1_000_000);
   const { subscription: s, allocator } = subscriber(budget, publication);
   s.settings = { visible: true, width: 1280, height: 720, pin: 'auto' };
   s.settingsChanged = true;
   allocator.update();
-  await waitUntil('the layer the budget carries', settled(s, 0));
+  await waitUntil('the layer the budget carries', settled(s, 1));
   await sleep(1_200); // more than two allocator runs and many pause delays
   assert.deepEqual(sent, [], `dynacast paused a layer: ${JSON.stringify(sent)}`);
   assert.equal(publication.layers[2]?.paused, false);
 
-  // A probe found the path's limit: h and f are no longer asked for, and are paused.
-  budget.limitedAt = performance.now();
-  await waitUntil('h and f paused', () =>
-    Boolean(publication.layers[1]?.paused && publication.layers[2]?.paused),
-  );
+  // A narrow link (q fits, h only within a probe's reach, f far beyond): f is paused, h is not.
+  budget.estimateBps = 400_000;
+  await waitUntil('f paused', () => Boolean(publication.layers[2]?.paused), 8_000);
+  assert.equal(publication.layers[1]?.paused, false);
   assert.equal(publication.layers[0]?.paused, false);
 });

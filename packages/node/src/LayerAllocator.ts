@@ -142,24 +142,22 @@ export class LayerAllocator {
       };
     });
     const targets = allocateLayers(demands, budget);
-    // Dynacast's demand: what each video would get if every declared layer arrived. A layer
-    // the publisher was asked for that does not arrive yet must stay demanded: Chrome starts a
-    // resumed layer only once its send estimate covers it (seconds), and a demand that followed
-    // arrival dropped it, so dynacast paused it again 3 s later, before it ever came. The
-    // budget limits the demand only once a probe showed the path's limit: a new subscriber's
-    // estimate starts low and grows for seconds, and a demand that followed it paused the
-    // top layer the subscriber was about to get (the publisher then needs seconds to resume).
-    const everyLayer = demands.map((d) => ({
-      ...d,
-      layers: d.layers.map((l) => ({ ...l, active: true })),
-    }));
-    const wanted =
-      this.#budget.limitedAt === undefined
-        ? allocateLayers(
-            everyLayer.map(({ ceiling: _, ...d }) => d),
-            Number.POSITIVE_INFINITY,
-          )
-        : allocateLayers(everyLayer, budget);
+    // Dynacast's demand: what each video would get if every declared layer arrived and the
+    // budget were PROBE_REACH times the estimate (no backoff ceiling). A layer the publisher
+    // was asked for that does not arrive yet must stay demanded: Chrome starts a resumed layer
+    // only once its send estimate covers it (seconds), and a demand that followed arrival
+    // dropped it, so dynacast paused it again 3 s later, before it ever came. A layer within a
+    // probe's reach stays demanded too: the estimate toward a subscriber wobbles and grows for
+    // seconds (a new one starts low, a busy receiver's feedback reads as a queue), and a demand
+    // that followed it paused the top layer a large viewer was about to get; a subscriber
+    // behind a link that carries less than half of a layer does not keep it on.
+    const wanted = allocateLayers(
+      demands.map(({ ceiling: _, ...d }) => ({
+        ...d,
+        layers: d.layers.map((l) => ({ ...l, active: true })),
+      })),
+      budget * PROBE_REACH,
+    );
     // What each video would get with no budget limit (and no backoff): its cap by size and pin.
     const caps =
       estimate === undefined

@@ -110,9 +110,6 @@ export class SubscriberPeer {
       get provenAt() {
         return congestion()?.provenAt;
       },
-      get limitedAt() {
-        return congestion()?.limitedAt;
-      },
       probe: (targetBps: number) => this.#congestion?.probe(targetBps),
     };
     this.#allocator = new LayerAllocator({
