@@ -116,7 +116,7 @@ async function sweep(setup: Setup, live: Set<Child>): Promise<Step[]> {
         await startNode({
           region: 'ams',
           nodeId: `cores-${i}`,
-          env: { SFU_RTC_PORT_RANGE: range, SFU_LOG_LEVEL: 'warn' },
+          env: { SFU_RTC_PORT_RANGE: range },
         }),
       );
     }

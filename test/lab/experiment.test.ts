@@ -1,5 +1,5 @@
 /**
- * A short run of the latency experiment in the WAN lab (about 20 s per scenario): the real
+ * A short run of the latency experiment in the WAN lab (about 12 s per scenario): the real
  * nodes, Redis and bots in network namespaces behind the emulated links of the `clean`
  * profile. Asserts that the measured one-way latency is the sum of the configured link delays
  * plus a small processing budget, that scenarios 1 and 4 go through a relay and 2 and 3 do
@@ -31,7 +31,7 @@ describe('latency experiment in the WAN lab', { skip: isRoot ? false : 'needs ro
     target = await LabTarget.start({ profile: 'clean' });
     result = await runExperiment(target, {
       scenarios: SCENARIOS,
-      durationMs: 20_000,
+      durationMs: 12_000,
       sampleIntervalMs: 2_000,
       warmupMs: 4_000,
       videoBitrate: VIDEO_BPS,
