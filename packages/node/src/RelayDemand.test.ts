@@ -66,7 +66,13 @@ test('a layer no longer needed goes after the linger; one needed again meanwhile
   d.set(a, -1);
   await sleep(LINGER_MS * 3);
   assert.equal(asked(), '...');
-  assert.deepEqual(changes, ['x..', 'x.x', 'xxx', 'xx.', 'xxx', 'xx.', '...']);
+  assert.deepEqual(changes.slice(0, 6), ['x..', 'x.x', 'xxx', 'xx.', 'xxx', 'xx.']);
+  // Layers 1 and 0 became unneeded microseconds apart and each lingers its own full time, so
+  // they go in one change or, when the timer fires between their two ends, in two.
+  assert.ok(
+    ['...', 'x..,...'].includes(changes.slice(6).join(',')),
+    `the last changes: ${changes.slice(6).join(',')}`,
+  );
 });
 
 test('after close nothing changes', async () => {
