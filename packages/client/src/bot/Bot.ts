@@ -358,10 +358,18 @@ export class Bot extends TypedEmitter<BotEvents> {
     count: number,
     timeoutMs = 10_000,
   ): Promise<void> {
-    const reached = () =>
-      (this.#session.driver?.subscriber?.stream(identity, kind)?.packets ?? 0) >= count;
+    const stream = () => this.#session.driver?.subscriber?.stream(identity, kind);
+    const reached = () => (stream()?.packets ?? 0) >= count;
     if (reached()) return Promise.resolve();
-    return this.#wait(timeoutMs, `${count} ${kind} packets from ${identity}`, (resolve) => {
+    // Says, on timeout, how far the stream got: none at all, or a stall and since when.
+    const what = () => {
+      const s = stream()?.stats();
+      const got = s
+        ? `${s.packets} arrived, the last ${s.lastPacketAtMs === null ? '-' : Math.round(nowMs() - s.lastPacketAtMs)} ms ago, ${s.keyframes} key frames, ${s.lost} lost`
+        : 'no such stream';
+      return `${count} ${kind} packets from ${identity} (${got})`;
+    };
+    return this.#wait(timeoutMs, what, (resolve) => {
       const check = () => {
         if (reached()) resolve();
       };
@@ -502,11 +510,12 @@ export class Bot extends TypedEmitter<BotEvents> {
   /** A promise that rejects on timeout or close; `arm` registers and returns its disarm. */
   #wait<T>(
     timeoutMs: number,
-    what: string,
+    what: string | (() => string),
     arm: (resolve: (value: T) => void) => () => void,
   ): Promise<T> {
+    const describe = () => (typeof what === 'string' ? what : what());
     if (this.closed) {
-      return Promise.reject(new Error(`bot closed (${this.#closedReason}) before ${what}`));
+      return Promise.reject(new Error(`bot closed (${this.#closedReason}) before ${describe()}`));
     }
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter = {
@@ -521,7 +530,7 @@ export class Bot extends TypedEmitter<BotEvents> {
         },
       };
       const timer = setTimeout(() => {
-        waiter.reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
+        waiter.reject(new Error(`timed out after ${timeoutMs} ms waiting for ${describe()}`));
       }, timeoutMs);
       const disarm = arm((value) => {
         waiter.cancel();
