@@ -15,11 +15,18 @@ export class TransportSweeper {
   readonly #pc: RTCPeerConnection;
   readonly #logger: Logger;
   readonly #seen = new Set<RTCDtlsTransport>();
+  readonly #onTransport: ((transport: RTCDtlsTransport) => void) | undefined;
   #closed = false;
 
-  constructor(pc: RTCPeerConnection, logger: Logger) {
+  /** @param onTransport called once for each transport, when a sweep first sees it. */
+  constructor(
+    pc: RTCPeerConnection,
+    logger: Logger,
+    onTransport?: (transport: RTCDtlsTransport) => void,
+  ) {
     this.#pc = pc;
     this.#logger = logger;
+    this.#onTransport = onTransport;
   }
 
   /**
@@ -30,7 +37,11 @@ export class TransportSweeper {
   sweep(): number {
     if (this.#closed) return 0;
     const live = new Set(this.#pc.dtlsTransports);
-    for (const transport of live) this.#seen.add(transport);
+    for (const transport of live) {
+      if (this.#seen.has(transport)) continue;
+      this.#seen.add(transport);
+      this.#onTransport?.(transport);
+    }
     let stopped = 0;
     for (const transport of this.#seen) {
       if (live.has(transport)) continue;

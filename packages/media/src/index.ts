@@ -53,6 +53,7 @@ export {
   type TwccFeedbackOptions,
 } from './TwccFeedback.js';
 export { transportFeedbackResults, unwrapReferenceTime } from './transportFeedback.js';
+export { setUdpReceiveBuffer, udpReceiveBufferHook } from './udpReceiveBuffer.js';
 export { Vp8Munger } from './Vp8Munger.js';
 export {
   isVp8Keyframe,

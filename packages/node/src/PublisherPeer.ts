@@ -19,6 +19,7 @@ import {
   TRANSPORT_CC_URI,
   TransportSweeper,
   TwccFeedback,
+  udpReceiveBufferHook,
 } from '@geosfu/media';
 import { type MediaStreamTrack, RTCPeerConnection, type RTCRtpTransceiver } from 'werift';
 import { addCandidate } from './addCandidate.js';
@@ -272,7 +273,11 @@ export class PublisherPeer extends TypedEmitter<PublisherPeerEvents> {
   #create(): RTCPeerConnection {
     const pc = new RTCPeerConnection(publisherPeerConfig(this.#config));
     this.#pc = pc;
-    this.#sweeper = new TransportSweeper(pc, this.#logger);
+    this.#sweeper = new TransportSweeper(
+      pc,
+      this.#logger,
+      udpReceiveBufferHook(this.#config.udpReceiveBuffer, this.#logger),
+    );
     this.#onPeerConnection(pc);
     this.#werift.push(
       pc.connectionStateChange.subscribe((state) => {

@@ -63,6 +63,7 @@ export class RelayBridge {
       },
       senderConfig: relaySenderPeerConfig(config),
       receiverConfig: relayReceiverPeerConfig(config),
+      udpReceiveBuffer: config.udpReceiveBuffer,
       peerTimeoutMs: config.peerTimeoutMs,
       clock: options.stalls,
       nodes: options.registry,

@@ -14,6 +14,7 @@ import {
   subscriberPeerConfig,
   TransportCongestionControl,
   TransportSweeper,
+  udpReceiveBufferHook,
 } from '@geosfu/media';
 import {
   MediaStreamTrack,
@@ -301,7 +302,11 @@ export class SubscriberPeer {
   #create(): RTCPeerConnection {
     const pc = new RTCPeerConnection(subscriberPeerConfig(this.#config));
     this.#pc = pc;
-    this.#sweeper = new TransportSweeper(pc, this.#logger);
+    this.#sweeper = new TransportSweeper(
+      pc,
+      this.#logger,
+      udpReceiveBufferHook(this.#config.udpReceiveBuffer, this.#logger),
+    );
     this.#onPeerConnection(pc);
     this.#werift.push(
       pc.connectionStateChange.subscribe((state) => {

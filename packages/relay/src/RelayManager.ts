@@ -62,6 +62,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
   #view: RelayRoomView;
   #senderConfig: RTCPeerConnectionConfig;
   #receiverConfig: RTCPeerConnectionConfig;
+  readonly #udpReceiveBuffer: number;
   #logger: Logger;
   #links = new Map<string, RelayLink>();
   #receivers = new Map<string, RelayReceiver>();
@@ -80,6 +81,8 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
     senderConfig: RTCPeerConnectionConfig;
     /** Receiving side: the node's usual ICE-lite configuration. */
     receiverConfig: RTCPeerConnectionConfig;
+    /** SFU_UDP_RECEIVE_BUFFER: SO_RCVBUF of a receiving link's socket (0: system default). */
+    udpReceiveBuffer?: number;
     /** SFU_PEER_TIMEOUT_MS: a receiving link silent (or never connected) this long is closed. */
     peerTimeoutMs: number;
     /** The clock silences are measured on: the node's StallDetector (its own stops skipped). */
@@ -96,6 +99,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
     this.#view = options.view;
     this.#senderConfig = options.senderConfig;
     this.#receiverConfig = options.receiverConfig;
+    this.#udpReceiveBuffer = options.udpReceiveBuffer ?? 0;
     this.#logger = options.logger.child({ component: 'relay' });
     this.#peerTimeoutMs = options.peerTimeoutMs;
     this.#clock = options.clock;
@@ -206,6 +210,7 @@ export class RelayManager extends TypedEmitter<RelayManagerEvents> {
         remoteNode: from,
         linkId: body.linkId,
         peerConfig: this.#receiverConfig,
+        udpReceiveBuffer: this.#udpReceiveBuffer,
         peerTimeoutMs: this.#peerTimeoutMs,
         ...(this.#clock ? { clock: this.#clock } : {}),
         sendLayers: (layers) => this.#signals.send(from, 'layers', layers),

@@ -1,7 +1,14 @@
 import { type Logger, SfuError, TypedEmitter } from '@geosfu/common';
-import { fixNackWraparound, PeerLiveness, pliPacket, preferPassiveDtls } from '@geosfu/media';
+import {
+  fixNackWraparound,
+  PeerLiveness,
+  pliPacket,
+  preferPassiveDtls,
+  udpReceiveBufferHook,
+} from '@geosfu/media';
 import {
   type MediaStreamTrack,
+  type RTCDtlsTransport,
   RTCPeerConnection,
   type RTCPeerConnectionConfig,
   type RTCRtpTransceiver,
@@ -73,6 +80,7 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
   readonly remoteNode: string;
   readonly linkId: string;
   #pc: RTCPeerConnection;
+  readonly #sizeSockets: ((transport: RTCDtlsTransport) => void) | undefined;
   #logger: Logger;
   /** Each track's m-lines, lowest layer first (one when not simulcast). */
   #tracks = new Map<string, { info: RelayTrackInfo; transceivers: RTCRtpTransceiver[] }>();
@@ -92,6 +100,8 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     remoteNode: string;
     linkId: string;
     peerConfig: RTCPeerConnectionConfig;
+    /** SO_RCVBUF of the link's UDP socket, bytes (0 or absent: the system's default). */
+    udpReceiveBuffer?: number;
     /** SFU_PEER_TIMEOUT_MS: silence (no RTP, no RTCP) after which the link is dead. */
     peerTimeoutMs: number;
     /** The clock the silence is measured on (the node's StallDetector). */
@@ -114,6 +124,7 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     });
     this.#notify = options.sendLayers;
     this.#pc = new RTCPeerConnection(options.peerConfig);
+    this.#sizeSockets = udpReceiveBufferHook(options.udpReceiveBuffer ?? 0, this.#logger);
     this.#pc.connectionStateChange.subscribe((state) => {
       if (state === 'connected') {
         // The sending node may have rebuilt its side meanwhile: say again what we need.
@@ -162,6 +173,7 @@ export class RelayReceiver extends TypedEmitter<RelayReceiverEvents> {
     }
     const answer = await this.#pc.createAnswer();
     await this.#pc.setLocalDescription({ type: 'answer', sdp: preferPassiveDtls(answer.sdp) });
+    if (this.#sizeSockets) for (const t of this.#pc.dtlsTransports) this.#sizeSockets(t);
     const sdp = this.#pc.localDescription?.sdp ?? answer.sdp;
 
     const offered = new Map(body.tracks.map((t) => [t.trackId, t]));
