@@ -6,6 +6,9 @@
  *   naive    werift PeerConnections against bench/fanout-forwarder.ts naive (HTTP offers)
  *   udp      dgram sockets with the SRTP-like AES-128-GCM of bench/fanout-common.ts
  *
+ * `subscribers` answers with each subscriber's local UDP port (udp: its socket; sfu: its
+ * nominated candidate's), for bench/kernel-sink.ts.
+ *
  * The publisher sends probe packets (bench/fanout-common.ts buildPayload) at a given rate for
  * a given time; subscribers count the packets of the current step and their latency.
  */
@@ -73,6 +76,13 @@ async function publisher(args: {
   url?: string;
   port?: number;
   room?: string;
+  /**
+   * sfu only: hand the packets to werift's DTLS transport (SRTP and the socket) instead of its
+   * RTCRtpSender (which parses, caches for NACK and chains promises per packet): the same
+   * packets on the wire at a fraction of the publisher's CPU (bench/cores.bench.ts, where the
+   * clients share the cores with the node processes). Nothing answers the node's NACKs then.
+   */
+  viaTransport?: boolean;
 }): Promise<void> {
   if (args.mode === 'sfu') {
     const bot = await Bot.connect({
@@ -93,7 +103,13 @@ async function publisher(args: {
     const real = sender.sendRtp.bind(sender);
     // The bot's source would interleave its own sequence numbers with ours.
     (sender as { sendRtp: RTCRtpSender['sendRtp'] }).sendRtp = async () => {};
-    sendPacket = weriftSend(sender, (rtp) => real(rtp));
+    const transport = sender.dtlsTransport;
+    sendPacket = weriftSend(sender, (rtp) => {
+      if (!args.viaTransport) return real(rtp);
+      rtp.header.ssrc = sender.ssrc;
+      rtp.header.payloadType = sender.codec?.payloadType ?? rtp.header.payloadType;
+      return transport.sendRtp(rtp.payload, rtp.header).then(() => undefined);
+    });
   } else if (args.mode === 'naive') {
     const pc = new RTCPeerConnection(config());
     closers.push(() => pc.close());
@@ -153,6 +169,11 @@ async function subscribers(args: {
         if (Date.now() > deadline) throw new Error(`sub-${args.offset + i}: no video track`);
         await new Promise((r) => setTimeout(r, 50));
       }
+      const pc = bot.peerConnections.subscriber;
+      if (pc) {
+        await waitForConnected(pc, CONNECT_MS);
+        ports[i] = await localPort(pc);
+      }
     } else if (args.mode === 'naive') {
       const pc = new RTCPeerConnection(config());
       closers.push(() => pc.close());
@@ -178,6 +199,16 @@ async function subscribers(args: {
   };
   await Promise.all(Array.from({ length: args.count }, (_, i) => one(i)));
   return { ports };
+}
+
+/** The local UDP port of `pc`'s nominated candidate pair (what the node sends media to). */
+async function localPort(pc: RTCPeerConnection): Promise<number> {
+  const entries = [...(await pc.getStats()).values()] as unknown as Record<string, unknown>[];
+  const pair = entries.find((e) => e.type === 'candidate-pair' && e.nominated === true);
+  const local = entries.find((e) => e.id === pair?.localCandidateId);
+  const port = local?.port;
+  if (typeof port !== 'number') throw new Error('no nominated candidate pair');
+  return port;
 }
 
 /** Sends `rate` packets/s for `durationMs`, paced on a 1 ms timer; resolves with the count. */

@@ -171,6 +171,33 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * The kernel's UDP drop counters (/proc/net/snmp, all sockets of the host): datagrams dropped
+ * because a receiver's socket buffer was full, and sends refused for a full send buffer.
+ */
+export function udpDrops(): { rcvbuf: number; sndbuf: number } {
+  const lines = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('Udp:'));
+  const names = (lines[0] ?? '').split(' ');
+  const values = (lines[1] ?? '').split(' ').map(Number);
+  const value = (name: string) => values[names.indexOf(name)] ?? 0;
+  return { rcvbuf: value('RcvbufErrors'), sndbuf: value('SndbufErrors') };
+}
+
+/** Datagrams dropped so far by each open IPv4 UDP socket of the host, by local port. */
+export function udpDropsByPort(): Map<number, number> {
+  const drops = new Map<number, number>();
+  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    const local = f[1];
+    if (!local || f.length < 13) continue;
+    const port = Number.parseInt(local.split(':')[1] ?? '', 16);
+    drops.set(port, (drops.get(port) ?? 0) + Number(f[f.length - 1]));
+  }
+  return drops;
+}
+
 type Message = { id: number; ok: boolean; value?: unknown; error?: string };
 
 /** A forked TypeScript child (tsx) answering `{ id, cmd, args }` requests over IPC. */
