@@ -117,6 +117,10 @@ export class RelayBridge {
     bus.on('linkLayers', (from, body) => relays.handleLayers(from, body));
     bus.on('rejected', (reason) => metrics.relayRejected.inc({ reason }));
     bus.on('redisError', (op) => metrics.redisErrors.inc({ op }));
+    bus.on('requestAnswered', (type, tries) =>
+      // Our PUBLISH per try, and the far node's PUBLISH of the reply.
+      metrics.relayRequestRoundTrips.observe({ type }, tries + 1),
+    );
     relays.on('relayedTrack', (room, from, track) => this.#onRelayedTrack(room, from, track));
     relays.on('relayedTrackEnded', (room, trackId) => {
       const publication = this.#relayed.get(room)?.get(trackId);

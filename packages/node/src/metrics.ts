@@ -45,6 +45,7 @@ export class NodeMetrics {
   readonly redisErrors: Counter<'op'>;
   readonly redisFailovers: Counter;
   readonly relayRejected: Counter<'reason'>;
+  readonly relayRequestRoundTrips: Histogram<'type'>;
   readonly clusterRejected: Counter<'kind' | 'reason'>;
   readonly orphansReaped: Counter;
   /** Room service commands on our channel that were dropped (forged, unsigned, replayed). */
@@ -307,6 +308,13 @@ export class NodeMetrics {
       name: 'sfu_redis_roundtrip_seconds',
       help: 'Round trip of the registry heartbeat write to Redis (one sample per heartbeat)',
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1],
+      registers,
+    });
+    this.relayRequestRoundTrips = new Histogram({
+      name: 'sfu_relay_request_round_trips',
+      help: "Sequential Redis round trips of an answered relay request (a link set-up or renegotiation offer): our PUBLISH per try and the far node's PUBLISH of the answer; 2 when nothing was lost",
+      labelNames: ['type'],
+      buckets: [2, 3, 4, 5],
       registers,
     });
     this.roomRoundTrips = new Histogram({

@@ -171,8 +171,10 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
     signal?.addEventListener('abort', onAbort, { once: true });
     let unsent: unknown;
     let receivers: number | undefined;
+    let tries = 0;
     try {
       for (let attempt = 1; ; attempt++) {
+        tries = attempt;
         // Every try: the same id (so that any try's answer settles the request, and the
         // receiver runs it once), a fresh timestamp and signature (so it is not stale).
         const { payload } = this.#codec.seal({ type, to: target, body: offer, id });
@@ -203,6 +205,7 @@ export abstract class BaseRelayBus extends TypedEmitter<RelayBusEvents> implemen
 
     if (call.failure !== undefined) throw call.failure;
     const reply = call.reply;
+    if (reply !== undefined) this.safeEmit('requestAnswered', type, tries);
     if (reply === undefined) {
       if (unsent !== undefined) {
         throw new SfuError(

@@ -124,6 +124,30 @@ describe('MemoryRelayBus', () => {
     assert.ok(offersSent >= 2, `${offersSent} tries`);
   });
 
+  test('an answered request reports how many tries it sent (its Redis round trips)', async () => {
+    const { a, b } = await pair();
+    const answered: [string, number][] = [];
+    a.on('requestAnswered', (type, tries) => answered.push([type, tries]));
+    let delayMs = 0;
+    b.onRequest(async (_from, _type, body) => {
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return answerTo(body);
+    });
+    await a.request('node-b', 'offer', offer, fast);
+    assert.deepEqual(answered, [['offer', 1]]);
+    // Past the first try's 50 ms and its back-off: a second try goes out before the answer.
+    delayMs = 300;
+    await a.request('node-b', 'offer', { ...offer, linkId: 'L2' }, fast);
+    assert.equal(answered.length, 2);
+    assert.ok((answered[1]?.[1] ?? 0) >= 2, `the retried request: ${answered[1]?.[1]} tries`);
+    // A request nobody answers reports nothing.
+    await assert.rejects(
+      a.request('node-c', 'offer', offer, { timeoutMs: 20, attempts: 1 }),
+      hasCode('TIMEOUT'),
+    );
+    assert.equal(answered.length, 2);
+  });
+
   test('a retry of an answered request gets the same answer again; an exact replay nothing', async () => {
     const { b, hub } = await pair();
     let runs = 0;

@@ -59,6 +59,12 @@ export type RelayBusEvents = {
    * (not proof of anything unless the reason is 'malformed' after a good signature).
    */
   rejected: [reason: RejectReason, from: string | undefined];
+  /**
+   * One of our requests was answered (or refused with an error reply) after `tries` sends:
+   * its Redis round trips on the critical path are `tries` PUBLISHes of ours plus the far
+   * node's PUBLISH of the reply (two when nothing was lost). `sfu_relay_request_round_trips`.
+   */
+  requestAnswered: [type: RelayRequestType, tries: number];
   /** A Redis command or connection failed; the bus recovers on its own. */
   redisError: [op: string, error: Error];
   /**
