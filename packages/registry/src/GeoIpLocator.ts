@@ -1,5 +1,4 @@
 import { readdir, stat } from 'node:fs/promises';
-import { isIP } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   FileWatch,
@@ -12,7 +11,7 @@ import {
 } from '@geosfu/common';
 import { open, type Reader, type Response } from 'maxmind';
 import { z } from 'zod';
-import { isPrivateAddress, normalizeIp } from './ip.js';
+import { ipFamily, isPrivateIp, normalizeIp } from './ip.js';
 
 /** Where an address is, as far as the database knows. */
 export type GeoLookup =
@@ -89,6 +88,8 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
   readonly #pollIntervalMs: number;
   readonly #logger: Logger;
   #databases: Database[] = [];
+  /** What a lookup walks, per address family (see lookup), rebuilt with #databases. */
+  #walk: { 4: Database[]; 6: Database[] } = { 4: [], 6: [] };
   /** Signatures of files that failed to open, so a broken file is not retried every poll. */
   readonly #failed = new Map<string, string>();
   /** Created once the databases are open; reloads replaced files. */
@@ -124,6 +125,7 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
     for (const path of files) {
       try {
         locator.#databases.push(await openDatabase(path));
+        locator.#index();
       } catch (error) {
         throw new SfuError(
           'CONFIG_INVALID',
@@ -175,19 +177,10 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
         `${JSON.stringify(String(address).slice(0, 64))} is not an IP address`,
       );
     }
-    if (isPrivateAddress(ip)) return { source: 'private' };
-    const family = isIP(ip) as 4 | 6;
+    const family = ipFamily(ip);
+    if (isPrivateIp(ip, family)) return { source: 'private' };
     let countryOnly: string | undefined;
-    // IPv4 first in IPv4-only trees, then in IPv6 trees (at ::/96); IPv6 only in IPv6 trees:
-    // walking an IPv4 tree with an IPv6 address would match its first 32 bits.
-    const candidates =
-      family === 4
-        ? [
-            ...this.#databases.filter((d) => d.ipVersion === 4),
-            ...this.#databases.filter((d) => d.ipVersion === 6),
-          ]
-        : this.#databases.filter((d) => d.ipVersion === 6);
-    for (const db of candidates) {
+    for (const db of this.#walk[family]) {
       let record: unknown;
       try {
         record = db.reader.get(ip);
@@ -276,7 +269,20 @@ export class GeoIpLocator extends TypedEmitter<GeoIpLocatorEvents> {
     // Keep databases whose file disappeared: a lookup answer beats none.
     for (const db of this.#databases)
       if (!next.includes(db) && !files.includes(db.path)) next.push(db);
-    if (!this.#closed) this.#databases = next;
+    if (!this.#closed) {
+      this.#databases = next;
+      this.#index();
+    }
+  }
+
+  /**
+   * IPv4 first in IPv4-only trees, then in IPv6 trees (at ::/96); IPv6 only in IPv6 trees:
+   * walking an IPv4 tree with an IPv6 address would match its first 32 bits.
+   */
+  #index(): void {
+    const v4 = this.#databases.filter((d) => d.ipVersion === 4);
+    const v6 = this.#databases.filter((d) => d.ipVersion === 6);
+    this.#walk = { 4: [...v4, ...v6], 6: v6 };
   }
 
   /** The files the configured paths and patterns name, in order. */

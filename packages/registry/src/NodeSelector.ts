@@ -232,23 +232,36 @@ function roomHost(
   );
 }
 
-/** Nearest node, or the least loaded within the radius of the nearest's distance. */
+/**
+ * Nearest node, or the least loaded within the radius of the nearest's distance. One pass
+ * for the distances and the nearest; only the few nodes within the radius are sorted (by
+ * distance, then id), which is the order ties are broken in.
+ */
 function pick(
   available: readonly NodeRecord[],
   origin: GeoPoint | undefined,
   radiusKm: number,
 ): { node: NodeRecord; km: number | null; nearest: boolean; nearby: Ranked[] } {
-  const ranked = available
-    .map((node) => ({ node, km: origin ? greatCircleDistanceKm(origin, node) : 0 }))
-    .sort((a, b) => a.km - b.km || compareIds(a.node, b.node));
-  const first = ranked[0] as (typeof ranked)[number];
+  const ranked: Ranked[] = new Array(available.length);
+  let first: Ranked | undefined;
+  for (let i = 0; i < available.length; i++) {
+    const node = available[i] as NodeRecord;
+    const r = { node, km: origin ? greatCircleDistanceKm(origin, node) : 0 };
+    ranked[i] = r;
+    if (!first || r.km < first.km || (r.km === first.km && compareIds(node, first.node) < 0))
+      first = r;
+  }
+  const nearest = first as Ranked;
   // Without any location every node is "nearby": load alone decides.
-  const nearby = ranked.filter((r) => r.km <= first.km + radiusKm);
+  const limit = nearest.km + radiusKm;
+  const nearby = ranked
+    .filter((r) => r.km <= limit)
+    .sort((a, b) => a.km - b.km || compareIds(a.node, b.node));
   const best = nearby.reduce((a, b) => (compareLoad(b.node, a.node) < 0 ? b : a));
   return {
     node: best.node,
     km: origin ? best.km : null,
-    nearest: best === first || best.km === first.km,
+    nearest: best === nearest || best.km === nearest.km,
     nearby,
   };
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { BlockList } from 'node:net';
 import { test } from 'node:test';
 import { SfuError } from '@geosfu/common';
 import { clientAddress, isPrivateAddress, normalizeIp, trustedProxies } from './ip.js';
@@ -23,6 +24,74 @@ test('isPrivateAddress', () => {
   assert.equal(isPrivateAddress('198.51.100.1'), false, 'documentation ranges are not private');
   assert.equal(isPrivateAddress('2001:db8::1'), false);
   assert.equal(isPrivateAddress('garbage'), false);
+});
+
+test('isPrivateAddress agrees with a node:net BlockList of the same ranges at every edge', () => {
+  const reference = new BlockList();
+  for (const [net, bits] of [
+    ['10.0.0.0', 8],
+    ['172.16.0.0', 12],
+    ['192.168.0.0', 16],
+    ['127.0.0.0', 8],
+    ['169.254.0.0', 16],
+    ['0.0.0.0', 8],
+  ] as const)
+    reference.addSubnet(net, bits, 'ipv4');
+  reference.addSubnet('fc00::', 7, 'ipv6');
+  reference.addSubnet('fe80::', 10, 'ipv6');
+  reference.addAddress('::1', 'ipv6');
+  reference.addAddress('::', 'ipv6');
+  const edges = [
+    '9.255.255.255',
+    '10.0.0.0',
+    '10.255.255.255',
+    '11.0.0.0',
+    '172.15.255.255',
+    '172.16.0.0',
+    '172.31.255.255',
+    '172.32.0.0',
+    '192.167.255.255',
+    '192.168.0.0',
+    '192.168.255.255',
+    '192.169.0.0',
+    '126.255.255.255',
+    '127.0.0.1',
+    '127.255.255.255',
+    '128.0.0.0',
+    '169.253.255.255',
+    '169.254.0.1',
+    '169.255.0.0',
+    '0.0.0.0',
+    '0.255.255.255',
+    '1.0.0.0',
+    '255.255.255.255',
+    '100.64.0.1',
+    '203.0.113.9',
+    '::',
+    '::1',
+    '::2',
+    '::ffff:10.1.2.3',
+    'fbff::1',
+    'fc00::',
+    'fd12:3456::1',
+    'fdff:ffff::1',
+    'fe00::1',
+    'fe7f::1',
+    'fe80::',
+    'fe80::1%eth0',
+    'febf:ffff::1',
+    'fec0::1',
+    'ff02::1',
+    '2001:db8::1',
+    '2a00:1450::1',
+    '1::1',
+  ];
+  for (const address of edges) {
+    const ip = normalizeIp(address);
+    assert.ok(ip, address);
+    const expected = reference.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4');
+    assert.equal(isPrivateAddress(address), expected, address);
+  }
 });
 
 test('clientAddress: X-Forwarded-For from an untrusted peer is ignored', () => {
