@@ -17,6 +17,7 @@ import {
 } from '@geosfu/relay';
 import { Redis } from 'ioredis';
 import { adminClient, type RedisServer, startRedis, stopSuiteRedis } from '../helpers/redis.js';
+import { waitUntil } from '../helpers/wait.js';
 
 const SECRET = 'integration-test-cluster-secret-0123456789';
 const WRONG_SECRET = 'some-other-secret-that-is-long-enough-0123';
@@ -149,6 +150,23 @@ describe('RedisRelayBus against a real Redis', () => {
   after(async () => {
     await Promise.all(opened.splice(0).map((o) => o.close()));
     await stopSuiteRedis(redis, admin);
+  });
+
+  test('a relay set-up is two Redis round trips: the offer and the answer, one PUBLISH each', async () => {
+    const { a, b } = await openPair();
+    answerEveryOffer(b);
+    const answered: [string, number][] = [];
+    a.on('requestAnswered', (type, tries) => answered.push([type, tries]));
+    const monitor = await admin.monitor();
+    opened.push({ close: async () => monitor.disconnect() });
+    const publishes: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (String(args[0]).toLowerCase() === 'publish') publishes.push(String(args[1]));
+    });
+    await a.request('node-b', 'offer', bigOffer('RT1'));
+    assert.deepEqual(answered, [['offer', 1]], 'one try, answered');
+    await waitUntil('MONITOR saw both PUBLISHes', () => publishes.length >= 2 || undefined, 5_000);
+    assert.deepEqual(publishes, [b.channel, a.channel], 'the offer to B, then the answer to A');
   });
 
   test('two nodes exchange a 30 KB offer and its answer', async () => {
