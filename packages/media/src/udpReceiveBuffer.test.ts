@@ -50,3 +50,25 @@ test('each new transport of a node PeerConnection gets the receive buffer asked 
 test('0 keeps the system default: no hook', () => {
   assert.equal(udpReceiveBufferHook(0, silentLogger()), undefined);
 });
+
+test('a request above net.core.rmem_max is capped by the kernel, and the node says so once', async () => {
+  const requested = 64 * 1024 * 1024;
+  const max = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+  const warnings: [object, string][] = [];
+  const hook = udpReceiveBufferHook(requested, { warn: (obj, msg) => warnings.push([obj, msg]) });
+  assert.ok(hook);
+  const pcs = [0, 1].map(() => new RTCPeerConnection(config));
+  try {
+    for (const pc of pcs) {
+      pc.addTransceiver('video', { direction: 'sendonly' });
+      await pc.setLocalDescription(await pc.createOffer());
+      for (const t of pc.dtlsTransports) hook(t);
+    }
+    if (max >= requested) return; // A host that allows it has nothing to say.
+    assert.equal(warnings.length, 1, 'once for the process, not per PeerConnection');
+    assert.match(warnings[0]?.[1] ?? '', /raise net\.core\.rmem_max/);
+    assert.deepEqual(warnings[0]?.[0], { bytes: requested, granted: max });
+  } finally {
+    await Promise.allSettled(pcs.map((pc) => pc.close()));
+  }
+});

@@ -52,13 +52,26 @@ export function udpReceiveBufferHook(
 ): ((transport: RTCDtlsTransport) => void) | undefined {
   if (bytes <= 0) return undefined;
   return (transport) => {
-    if (setUdpReceiveBuffer(transport, bytes) !== undefined || warned) return;
-    warned = true;
+    const sizes = setUdpReceiveBuffer(transport, bytes);
+    if (sizes === undefined) {
+      if (warned.internals) return;
+      warned.internals = true;
+      logger.warn(
+        { bytes },
+        'werift ICE internals changed (connection.protocols[].transport.socket): UDP receive buffers keep the system default; check udpReceiveBuffer.ts against this werift version',
+      );
+      return;
+    }
+    // Linux reports twice what it granted; it grants at most net.core.rmem_max.
+    const granted = Math.min(...sizes) / 2;
+    if (sizes.length === 0 || granted >= bytes || warned.capped) return;
+    warned.capped = true;
     logger.warn(
-      { bytes },
-      'werift ICE internals changed (connection.protocols[].transport.socket): UDP receive buffers keep the system default; check udpReceiveBuffer.ts against this werift version',
+      { bytes, granted },
+      'the kernel capped the UDP receive buffer below SFU_UDP_RECEIVE_BUFFER: raise net.core.rmem_max (sysctl) to at least that many bytes',
     );
   };
 }
 
-let warned = false;
+/** Each warning once per process: every PeerConnection would say the same. */
+const warned = { internals: false, capped: false };
