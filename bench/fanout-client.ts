@@ -1,10 +1,12 @@
 /**
  * A client process of the fan-out benchmark (forked by bench/fanout.bench.ts; not a
- * benchmark itself): the publisher, or a group of subscribers, of one of the three systems:
+ * benchmark itself): the publisher, or a group of subscribers, of one of the four systems:
  *
  *   sfu      the node: werift bots from '@geosfu/client/bot' joining through its signalling
  *   naive    werift PeerConnections against bench/fanout-forwarder.ts naive (HTTP offers)
  *   udp      dgram sockets with the SRTP-like AES-128-GCM of bench/fanout-common.ts
+ *   janus    Janus's streaming plugin (bench/janus-server.ts): plain RTP in over dgram,
+ *            viewers are werift PeerConnections speaking Janus's HTTP API (watch, start)
  *
  * `subscribers` answers with each subscriber's local UDP port (udp: its socket; sfu: its
  * nominated candidate's), for bench/kernel-sink.ts.
@@ -22,7 +24,9 @@ import {
   waitForConnected,
 } from '../packages/client/src/bot/peer.js';
 import {
+  BENCH_UDP_BUFFER,
   buildPayload,
+  enlargeBuffers,
   keyFor,
   nowMs,
   open,
@@ -31,8 +35,9 @@ import {
   seal,
   serve,
 } from './fanout-common.js';
+import { JANUS_STREAMING, JanusSession } from './janus-session.js';
 
-type Mode = 'sfu' | 'naive' | 'udp';
+type Mode = 'sfu' | 'naive' | 'udp' | 'janus';
 const HOST = ['127.0.0.1'];
 const ROOM = 'fanout';
 const CONNECT_MS = 20_000;
@@ -42,8 +47,8 @@ const closers: (() => unknown)[] = [];
 /** Sends one packet of the current step. */
 let sendPacket: ((step: number, index: number, keyframe: boolean) => void) | undefined;
 
-const config = () =>
-  peerConfig({ hostAddresses: HOST }, { video: publisherVideoCodecs('vp8'), audio: [] });
+const config = (hostAddresses = HOST) =>
+  peerConfig({ hostAddresses }, { video: publisherVideoCodecs('vp8'), audio: [] });
 
 async function post(url: string, sdp: string): Promise<string> {
   const res = await fetch(url, { method: 'POST', body: sdp });
@@ -75,6 +80,8 @@ async function publisher(args: {
   mode: Mode;
   url?: string;
   port?: number;
+  /** janus: the address the mountpoint takes RTP on (default 127.0.0.1). */
+  host?: string;
   room?: string;
   /**
    * sfu only: hand the packets to werift's DTLS transport (SRTP and the socket) instead of its
@@ -119,6 +126,17 @@ async function publisher(args: {
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     await waitForConnected(pc, CONNECT_MS);
     sendPacket = weriftSend(t.sender, (rtp) => t.sender.sendRtp(rtp));
+  } else if (args.mode === 'janus') {
+    // Janus's streaming plugin takes unencrypted RTP in: the same header and payloads, no SRTP.
+    const socket = createSocket('udp4');
+    closers.push(() => socket.close());
+    let seq = 0;
+    const t0 = nowMs();
+    sendPacket = (step, index, keyframe) => {
+      const header = rtpHeader(0x1234, seq++, Math.round((nowMs() - t0) * 90));
+      const host = args.host ?? (HOST[0] as string);
+      socket.send([header, buildPayload(step, index, keyframe)], args.port as number, host);
+    };
   } else {
     const socket = createSocket('udp4');
     closers.push(() => socket.close());
@@ -142,6 +160,10 @@ async function subscribers(args: {
   offset: number;
   url?: string;
   room?: string;
+  /** janus: the streaming plugin's mountpoint. */
+  mountpoint?: number;
+  /** janus: the local address for ICE (Janus runs in a namespace of its own). */
+  hostAddress?: string;
 }): Promise<{ ports: number[] }> {
   const ports: number[] = [];
   const one = async (i: number) => {
@@ -172,6 +194,7 @@ async function subscribers(args: {
       const pc = bot.peerConnections.subscriber;
       if (pc) {
         await waitForConnected(pc, CONNECT_MS);
+        enlargeBuffers(pc);
         ports[i] = await localPort(pc);
       }
     } else if (args.mode === 'naive') {
@@ -185,6 +208,9 @@ async function subscribers(args: {
       const answer = await post(`${args.url}/subscribe`, localSdp(pc));
       await pc.setRemoteDescription({ type: 'answer', sdp: answer });
       await waitForConnected(pc, CONNECT_MS);
+      enlargeBuffers(pc);
+    } else if (args.mode === 'janus') {
+      await janusViewer(args.url as string, args.mountpoint as number, args.hostAddress);
     } else {
       const socket: Socket = createSocket('udp4');
       closers.push(() => socket.close());
@@ -194,11 +220,41 @@ async function subscribers(args: {
         if (body) counter.onPayload(body);
       });
       await new Promise<void>((resolve) => socket.bind(0, HOST[0], resolve));
+      socket.setRecvBufferSize(BENCH_UDP_BUFFER);
       ports[i] = socket.address().port;
     }
   };
   await Promise.all(Array.from({ length: args.count }, (_, i) => one(i)));
   return { ports };
+}
+
+/**
+ * One viewer of Janus's streaming plugin: a session with a streaming handle, `watch` (Janus
+ * answers with an event carrying its offer), our answer with `start`. Janus offers, so ICE
+ * and DTLS roles are the other way round from the naive mode's; the PeerConnection is the same.
+ */
+async function janusViewer(
+  url: string,
+  mountpoint: number,
+  hostAddress: string | undefined,
+): Promise<void> {
+  const session = await JanusSession.create(url);
+  // Destroying the session hangs the handle up: Janus drops the viewer at once.
+  closers.push(() => session.destroy());
+  const handle = await session.attach(JANUS_STREAMING);
+  const pc = new RTCPeerConnection(config(hostAddress ? [hostAddress] : HOST));
+  closers.push(() => pc.close());
+  pc.onTrack.subscribe((track) =>
+    track.onReceiveRtp.subscribe((rtp) => counter.onPayload(rtp.payload)),
+  );
+  await session.message(handle, { request: 'watch', id: mountpoint });
+  const offer = (await session.nextEvent((m) => m.jsep?.type === 'offer', CONNECT_MS)).jsep;
+  if (!offer) throw new Error(`janus session ${session.id}: an event without its offer`);
+  await pc.setRemoteDescription(offer);
+  await pc.setLocalDescription(await pc.createAnswer());
+  await session.message(handle, { request: 'start' }, { type: 'answer', sdp: localSdp(pc) });
+  await waitForConnected(pc, CONNECT_MS);
+  enlargeBuffers(pc);
 }
 
 /** The local UDP port of `pc`'s nominated candidate pair (what the node sends media to). */

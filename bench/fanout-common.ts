@@ -3,6 +3,7 @@
  * receivers' per-step counting and latency histogram, the hand-written SRTP-like framing of
  * the runtime-ceiling baseline, /proc CPU readings and a tiny IPC request helper.
  */
+
 import { type ChildProcess, fork } from 'node:child_process';
 import {
   createCipheriv,
@@ -13,6 +14,8 @@ import {
 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { setUdpReceiveBuffer } from '@geosfu/media';
+import type { RTCPeerConnection } from 'werift';
 import { PROBE_SIZE } from '../packages/client/src/bot/packetizer.js';
 
 /** RTP payload bytes: with the 12-byte header and werift's mid extension ~1200 on the wire. */
@@ -169,6 +172,19 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * SO_RCVBUF of every benchmark socket, forwarders' and clients' alike: the node's default
+ * (SFU_UDP_RECEIVE_BUFFER). With Linux's 208 KiB, a client or forwarder busy for a few tens of
+ * milliseconds drops packets, and the ladder stops at a loss that says nothing about the
+ * forwarder's cost.
+ */
+export const BENCH_UDP_BUFFER = 4 * 1024 * 1024;
+
+/** Gives `pc`'s UDP sockets BENCH_UDP_BUFFER (call once its transports exist). */
+export function enlargeBuffers(pc: RTCPeerConnection): void {
+  for (const transport of pc.dtlsTransports) setUdpReceiveBuffer(transport, BENCH_UDP_BUFFER);
 }
 
 /**

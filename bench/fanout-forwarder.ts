@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type MediaStreamTrack, RTCPeerConnection } from 'werift';
 import { peerConfig, publisherVideoCodecs } from '../packages/client/src/bot/peer.js';
-import { keyFor, open, seal, serve } from './fanout-common.js';
+import { BENCH_UDP_BUFFER, enlargeBuffers, keyFor, open, seal, serve } from './fanout-common.js';
 
 const mode = process.argv[2];
 const loop = monitorEventLoopDelay({ resolution: 10 });
@@ -59,6 +59,7 @@ if (mode === 'naive') {
         await transceiver.sender.replaceTrack(remote);
       }
       await pc.setLocalDescription(await pc.createAnswer());
+      enlargeBuffers(pc);
       res.end(pc.localDescription?.sdp ?? '');
     } catch (error) {
       res.statusCode = 500;
@@ -93,6 +94,7 @@ if (mode === 'naive') {
     }
   });
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  socket.setRecvBufferSize(BENCH_UDP_BUFFER);
   serve({
     info: () => ({ port: socket.address().port }),
     elp99,
