@@ -158,8 +158,8 @@ export const CONFIG_FIELDS = {
       .int()
       .min(0)
       .max(64 * 1024 * 1024),
-    default: String(4 * 1024 * 1024),
-    doc: "Receive buffer (bytes) of every WebRTC UDP socket: media that arrives while the event loop is busy waits there instead of being dropped. Linux caps it at `net.core.rmem_max` (raise that to match); 0 keeps the system's default (208 KiB on Linux: about 90 datagrams of 1,200 bytes, 60 ms of a 1,500 packet/s publisher).",
+    default: String(1024 * 1024),
+    doc: "Receive buffer (bytes) of every WebRTC UDP socket, one per PeerConnection: media that arrives while the event loop is busy waits there instead of being dropped. Linux caps it at `net.core.rmem_max` (raise that to match) and counts about twice each datagram's size: 1 MiB holds ~450 packets of 1,200 bytes, about 1 s of a simulcast publisher, 100 ms of a relay link carrying ten. Larger only delays what an overloaded node would drop anyway. 0 keeps the system's default (208 KiB).",
   },
   rtcHostAddresses: {
     env: 'SFU_RTC_HOST_ADDRESSES',

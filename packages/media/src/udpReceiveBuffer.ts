@@ -8,8 +8,12 @@ import type { RTCDtlsTransport } from 'werift';
  * pause, a stats run). Meanwhile the kernel queues arriving media in the socket's receive
  * buffer, and Linux's default (net.core.rmem_default, 208 KiB: ~90 datagrams of 1,200 bytes,
  * 60 ms of a 1,500 packet/s publisher) drops the rest. `npm run bench -- cores` saw a node at
- * 55 % of a core lose 1.5 % of its input at the publisher's socket; with 4 MiB, none up to
- * the node's CPU limit. LiveKit and pion likewise ask for a few MiB (and a raised rmem_max).
+ * 55 % of a core lose 1.5 % of its input at the publisher's socket; with 1 MiB, none until
+ * the node (or the host) ran out of CPU. The buffer is sized in time, not as large as possible: the kernel
+ * counts about twice each 1,200-byte datagram, so 1 MiB is ~450 packets, about 1 s of a
+ * simulcast publisher and 100 ms of a relay link that carries ten; a larger one would only
+ * hand an overloaded node seconds-old media instead of a loss the receiver NACKs. (LiveKit
+ * asks for a few MiB, but on one socket that all its participants share.)
  *
  * werift creates the sockets inside its ICE agent and exposes none of them: this reaches its
  * internals (the ICE connection's `protocols`, each a `transport` holding a dgram `socket`)
