@@ -180,7 +180,7 @@ export function cpuSeconds(pid: number): number {
  * milliseconds drops packets, and the ladder stops at a loss that says nothing about the
  * forwarder's cost.
  */
-export const BENCH_UDP_BUFFER = 4 * 1024 * 1024;
+export const BENCH_UDP_BUFFER = 1024 * 1024;
 
 /** Gives `pc`'s UDP sockets BENCH_UDP_BUFFER (call once its transports exist). */
 export function enlargeBuffers(pc: RTCPeerConnection): void {

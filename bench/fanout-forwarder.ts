@@ -39,12 +39,10 @@ const body = async (req: IncomingMessage) => {
 
 if (mode === 'naive') {
   let remote: MediaStreamTrack | undefined;
-  const pcs: RTCPeerConnection[] = [];
   const server = createServer(async (req, res) => {
     try {
       const offer = await body(req);
       const pc = new RTCPeerConnection(config());
-      pcs.push(pc);
       if (req.url === '/publish') {
         pc.onTrack.subscribe((track) => {
           remote = track;
@@ -71,12 +69,6 @@ if (mode === 'naive') {
   serve({
     info: () => ({ url: `http://127.0.0.1:${port}` }),
     elp99,
-    // Subscribers of the previous N leave: close their PeerConnections, keep the publisher's.
-    dropSubscribers: async () => {
-      const subs = pcs.splice(1);
-      await Promise.allSettled(subs.map((pc) => pc.close()));
-      return subs.length;
-    },
   });
 } else if (mode === 'ceiling') {
   const socket = createSocket('udp4');
@@ -101,11 +93,6 @@ if (mode === 'naive') {
     setReceivers: (args: { ports: number[] }) => {
       receivers = args.ports.map((port, i) => ({ port, key: keyFor(`sub-${i}`) }));
       return receivers.length;
-    },
-    dropSubscribers: () => {
-      const n = receivers.length;
-      receivers = [];
-      return n;
     },
   });
 } else {

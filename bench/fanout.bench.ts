@@ -122,8 +122,7 @@ interface Forwarder {
   info: { url?: string; host?: string; port?: number; mountpoint?: number; hostAddress?: string };
   /** Event-loop delay p99 since the last call, ms (the first call resets); Janus: undefined. */
   elP99(): Promise<number | undefined>;
-  /** After the subscribers of one N closed: the forwarder has forgotten them. */
-  dropSubscribers(): Promise<void>;
+  /** Ends the forwarder (each N gets a fresh one). */
   stop(): Promise<void>;
   child?: Child;
 }
@@ -142,8 +141,6 @@ async function startForwarder(system: System): Promise<Forwarder> {
       // prom-client resets its event-loop histogram on every scrape.
       elP99: async () =>
         (await metricValue(node.metricsUrl, 'nodejs_eventloop_lag_p99_seconds')) * 1000,
-      // The node closes a leaving bot's peer connections on its own.
-      dropSubscribers: () => sleep(500),
       stop: async () => {
         await node.stop();
       },
@@ -162,8 +159,6 @@ async function startForwarder(system: System): Promise<Forwarder> {
         hostAddress: janus.clientAddress,
       },
       elP99: async () => undefined,
-      // The viewers destroyed their sessions: wait until the mountpoint counts none.
-      dropSubscribers: () => janus.waitForViewers(0),
       stop: () => janus.stop(),
     };
   }
@@ -174,23 +169,25 @@ async function startForwarder(system: System): Promise<Forwarder> {
     info,
     child,
     elP99: () => child.call<number>('elp99'),
-    dropSubscribers: async () => {
-      await child.call('dropSubscribers');
-    },
     stop: () => child.stop(),
   };
 }
 
+/**
+ * Every N on a fresh forwarder and publisher: a forwarder that was driven into overload at
+ * the previous N (werift's naive one once forwarded nothing afterwards) does not carry that
+ * into the next.
+ */
 async function sweepSystem(system: System, sweeps: Sweep[], live: Set<Child>): Promise<void> {
-  progress.step(`${system}: starting the forwarder and the publisher`);
-  const fwd = await startForwarder(system);
-  const pub = new Child('./fanout-client.ts');
-  live.add(pub);
-  try {
-    const info = fwd.info;
-    const mode = CLIENT_MODE[system];
-    await pub.call('publisher', { mode, ...info });
-    for (const n of FANOUTS) {
+  for (const n of FANOUTS) {
+    progress.step(`${system} N=${n}: starting the forwarder and the publisher`);
+    const fwd = await startForwarder(system);
+    const pub = new Child('./fanout-client.ts');
+    live.add(pub);
+    try {
+      const info = fwd.info;
+      const mode = CLIENT_MODE[system];
+      await pub.call('publisher', { mode, ...info });
       const workerCount = n === 1 ? 1 : n <= 10 ? 2 : 3;
       progress.step(`${system} N=${n}: ${n} subscribers in ${workerCount} processes`);
       const subs = Array.from({ length: workerCount }, () => new Child('./fanout-client.ts'));
@@ -247,14 +244,13 @@ async function sweepSystem(system: System, sweeps: Sweep[], live: Set<Child>): P
         await Promise.allSettled(subs.map((s) => s.call('close')));
         await Promise.allSettled(subs.map((s) => s.stop()));
         for (const s of subs) live.delete(s);
-        await fwd.dropSubscribers();
       }
+    } finally {
+      await pub.call('close').catch(() => {});
+      await pub.stop();
+      live.delete(pub);
+      await fwd.stop();
     }
-  } finally {
-    await pub.call('close').catch(() => {});
-    await pub.stop();
-    live.delete(pub);
-    await fwd.stop();
   }
 }
 

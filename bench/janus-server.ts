@@ -340,19 +340,6 @@ export class JanusServer {
     return viewers;
   }
 
-  /** Resolves when the mountpoint has `count` viewers; rejects after `timeoutMs`. */
-  async waitForViewers(count: number, timeoutMs = 5_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let now = await this.viewers();
-    while (now !== count) {
-      if (Date.now() > deadline) {
-        throw new Error(`janus: ${now} viewers after ${timeoutMs} ms, expected ${count}`);
-      }
-      await sleep(50);
-      now = await this.viewers();
-    }
-  }
-
   /** The end of Janus's log, for error messages. */
   #logTail(): string {
     try {
