@@ -13,8 +13,8 @@
  *   node --conditions=source --import tsx bench/cores.bench.ts   (prints, writes nothing)
  *   CORES_QUICK=1 ...   a smoke run of the machinery (two steps)
  */
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { cpuShares, readCpuTimes } from '../infra/lab/src/experiment/cpu.js';
 import { type NodeProcess, startNode } from '../test/helpers/node-process.js';
 import { Child, cpuSeconds, udpDrops, udpDropsByPort } from './fanout-common.js';
 import { KernelSink } from './kernel-sink.js';
@@ -83,14 +83,6 @@ function nodeSocketDrops(): number {
   return sum;
 }
 
-/** Jiffies of the whole host: idle (idle + iowait) and total. */
-function hostCpu(): { idle: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
-  const total = v.reduce((a, x) => a + x, 0);
-  return { idle: (v[3] ?? 0) + (v[4] ?? 0), total };
-}
-
 async function openRoom(node: NodeProcess, room: string, live: Set<Child>): Promise<Room> {
   const pub = new Child('./fanout-client.ts');
   live.add(pub);
@@ -122,7 +114,7 @@ async function runStep(
   const client0 = clients.map((c) => cpuSeconds(c.pid));
   const drops0 = udpDrops().rcvbuf;
   const nodeDrops0 = nodeSocketDrops();
-  const host0 = hostCpu();
+  const host0 = readCpuTimes();
   const sunk0 = sink?.packets() ?? 0;
   const t0 = performance.now();
   const runs = await Promise.all(
@@ -136,7 +128,7 @@ async function runStep(
   const clientCpu = clients.map((c, i) => (cpuSeconds(c.pid) - (client0[i] as number)) / wallS);
   const rcvbufDrops = udpDrops().rcvbuf - drops0;
   const nodeDrops = nodeSocketDrops() - nodeDrops0;
-  const host1 = hostCpu();
+  const host1 = readCpuTimes();
   const sunk = (sink?.packets() ?? 0) - sunk0;
   const ends = await Promise.all(subs.map((s) => s.call<{ count: number }>('end')));
   const sent = runs.reduce((a, r) => a + r.sent, 0);
@@ -149,7 +141,7 @@ async function runStep(
     maxClientCpu: Math.max(...clientCpu),
     rcvbufDrops,
     nodeSocketDrops: nodeDrops,
-    hostBusy: 1 - (host1.idle - host0.idle) / Math.max(1, host1.total - host0.total),
+    hostBusy: host0 && host1 ? cpuShares(host0, host1).busyPercent / 100 : 0,
   } satisfies Step;
 }
 
