@@ -42,6 +42,44 @@ test('inactive layers are skipped (paused at the publisher, or not arriving)', (
   );
 });
 
+test('a paused layer counts within the size cap; above it only an arriving one stands in', () => {
+  const paused = (active: boolean[], pausedFlags: boolean[]): LayerOption[] =>
+    camera().map((l, i) => ({ ...l, active: active[i] ?? false, paused: pausedFlags[i] ?? false }));
+  // A big tile: its paused top layer is chosen (dynacast resumes it).
+  assert.deepEqual(
+    allocateLayers(
+      [{ layers: paused([true, true, false], [false, false, true]), renderWidth: 960 }],
+      5e6,
+    ),
+    [2],
+  );
+  // A thumbnail whose lowest layer stalled while h and f are paused: nothing (it waits for q)
+  // rather than the publisher's top layer switched on for it.
+  assert.deepEqual(
+    allocateLayers(
+      [{ layers: paused([false, false, false], [false, true, true]), renderWidth: 200 }],
+      5e6,
+    ),
+    [-1],
+  );
+  // ... and when h still arrives, h stands in for the stalled q.
+  assert.deepEqual(
+    allocateLayers(
+      [{ layers: paused([false, true, false], [false, false, true]), renderWidth: 200 }],
+      5e6,
+    ),
+    [1],
+  );
+  // A paused h within a 480 px tile's cap is its floor when q stalled.
+  assert.deepEqual(
+    allocateLayers(
+      [{ layers: paused([false, false, true], [false, true, false]), renderWidth: 480 }],
+      5e6,
+    ),
+    [1],
+  );
+});
+
 test('pins: low whatever the budget, high whatever the size (budget still rules)', () => {
   assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 960, pin: 'low' }], 9e6), [0]);
   assert.deepEqual(allocateLayers([{ layers: camera(), renderWidth: 100, pin: 'high' }], 9e6), [2]);

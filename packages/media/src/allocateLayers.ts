@@ -10,10 +10,17 @@
 export interface LayerOption {
   /** Width it is encoded at, px. */
   readonly width: number;
-  /** What it costs now, bits/s (measured; a layer paused at the publisher costs 0 but is off). */
+  /** What it costs, bits/s (measured while it arrives; a paused layer's declared cap). */
   readonly bitrateBps: number;
   /** Media of this layer arrived recently: it can be switched to. */
   readonly active: boolean;
+  /**
+   * Paused at the publisher (dynacast) and resumed when a subscriber needs it: it can be
+   * chosen within the video's cap, but resuming it costs the publisher's uplink, so it is
+   * never the stand-in of a lower layer that does not arrive (a stall of the lowest layer
+   * must not switch the publisher's top layer on for a thumbnail).
+   */
+  readonly paused?: boolean;
 }
 
 export interface VideoDemand {
@@ -33,13 +40,14 @@ export interface VideoDemand {
 export const UPGRADE_MARGIN = 1.15;
 
 /**
- * The layer index each video gets, or -1 for none (hidden, or no active layer). Every visible
- * video with an active layer gets at least its lowest active one, even over budget: a frozen
- * tile is worse than a soft one, and the estimate itself drops when the link is overused.
+ * The layer index each video gets, or -1 for none (hidden, or no layer to get). Every visible
+ * video gets at least its floor, even over budget: a frozen tile is worse than a soft one, and
+ * the estimate itself drops when the link is overused. The floor is its lowest available
+ * layer (arriving or paused) within its size cap, else its lowest arriving layer above it.
  */
 export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number): number[] {
   const caps = videos.map(capOf);
-  const targets = videos.map((v, i) => (caps[i] === -1 ? -1 : lowestActive(v.layers)));
+  const targets = videos.map((v, i) => (caps[i] === -1 ? -1 : floorOf(v)));
   let spent = 0;
   for (const [i, v] of videos.entries()) {
     const t = targets[i] ?? -1;
@@ -66,23 +74,39 @@ export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number
   return targets;
 }
 
-/** The highest layer a video may get: by its rendered size, or its pin. */
+/** The highest layer a video may get: by its rendered size, or its pin; -1: none. */
 function capOf(v: VideoDemand): number {
-  const lowest = lowestActive(v.layers);
-  if (v.renderWidth <= 0 || lowest < 0) return -1;
-  if (v.pin === 'low') return lowest;
-  const top = v.layers.length - 1;
-  // The smallest layer at least about as wide as the tile (10 % softer is not visible).
-  const fits = v.layers.findIndex((l) => l.width >= v.renderWidth * 0.9);
-  const cap = v.pin === 'high' || fits < 0 ? top : fits;
-  return v.ceiling === undefined ? cap : Math.max(lowest, Math.min(cap, v.ceiling));
+  const floor = floorOf(v);
+  if (floor < 0) return -1;
+  const cap = sizeCapOf(v);
+  if (v.pin === 'low') return floor;
+  return v.ceiling === undefined ? Math.max(floor, cap) : Math.max(floor, Math.min(cap, v.ceiling));
 }
 
-function lowestActive(layers: readonly LayerOption[]): number {
-  return layers.findIndex((l) => l.active);
+/** The layer the rendered size needs (or the pin's): -1 when hidden. */
+function sizeCapOf(v: VideoDemand): number {
+  if (v.renderWidth <= 0) return -1;
+  const top = v.layers.length - 1;
+  if (v.pin === 'high') return top;
+  // The smallest layer at least about as wide as the tile (10 % softer is not visible).
+  const fits = v.layers.findIndex((l) => l.width >= v.renderWidth * 0.9);
+  return fits < 0 ? top : fits;
+}
+
+/** The least a visible video gets (see allocateLayers); -1 when hidden or nothing arrives. */
+function floorOf(v: VideoDemand): number {
+  const cap = sizeCapOf(v);
+  if (cap < 0) return -1;
+  for (let i = 0; i <= cap; i++) if (available(v.layers[i])) return i;
+  for (let i = cap + 1; i < v.layers.length; i++) if (v.layers[i]?.active) return i;
+  return -1;
+}
+
+function available(layer: LayerOption | undefined): boolean {
+  return layer !== undefined && (layer.active || layer.paused === true);
 }
 
 function nextActive(layers: readonly LayerOption[], from: number, cap: number): number {
-  for (let i = from + 1; i <= cap; i++) if (layers[i]?.active) return i;
+  for (let i = from + 1; i <= cap; i++) if (available(layers[i])) return i;
   return -1;
 }

@@ -134,7 +134,8 @@ export class LayerAllocator {
         layers: s.publication.layers.map((l) => ({
           width: l.width,
           bitrateBps: costOf(l),
-          active: l.active || l.paused,
+          active: l.active,
+          paused: l.paused,
         })),
         renderWidth: renderWidth(s),
         ...(pin === 'low' || pin === 'high' ? { pin } : {}),
