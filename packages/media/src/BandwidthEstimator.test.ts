@@ -201,3 +201,16 @@ test('a probe cluster mostly lost is reported as a failure (0), and changes no e
   assert.deepEqual(estimator.lastProbe, { cluster: 7, bps: 0 });
   assert.ok(estimator.estimate <= 300_000);
 });
+
+test('a probe cluster stamped in a bunch (arriving 4x faster than sent) measures nothing', () => {
+  const estimator = new BandwidthEstimator({ initialBps: 300_000 });
+  const results: PacketFeedback[] = [];
+  for (let i = 0; i < 16; i++) {
+    // Sent at 1.2 Mbit/s; the receiver read its socket late and stamped them 2 ms apart.
+    estimator.onPacketSent(i, 1200, 1000 + i * 8, 3);
+    results.push({ sequenceNumber: i, received: true, receivedAtMs: 1200 + i * 2 });
+  }
+  estimator.onFeedback(results, 1300);
+  assert.deepEqual(estimator.lastProbe, { cluster: 3, bps: 0 });
+  assert.ok(estimator.estimate <= 300_000, `the estimate moved: ${estimator.estimate}`);
+});

@@ -63,6 +63,8 @@ const LOSS_MIN_PACKETS = 20;
 
 /** A probe cluster's packets needed for a result, and how far apart they may arrive. */
 const PROBE_MIN_PACKETS = 5;
+/** A cluster that arrived more than this many times faster than it was sent measured nothing. */
+const PROBE_MAX_RECEIVE_RATIO = 2;
 
 /** What a probe cluster measured: the path's capacity, bits/s (0: too few packets arrived). */
 export interface ProbeResult {
@@ -242,6 +244,11 @@ export class BandwidthEstimator {
     let tailBytes = 0;
     for (const a of tail) tailBytes += a.bytes;
     const recvBps = ((tailBytes - last.bytes) * 8 * 1000) / recvMs;
+    // Arriving much faster than sent is no measurement: the receiver stamped a bunch of
+    // packets at once (a busy receiver reading its socket late; Chromium starved for CPU did,
+    // and a 400 kbit/s tbf link "proved" 1.6 Mbit/s), or a queue drained. libwebrtc's
+    // ProbeBitrateEstimator drops such clusters too (kMaxValidRatio).
+    if (recvBps > PROBE_MAX_RECEIVE_RATIO * sendBps) return;
     // Arriving clearly slower than sent: the path's capacity is the arrival rate.
     const result = recvBps < 0.9 * sendBps ? recvBps : Math.min(sendBps, recvBps);
     this.#lastProbe = { cluster: id, bps: result };
