@@ -420,9 +420,9 @@ describe('dynacast in Chromium', () => {
     // ramp, from an estimate that this loaded VM's stalls knocked down, is not dynacast).
     const why = !r.bounded
       ? 'not bounded'
-      : dip
-        ? `Chrome's estimate fell to ${Math.round(dip.bps / 1000)} kbit/s ${rel(dip.at)} after, the 2 s bound on f's bytes is not checked in this run`
-        : `Chrome's estimate (${Math.round(estimate / 1000)} kbit/s) did not cover f at the start, the 2 s bound on its bytes is not checked in this run`;
+      : !covered
+        ? `Chrome's estimate (${Math.round(estimate / 1000)} kbit/s) did not cover f at the start, the 2 s bound on its bytes is not checked in this run`
+        : `Chrome's estimate fell to ${Math.round((dip?.bps ?? 0) / 1000)} kbit/s ${rel(dip?.at ?? startAt)} after, the 2 s bound on f's bytes is not checked in this run`;
     t.diagnostic(
       `${what}: ${why}; f bytes grow after ${grew === undefined ? `more than ${covered ? 30_000 : UNCOVERED_WAIT_MS} ms` : rel(grew)}; pub now: ${await sendSide(pub)}`,
     );
