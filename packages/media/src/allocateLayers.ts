@@ -46,8 +46,9 @@ export const UPGRADE_MARGIN = 1.15;
  * layer (arriving or paused) within its size cap, else its lowest arriving layer above it.
  */
 export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number): number[] {
-  const caps = videos.map(capOf);
-  const targets = videos.map((v, i) => (caps[i] === -1 ? -1 : floorOf(v)));
+  const floors = videos.map(floorOf);
+  const caps = videos.map((v, i) => capOf(v, floors[i] ?? -1));
+  const targets = videos.map((_, i) => (caps[i] === -1 ? -1 : (floors[i] ?? -1)));
   let spent = 0;
   for (const [i, v] of videos.entries()) {
     const t = targets[i] ?? -1;
@@ -74,9 +75,8 @@ export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number
   return targets;
 }
 
-/** The highest layer a video may get: by its rendered size, or its pin; -1: none. */
-function capOf(v: VideoDemand): number {
-  const floor = floorOf(v);
+/** The highest layer a video may get (by its rendered size, or its pin), at least its floor. */
+function capOf(v: VideoDemand, floor: number): number {
   if (floor < 0) return -1;
   const cap = sizeCapOf(v);
   if (v.pin === 'low') return floor;
