@@ -282,7 +282,6 @@ describe('dynacast in Chromium', () => {
     // there through the shaper, the other pages locally.
     node = await startNode({
       args: net.nodeArgs(port),
-      verbose: true,
     });
   });
 
