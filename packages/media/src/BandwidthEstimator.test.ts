@@ -214,3 +214,60 @@ test('a probe cluster stamped in a bunch (arriving 4x faster than sent) measures
   assert.deepEqual(estimator.lastProbe, { cluster: 3, bps: 0 });
   assert.ok(estimator.estimate <= 300_000, `the estimate moved: ${estimator.estimate}`);
 });
+
+test('a receiver that stalls and then stamps what queued in one burst is not a queue building', () => {
+  // 20 frames/s of 6 packets each (sent within 1 ms) and an audio packet every 20 ms, about
+  // 1.2 Mbit/s on an idle 20 ms path; but the receiver does not run for 30-90 ms every
+  // 250-450 ms (a busy CPU), and stamps what arrived meanwhile when it runs again, in order,
+  // 0.02 ms apart. The estimate must not be cut: nothing queued on the path.
+  const estimator = new BandwidthEstimator({ initialBps: 1_000_000 });
+  let random = 42;
+  const next = () => {
+    random = (random * 1_103_515_245 + 12_345) & 0x7fffffff;
+    return random / 0x7fffffff;
+  };
+  const stalls: { from: number; to: number }[] = [];
+  for (let t = 300; t < 30_000; t += 250 + 200 * next())
+    stalls.push({ from: t, to: t + 30 + 60 * next() });
+  const delivered = (at: number) => stalls.find((s) => at >= s.from && at < s.to)?.to ?? at;
+  const sent: { seq: number; at: number; bytes: number }[] = [];
+  for (let t = 0; t < 30_000; t += 50) {
+    for (let i = 0; i < 6; i++) sent.push({ seq: 0, at: t + i * 0.2, bytes: 1_200 });
+  }
+  for (let t = 7; t < 30_000; t += 20) sent.push({ seq: 0, at: t, bytes: 120 });
+  sent.sort((a, b) => a.at - b.at);
+  let lastArrival = 0;
+  const arrivals = sent.map((p, i) => {
+    p.seq = i & 0xffff;
+    lastArrival = Math.max(delivered(p.at + 20), lastArrival + 0.02);
+    return lastArrival;
+  });
+  let sentIndex = 0;
+  let reported = 0;
+  const cuts: string[] = [];
+  for (let now = 100; now <= 30_000; now += 100) {
+    while (sentIndex < sent.length && (sent[sentIndex]?.at ?? 0) < now) {
+      const p = sent[sentIndex] as (typeof sent)[number];
+      estimator.onPacketSent(p.seq, p.bytes, p.at);
+      sentIndex++;
+    }
+    const results: PacketFeedback[] = [];
+    while (reported < sentIndex && (arrivals[reported] ?? Number.POSITIVE_INFINITY) <= now) {
+      results.push({
+        sequenceNumber: reported & 0xffff,
+        received: true,
+        receivedAtMs: arrivals[reported] ?? 0,
+      });
+      reported++;
+    }
+    const before = estimator.estimate;
+    if (results.length > 0) estimator.onFeedback(results, now + 20);
+    if (estimator.estimate < before)
+      cuts.push(`${Math.round(before / 1000)}->${Math.round(estimator.estimate / 1000)}@${now}`);
+  }
+  assert.deepEqual(cuts, [], `the estimate was cut (kbit/s @ ms): ${cuts.join(' ')}`);
+  assert.ok(
+    estimator.estimate >= 1_200_000,
+    `estimate ${Math.round(estimator.estimate / 1000)} kbit/s`,
+  );
+});

@@ -6,12 +6,13 @@
  * Two estimates, the lower one wins, as in Google Congestion Control
  * (draft-ietf-rmcat-gcc-02):
  *
- * - delay-based: packets are grouped by send time (5 ms bursts); the growth of one-way delay
- *   between groups is smoothed and its trend fitted by least squares over the last 20
- *   groups. A trend above an adaptive threshold is overuse (a queue is building at the
- *   bottleneck): the rate drops to 85 % of what was received meanwhile. Otherwise the rate
- *   grows, multiplicatively (8 %/s) far from the last overuse and additively near it, never
- *   past 1.5 times what the receiver acknowledged (more has not been tried);
+ * - delay-based: packets are grouped by send time (5 ms bursts, and what arrived in one burst
+ *   however it was sent); the growth of one-way delay between groups is smoothed and its
+ *   trend fitted by least squares over the last 20 groups. A trend above an adaptive
+ *   threshold is overuse (a queue is building at the bottleneck): the rate drops to 85 % of
+ *   what was received meanwhile. Otherwise the rate grows, multiplicatively (8 %/s) far from
+ *   the last overuse and additively near it, never past 1.5 times what the receiver
+ *   acknowledged (more has not been tried);
  * - loss-based: more than 10 % loss over a report cuts the rate by half the loss, but not
  *   below the acknowledged rate; under 2 % lets it grow again, at once to the acknowledged
  *   rate if that is higher (as the delay-based rate does while there is no overuse). A shaper with a short queue (a
@@ -46,6 +47,18 @@ export interface BandwidthEstimatorOptions {
 
 const HISTORY = 4096;
 const GROUP_SPAN_MS = 5;
+/**
+ * A packet that arrives within this of the group's last one, sooner after it than it was sent
+ * (its own delay shrank), belongs to the group however late it was sent: it waited somewhere
+ * with the group and was delivered in one burst (libwebrtc's BelongsToBurst). A receiver that
+ * did not run for a while (a busy CPU, a Wi-Fi radio asleep) stamps what queued meanwhile in
+ * one burst; as separate groups, the first one's delay jump read as a queue building and cut
+ * the estimate toward a loopback subscriber to 0.85 times what it received, every few seconds.
+ * As one group it is compared by its last packet, which waited for nothing.
+ */
+const BURST_DELTA_MS = 5;
+/** A burst group spans at most this much arrival time. */
+const MAX_BURST_MS = 100;
 const TREND_WINDOW = 20;
 const SMOOTHING = 0.9;
 const TREND_GAIN = 4;
@@ -85,8 +98,16 @@ interface Cluster {
 interface Group {
   firstSendMs: number;
   lastSendMs: number;
+  firstRecvMs: number;
   lastRecvMs: number;
 }
+
+const groupOf = (sentMs: number, recvMs: number): Group => ({
+  firstSendMs: sentMs,
+  lastSendMs: sentMs,
+  firstRecvMs: recvMs,
+  lastRecvMs: recvMs,
+});
 
 export class BandwidthEstimator {
   readonly #minBps: number;
@@ -270,11 +291,16 @@ export class BandwidthEstimator {
     // Groups of packets sent within GROUP_SPAN_MS of each other.
     const group = this.#group;
     if (!group) {
-      this.#group = { firstSendMs: sentMs, lastSendMs: sentMs, lastRecvMs: recvMs };
+      this.#group = groupOf(sentMs, recvMs);
       return;
     }
     if (sentMs < group.firstSendMs) return; // reordered from an older group
-    if (sentMs - group.firstSendMs <= GROUP_SPAN_MS) {
+    const arrivalDelta = recvMs - group.lastRecvMs;
+    const burst =
+      arrivalDelta - (sentMs - group.lastSendMs) < 0 &&
+      arrivalDelta <= BURST_DELTA_MS &&
+      recvMs - group.firstRecvMs < MAX_BURST_MS;
+    if (sentMs - group.firstSendMs <= GROUP_SPAN_MS || burst) {
       group.lastSendMs = Math.max(group.lastSendMs, sentMs);
       group.lastRecvMs = Math.max(group.lastRecvMs, recvMs);
       return;
@@ -286,7 +312,7 @@ export class BandwidthEstimator {
       this.#onDelayDelta(delta, group.lastRecvMs, nowMs);
     }
     this.#previousGroup = group;
-    this.#group = { firstSendMs: sentMs, lastSendMs: sentMs, lastRecvMs: recvMs };
+    this.#group = groupOf(sentMs, recvMs);
   }
 
   /** The trendline filter and the overuse detector, for one inter-group delay variation. */
