@@ -125,6 +125,33 @@ test('every packet gets the next transport-wide number, a retransmission a new o
   assert.equal(control.sequenceNumber, 11);
 });
 
+test('a packet NACKed again within a round trip is not sent again', async () => {
+  const { sender, receiverTransport, control, arrivals } = await connectedPair();
+  for (let i = 1; i <= 5; i++) await sender.sendRtp(vp8Packet(200 + i, true));
+  await waitUntil('5 packets at the receiver', () => arrivals.length >= 5);
+  const nack = () =>
+    receiverTransport.sendRtcp([
+      new RtcpTransportLayerFeedback({
+        feedback: new GenericNack({ senderSsrc: 1234, mediaSourceSsrc: sender.ssrc, lost: [203] }),
+      }),
+    ]);
+  // Chrome asks again every round trip; here five times at once (no round trip measured yet,
+  // so the gate waits 100 ms): one retransmission.
+  for (let i = 0; i < 5; i++) await nack();
+  await waitUntil('4 NACKs skipped', () => control.retransmissions.skipped >= 4);
+  await sleep(50);
+  assert.deepEqual(
+    arrivals.slice(5).map((a) => a.seq),
+    [203],
+  );
+  assert.equal(control.retransmissions.resent, 1);
+  await sleep(120);
+  await nack();
+  await waitUntil('the second retransmission', () => arrivals.length >= 7);
+  assert.equal(arrivals[6]?.seq, 203);
+  assert.equal(control.retransmissions.resent, 2);
+});
+
 test('a probe is padding after the end of a frame; later media moves up by as many numbers', async () => {
   const { sender, control, arrivals } = await connectedPair();
   await sender.sendRtp(vp8Packet(500, true));

@@ -10,6 +10,7 @@ import {
 import type { BandwidthBudget } from './BandwidthBudget.js';
 import { BandwidthEstimator, type BandwidthEstimatorOptions } from './BandwidthEstimator.js';
 import { Pacer } from './Pacer.js';
+import { RetransmissionGate } from './RetransmissionGate.js';
 import { transportFeedbackResults, unwrapReferenceTime } from './transportFeedback.js';
 import { wireBytes } from './wireBytes.js';
 
@@ -47,6 +48,8 @@ interface SenderInternals {
   timestamp?: number;
   seqOffset: number;
   headerExtensions: { id: number; uri: string }[];
+  /** Smoothed round trip from the receiver's reports, seconds (undefined until one came). */
+  rtt?: number;
 }
 
 /** werift's per-sender estimator, made to do nothing: ours sees every packet of the transport. */
@@ -102,12 +105,16 @@ export interface TransportCongestionControlOptions {
 export class TransportCongestionControl implements BandwidthBudget {
   readonly estimator: BandwidthEstimator;
   readonly pacer: Pacer<RtpHeader>;
+  /** Which NACKed packets werift's senders may send again (RetransmissionGate). */
+  readonly retransmissions = new RetransmissionGate();
   readonly #transport: RTCDtlsTransport;
   readonly #logger: Logger;
   readonly #originalSendRtp: RTCDtlsTransport['sendRtp'];
   readonly #wrappedSendRtp: RTCDtlsTransport['sendRtp'];
   readonly #offRtcp: () => void;
   readonly #senders = new Map<RTCRtpSender, SenderInternals>();
+  /** Each sender's internals by its SSRC, for its round trip. */
+  readonly #bySsrc = new Map<number, SenderInternals>();
   /** SSRCs of the audio senders: their packets skip the pacer's queue. */
   readonly #audioSsrcs = new Set<number>();
   /** The RTP sequence number of the last padding packet sent on each sender. */
@@ -144,8 +151,23 @@ export class TransportCongestionControl implements BandwidthBudget {
       },
       wireBytes: (payload, header) => wireBytes(payload.length, header.serializeSize),
     });
-    this.#wrappedSendRtp = (payload: Buffer, header: RtpHeader) =>
-      this.pacer.send(payload, header, this.#audioSsrcs.has(header.ssrc));
+    this.#wrappedSendRtp = (payload: Buffer, header: RtpHeader) => {
+      const { ssrc, sequenceNumber } = header;
+      if (
+        this.retransmissions.isRetransmission(ssrc, sequenceNumber) &&
+        this.retransmissions.admit(
+          ssrc,
+          sequenceNumber,
+          wireBytes(payload.length, header.serializeSize),
+          performance.now(),
+          this.#rttMsOf(ssrc),
+          this.estimateBps,
+        ) !== 'resent'
+      ) {
+        return Promise.resolve(0);
+      }
+      return this.pacer.send(payload, header, this.#audioSsrcs.has(ssrc));
+    };
     transport.sendRtp = this.#wrappedSendRtp;
     this.#offRtcp = transport.onRtcp.subscribe((rtcp) => {
       if (!(rtcp instanceof RtcpTransportLayerFeedback)) return;
@@ -195,12 +217,15 @@ export class TransportCongestionControl implements BandwidthBudget {
     }
     internals.senderBWE = NO_SENDER_BWE;
     this.#senders.set(sender, internals);
+    this.#bySsrc.set(sender.ssrc, internals);
     if (sender.kind === 'audio') this.#audioSsrcs.add(sender.ssrc);
     return true;
   }
 
   removeSender(sender: RTCRtpSender): void {
     this.#senders.delete(sender);
+    this.#bySsrc.delete(sender.ssrc);
+    this.retransmissions.forget(sender.ssrc);
     this.#audioSsrcs.delete(sender.ssrc);
     this.#lastPadding.delete(sender);
   }
@@ -288,6 +313,12 @@ export class TransportCongestionControl implements BandwidthBudget {
       this.#logger.debug({ err: error }, 'probe sendRtp failed');
     });
     return true;
+  }
+
+  /** The round trip werift's sender measured from the subscriber's receiver reports, ms. */
+  #rttMsOf(ssrc: number): number | undefined {
+    const seconds = this.#bySsrc.get(ssrc)?.rtt;
+    return seconds === undefined ? undefined : seconds * 1000;
   }
 
   #extensionIdOf(): number | undefined {

@@ -62,6 +62,8 @@ export class SubscriberPeer {
   readonly #budget: BandwidthBudget;
   #probesCounted = 0;
   #pacedCounted = 0;
+  #resentCounted = 0;
+  #skippedCounted = 0;
   /** Keyed by the publication's trackId. */
   readonly #subscriptions = new Map<string, Subscription>();
   #negotiating = false;
@@ -417,7 +419,10 @@ export class SubscriberPeer {
     }
   }
 
-  /** The estimate into its histogram (`estimate`), the probes sent since last time into theirs. */
+  /**
+   * The estimate into its histogram (`estimate`); the probes, paced packets and retransmissions
+   * since last time into their counters.
+   */
   #sampleCongestion(estimate: boolean): void {
     const congestion = this.#congestion;
     if (!congestion) return;
@@ -428,6 +433,17 @@ export class SubscriberPeer {
     const paced = congestion.pacer.pacedPackets;
     this.#metrics.subscriberPacedPackets.inc(paced - this.#pacedCounted);
     this.#pacedCounted = paced;
+    const { resent, skipped } = congestion.retransmissions;
+    this.#metrics.subscriberRetransmissions.inc(
+      { outcome: 'resent' },
+      resent - this.#resentCounted,
+    );
+    this.#metrics.subscriberRetransmissions.inc(
+      { outcome: 'skipped' },
+      skipped - this.#skippedCounted,
+    );
+    this.#resentCounted = resent;
+    this.#skippedCounted = skipped;
   }
 
   async trickle(candidate: IceCandidate): Promise<void> {

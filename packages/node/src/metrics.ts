@@ -40,6 +40,7 @@ export class NodeMetrics {
   readonly subscriberEstimate: Histogram;
   readonly subscriberProbes: Counter;
   readonly subscriberPacedPackets: Counter;
+  readonly subscriberRetransmissions: Counter<'outcome'>;
   readonly admissionWait: Histogram<'result'>;
   readonly routeDecisions: Counter<'result'>;
   readonly redisErrors: Counter<'op'>;
@@ -373,6 +374,14 @@ export class NodeMetrics {
       help: 'Packets toward subscribers that waited in the pacer (a burst above 1.25 times the estimate)',
       registers,
     });
+    this.subscriberRetransmissions = new Counter({
+      name: 'sfu_subscriber_retransmissions_total',
+      help: 'Packets subscribers NACKed: resent, or skipped (asked again within a round trip, or over a quarter of the estimate per second)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    for (const outcome of ['resent', 'skipped'] as const)
+      this.subscriberRetransmissions.inc({ outcome }, 0);
     // Every series of the media counters exists from the start, at 0: rate() and increase()
     // then see the first packets, and dashboards show 0 rather than "no data".
     for (const kind of ['audio', 'video'] as const) {
