@@ -80,9 +80,8 @@ describe('a shaped subscriber on another node, behind a relay link', () => {
     const amsOrigin = new URL(ams.url).origin;
     const hcmOrigin = new URL(hcm.url).origin;
     const browsers = {
-      p: await openBrowser({ t, extraArgs: net.chromiumArgs(amsOrigin) }),
-      u: await openBrowser({ t, extraArgs: net.chromiumArgs(amsOrigin) }),
-      s: await openBrowser({
+      root: await openBrowser({ t, extraArgs: net.chromiumArgs(amsOrigin) }),
+      shaped: await openBrowser({
         t,
         executablePath: net.chromiumPath,
         extraArgs: net.chromiumArgs(hcmOrigin),

@@ -46,11 +46,13 @@ const NAMES = { p: 'publisher', u: 'unconstrained', s: 'shaped' } as const;
 
 export interface ShapedRoomPages {
   /**
-   * A browser per page: P's and U's in the root namespace, S's inside the shaped one. Not one
-   * for P and U: pages of one browser share its fake camera, opened at one size (U's smaller
-   * capture turned P's 720p into 640x480).
+   * P's and U's pages share one browser in the root namespace (they capture the same size: a
+   * browser opens its fake camera once, at the first page's size); S's browser runs inside
+   * the shaped namespace. Each browser is a session of its own with its own CPU share, and
+   * every browser costs ~0.3 core before its pages do anything (compositor, audio and
+   * network services), so two instead of three leave the pages more of a 2-core machine.
    */
-  browsers: { p: BrowserHandle; u: BrowserHandle; s: BrowserHandle };
+  browsers: { root: BrowserHandle; shaped: BrowserHandle };
   /** Demo page URLs (origin plus extra query, e.g. a region pin) for each page. */
   urls: {
     p: (q: URLSearchParams) => string;
@@ -145,9 +147,9 @@ export async function runShapedRoom(
   const room = `shaped-${randomBytes(4).toString('hex')}`;
   const query = (name: string) => new URLSearchParams({ room, name, autojoin: '1' });
   const pages = {
-    p: await setup.browsers.p.newPage(),
-    u: await setup.browsers.u.newPage(),
-    s: await setup.browsers.s.newPage(),
+    p: await setup.browsers.root.newPage(),
+    u: await setup.browsers.root.newPage(),
+    s: await setup.browsers.shaped.newPage(),
   };
   try {
     await measure(diagnostic, setup, pages, query);
@@ -175,13 +177,11 @@ async function measure(
   pages: Record<'p' | 'u' | 's', Page>,
   query: (name: string) => URLSearchParams,
 ): Promise<void> {
-  // Capture sizes, for a 2-core machine that must not starve the encoders: P captures 720p
-  // (its top layer `f` is 1280 px wide), S 960x540 (Chrome sends three layers from 960 px up:
-  // 240, 480, 960), U 640x360 (two layers; only S decodes U's video, and its rate is measured).
-  // U's page is 1600x900, so that its two remote tiles are ~630 px wide and ask for P's `h`
-  // (640 px) and S's `f` (960 px): the sizes the unconstrained page must get.
-  await captureAt(pages.s, 960, 540);
-  await captureAt(pages.u, 640, 360);
+  // Capture sizes: every page captures 720p (layers 320, 640 and 1280 px wide), and dynacast
+  // pauses what nobody renders that large, so on a 2-core machine each encoder mostly sends
+  // q and h. U's page is 1600x900, so that its two remote tiles are ~630 px wide and ask for
+  // P's and S's `h` (640 px): the size the unconstrained page must get.
+  for (const page of Object.values(pages)) await captureAt(page, 1280, 720);
   await pages.u.setViewportSize({ width: 1600, height: 900 });
   await pages.p.goto(setup.urls.p(query(NAMES.p)));
   await pages.u.goto(setup.urls.u(query(NAMES.u)));
@@ -256,6 +256,7 @@ async function measure(
   const ridTrace: string[] = [];
   const ridsSeen: Record<string, Set<string>> = { [NAMES.p]: new Set(), [NAMES.u]: new Set() };
   const uWidths: Record<string, number[]> = { [NAMES.p]: [], [NAMES.s]: [] };
+  const uTrace: Record<string, string[]> = { [NAMES.p]: [], [NAMES.s]: [] };
   let end = start;
   while (end.at - start.at < WINDOW_MS) {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -264,8 +265,11 @@ async function measure(
     ridTrace.push(
       `${[NAMES.p, NAMES.u].map((id) => videoOf(end.views.s, id)?.rid).join('/')}@${Math.round((end.at - start.at) / 1000)}`,
     );
-    for (const id of [NAMES.p, NAMES.s])
-      uWidths[id]?.push(videoOf(end.views.u, id)?.frameWidth ?? 0);
+    for (const id of [NAMES.p, NAMES.s]) {
+      const got = videoOf(end.views.u, id);
+      uWidths[id]?.push(got?.frameWidth ?? 0);
+      uTrace[id]?.push(`${got?.rid}:${got?.frameWidth ?? 0}`);
+    }
   }
   const load1 = loadavg()[0] ?? 0;
   const encoded1 = { p: await encoding(pages.p), s: await encoding(pages.s) };
@@ -280,7 +284,7 @@ async function measure(
       `U ${fmt(atS.u.fps)} fps, ${fmt(atS.u.frozen)} s frozen, ${atS.u.width} px, rids ${[...(ridsSeen[NAMES.u] ?? [])]}`,
   );
   diagnostic(
-    `U: P ${fmt(atU.p.fps)} fps ${atU.p.rid} widths ${uWidths[NAMES.p]}; S ${fmt(atU.s.fps)} fps ${atU.s.rid} widths ${uWidths[NAMES.s]}`,
+    `U: P ${fmt(atU.p.fps)} fps, rid:width each second ${uTrace[NAMES.p]?.join(' ')}; S ${fmt(atU.s.fps)} fps, ${uTrace[NAMES.s]?.join(' ')}`,
   );
   diagnostic(
     `P: U ${fmt(atP.u.fps)} fps ${atP.u.rid} ${atP.u.width} px; S ${fmt(atP.s.fps)} fps ${atP.s.rid} ${atP.s.width} px`,

@@ -42,9 +42,8 @@ describe('a shaped subscriber on the publisher node', () => {
   }, async (t) => {
     const origin = new URL(node.url).origin;
     const browsers = {
-      p: await openBrowser({ t, extraArgs: net.chromiumArgs(origin) }),
-      u: await openBrowser({ t, extraArgs: net.chromiumArgs(origin) }),
-      s: await openBrowser({
+      root: await openBrowser({ t, extraArgs: net.chromiumArgs(origin) }),
+      shaped: await openBrowser({
         t,
         executablePath: net.chromiumPath,
         extraArgs: net.chromiumArgs(origin),

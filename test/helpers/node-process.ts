@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { onExit } from './exit.js';
+import { favourNode } from './node-priority.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLIS = {
@@ -68,8 +69,11 @@ export async function startNode(options: StartNodeOptions = {}): Promise<NodePro
     cwd: ROOT,
     env: { ...process.env, SFU_LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own session, so that it can be given its own CPU share (node-priority.ts).
+    detached: true,
   });
   live.add(child);
+  if (child.pid !== undefined) favourNode(child.pid);
   const exited = new Promise<number | null>((resolve) => {
     child.once('exit', (code) => {
       live.delete(child);
