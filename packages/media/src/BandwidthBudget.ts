@@ -15,6 +15,13 @@ export interface BandwidthBudget {
    * ms): the estimate was measured, not guessed, and may be spent at once.
    */
   readonly provenAt: number | undefined;
+  /**
+   * The most the path has been shown to carry since the estimate last fell, bits/s: what the
+   * subscriber acknowledged receiving, or what a probe measured; undefined while nothing is
+   * known. A video moves up only within it: while the node sends less than the estimate, the
+   * estimate grows (up to 1.5 times what is acknowledged) without anything having tried it.
+   */
+  readonly shownBps: number | undefined;
 }
 
 /** The budget of a subscriber nothing is estimated for: everything fits. */
@@ -22,4 +29,5 @@ export const UNLIMITED_BUDGET: BandwidthBudget = Object.freeze({
   estimateBps: undefined,
   probe: () => {},
   provenAt: undefined,
+  shownBps: undefined,
 });

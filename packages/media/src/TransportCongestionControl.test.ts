@@ -183,6 +183,32 @@ test('a probe is padding after the end of a frame; later media moves up by as ma
   assert.equal(arrivals.length, padding.length + 2, 'at most one probe per 1.5 s');
 });
 
+test('a probe counts the media sent meanwhile: it pads only what media leaves of its target', async () => {
+  const { sender, control, arrivals } = await connectedPair();
+  await sender.sendRtp(vp8Packet(900, true));
+  await waitUntil('the first packet', () => arrivals.length >= 1);
+  // The subscriber acknowledged 1.9 Mbit/s (1,200 bytes every 5 ms for 600 ms, as reported).
+  const start = performance.now() - 700;
+  for (let i = 0; i < 120; i++) control.estimator.onPacketSent(30_000 + i, 1_200, start + 5 * i);
+  control.estimator.onFeedback(
+    Array.from({ length: 120 }, (_, i) => ({
+      sequenceNumber: 30_000 + i,
+      received: true,
+      receivedAtMs: start + 5 * i + 20,
+    })),
+    performance.now(),
+  );
+  const acked = control.estimator.ackedBitrate ?? 0;
+  assert.ok(acked > 1_800_000, `acknowledged ${acked} bit/s`);
+  // A probe at 2.5 Mbit/s pads 0.6 Mbit/s (150 ms: ~36 packets of ~320 bytes on the wire),
+  // not 2.5 (~146 packets).
+  control.probe(2_500_000);
+  assert.equal(control.probes, 1);
+  await sleep(600);
+  const padding = arrivals.filter((a) => a.padding).length;
+  assert.ok(padding >= 10 && padding < 60, `${padding} padding packets`);
+});
+
 test('a probe that arrives at its rate proves the estimate and lets the next go at once; a lost one backs off', async (t) => {
   const { sender, receiverTransport, control, arrivals, arrivedAt } = await connectedPair();
   let feedbackCount = 0;

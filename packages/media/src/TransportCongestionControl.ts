@@ -29,6 +29,8 @@ const PROBE_DURATION_MS = 150;
 const PROBE_TICK_MS = 10;
 /** Padding per probe packet: the padding length is one byte (RFC 3550 section 5.1). */
 const PROBE_PADDING_BYTES = 255;
+/** A probe pads at least this share of its target, whatever media sends meanwhile. */
+const MIN_PADDING_SHARE = 0.25;
 /**
  * One probe of its own per transport, at this multiple of the estimate, this long after the
  * first feedback (libwebrtc probes at the start of a call, too): the estimate starts at a
@@ -97,7 +99,8 @@ export interface TransportCongestionControlOptions {
  * estimator. werift's per-sender estimators are replaced by a no-op (`addSender`).
  *
  * Probing sends padding-only packets on a video sender's SSRC, right after the end of a
- * frame: a browser counts them in its feedback and its jitter buffer skips them. Duplicates of
+ * frame, as much as media leaves of the probe's target (media sent meanwhile is part of the
+ * cluster): a browser counts them in its feedback and its jitter buffer skips them. Duplicates of
  * media packets would not do: the receiver's SRTP replay protection drops a packet whose
  * sequence number it has already seen before the feedback counts it (Chromium reported 49 of
  * 66 duplicates lost; none of 175 padding packets).
@@ -125,11 +128,14 @@ export class TransportCongestionControl implements BandwidthBudget {
   #firstFeedbackMs: number | undefined;
   #initialProbeDone = false;
   #cluster = 0;
+  /** The probe cluster being sent (0: none): media sent meanwhile is part of it. */
+  #activeCluster = 0;
   #lastProbeMs = Number.NEGATIVE_INFINITY;
   #probeGapMs = PROBE_GAP_MS;
   /** The rate each recent probe cluster was sent at, until its result is known. */
   readonly #probeTargets = new Map<number, number>();
   #provenAt: number | undefined;
+  #shownBps: number | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
   #warned = false;
   #closed = false;
@@ -146,7 +152,7 @@ export class TransportCongestionControl implements BandwidthBudget {
     // leave in the order they were written and the estimator sees the real send time.
     this.pacer = new Pacer<RtpHeader>({
       send: (payload, header) => {
-        this.#stamp(payload, header, 0);
+        this.#stamp(payload, header, this.#activeCluster);
         return original.call(transport, payload, header);
       },
       wireBytes: (payload, header) => wireBytes(payload.length, header.serializeSize),
@@ -187,6 +193,10 @@ export class TransportCongestionControl implements BandwidthBudget {
 
   get provenAt(): number | undefined {
     return this.#provenAt;
+  }
+
+  get shownBps(): number | undefined {
+    return this.#firstFeedbackMs === undefined ? undefined : this.#shownBps;
   }
 
   /** Probe clusters started so far. */
@@ -239,7 +249,9 @@ export class TransportCongestionControl implements BandwidthBudget {
     if (this.#closed || this.#probeTimer || this.#transport.state !== 'connected') return;
     const now = performance.now();
     if (now - this.#lastProbeMs < this.#probeGapMs) return;
-    if (this.estimator.signal === 'overuse' || targetBps <= this.estimator.estimate) return;
+    // Nothing to find out when the target is within what the path has shown it carries.
+    const known = Math.min(this.estimator.estimate, this.#shownBps ?? Number.POSITIVE_INFINITY);
+    if (this.estimator.signal === 'overuse' || targetBps <= known) return;
     // Media is waiting: a probe now would measure the queue, and delay it further.
     if (this.pacer.queuedPackets > 0) return;
     const sender = this.#probeSender();
@@ -250,8 +262,15 @@ export class TransportCongestionControl implements BandwidthBudget {
     // A cluster never reported (all of it lost with its feedback) is forgotten eventually.
     for (const old of this.#probeTargets.keys())
       if (old < cluster - 8) this.#probeTargets.delete(old);
+    // The cluster is everything sent meanwhile, media too (as libwebrtc's): padding makes up
+    // what media does not send of the target. Padding at the whole target on top of media
+    // overshot a 600 kbit/s link by the media's rate on every probe, and its queue dropped
+    // media with it.
+    this.#activeCluster = cluster;
+    const mediaBps = this.estimator.ackedBitrate ?? 0;
+    const paddingBps = Math.max(MIN_PADDING_SHARE * targetBps, targetBps - mediaBps);
     const packetBytes = wireBytes(PROBE_PADDING_BYTES, 12 + 8);
-    const total = Math.max(10, Math.ceil((targetBps * PROBE_DURATION_MS) / 8_000 / packetBytes));
+    const total = Math.max(10, Math.ceil((paddingBps * PROBE_DURATION_MS) / 8_000 / packetBytes));
     const perTick = Math.max(1, Math.ceil((total * PROBE_TICK_MS) / PROBE_DURATION_MS));
     let sent = 0;
     const started = now;
@@ -270,6 +289,7 @@ export class TransportCongestionControl implements BandwidthBudget {
   #stopProbe(): void {
     clearInterval(this.#probeTimer);
     this.#probeTimer = undefined;
+    this.#activeCluster = 0;
   }
 
   #probeSender(): [RTCRtpSender, SenderInternals] | undefined {
@@ -354,7 +374,13 @@ export class TransportCongestionControl implements BandwidthBudget {
     const results = transportFeedbackResults(feedback, this.#referenceMs);
     if (results.length === 0) return;
     const now = performance.now();
+    const before = this.estimator.estimate;
     this.estimator.onFeedback(results, now);
+    // What the subscriber received shows what the path carries, until the estimate falls (a
+    // queue or a loss: what it carried before may not hold now).
+    const acked = this.estimator.ackedBitrate;
+    if (this.estimator.estimate < before) this.#shownBps = acked;
+    else if (acked !== undefined) this.#shownBps = Math.max(this.#shownBps ?? 0, acked);
     this.#onProbeResult(now);
     this.#firstFeedbackMs ??= now;
     this.pacer.rateBps = this.estimator.estimate;
@@ -374,6 +400,7 @@ export class TransportCongestionControl implements BandwidthBudget {
       this.#probeGapMs = PROBE_GAP_MS;
       this.#lastProbeMs = Number.NEGATIVE_INFINITY;
       this.#provenAt = now;
+      this.#shownBps = Math.max(this.#shownBps ?? 0, result.bps);
     } else {
       this.#probeGapMs = Math.min(MAX_PROBE_GAP_MS, 2 * this.#probeGapMs);
     }

@@ -44,8 +44,14 @@ export const UPGRADE_MARGIN = 1.15;
  * video gets at least its floor, even over budget: a frozen tile is worse than a soft one, and
  * the estimate itself drops when the link is overused. The floor is its lowest available
  * layer (arriving or paused) within its size cap, else its lowest arriving layer above it.
+ * A video keeps (or returns to) its current layer within `budgetBps`; it moves above it only
+ * within `upgradeBudgetBps` (what the path has shown it carries; the budget by default).
  */
-export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number): number[] {
+export function allocateLayers(
+  videos: readonly VideoDemand[],
+  budgetBps: number,
+  upgradeBudgetBps = budgetBps,
+): number[] {
   const floors = videos.map(floorOf);
   const caps = videos.map((v, i) => capOf(v, floors[i] ?? -1));
   const targets = videos.map((_, i) => (caps[i] === -1 ? -1 : (floors[i] ?? -1)));
@@ -65,8 +71,10 @@ export function allocateLayers(videos: readonly VideoDemand[], budgetBps: number
       if (next < 0) continue;
       const extra = (v.layers[next]?.bitrateBps ?? 0) - (v.layers[t]?.bitrateBps ?? 0);
       // Staying on (or returning to) the current layer needs no margin: no flapping around it.
-      const margin = v.current !== undefined && next <= v.current ? 1 : UPGRADE_MARGIN;
-      if (spent + extra * margin > budgetBps) continue;
+      // Moving up spends only what has been shown to fit (`upgradeBudgetBps`).
+      const staying = v.current !== undefined && next <= v.current;
+      const margin = staying ? 1 : UPGRADE_MARGIN;
+      if (spent + extra * margin > (staying ? budgetBps : upgradeBudgetBps)) continue;
       targets[i] = next;
       spent += extra;
       moved = true;

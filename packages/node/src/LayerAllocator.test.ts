@@ -51,6 +51,7 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs = 5_000):
 class TestBudget implements BandwidthBudget {
   estimateBps: number | undefined;
   provenAt: number | undefined;
+  shownBps: number | undefined;
   probes: number[] = [];
   constructor(estimateBps?: number) {
     this.estimateBps = estimateBps;
@@ -62,9 +63,13 @@ class TestBudget implements BandwidthBudget {
 
 /**
  * A simulcast publication whose layers `arriving` (all three by default) arrive (one packet
- * each marks them active).
+ * each marks them active), each at `shares[layer]` (default 1) of its declared rate.
  */
-function simulcastPublication(arriving = [0, 1, 2], dynacastPauseDelayMs?: number): Publication {
+function simulcastPublication(
+  arriving = [0, 1, 2],
+  dynacastPauseDelayMs?: number,
+  shares: readonly number[] = [],
+): Publication {
   const p = new Publication({
     kind: 'video',
     source: 'camera',
@@ -89,7 +94,8 @@ function simulcastPublication(arriving = [0, 1, 2], dynacastPauseDelayMs?: numbe
         ssrc: layer,
       });
       // Ten packets a second at the layer's declared rate, so that the measured rates match.
-      const payload = Buffer.alloc((LAYERS[layer]?.maxBitrate ?? 0) / 80);
+      const share = shares[layer] ?? 1;
+      const payload = Buffer.alloc(Math.round(((LAYERS[layer]?.maxBitrate ?? 0) * share) / 80));
       payload[0] = 0x10;
       payload[1] = 0x01;
       p.forward(new RtpPacket(header, payload), layer);
@@ -221,6 +227,44 @@ test('an estimate a probe proved is spent at once, without the hold', async () =
     performance.now() - rose < UPGRADE_HOLD_MS - ALLOCATE_INTERVAL_MS,
     `moved up ${Math.round(performance.now() - rose)} ms after the proof`,
   );
+});
+
+test('a layer that arrives far below its cap costs half its cap: its encoder can reach the cap any moment', async () => {
+  // The top layer (1.5 Mbit/s declared) arrives at a tenth of that. On 700 kbit/s it would
+  // fit at its measured 150 kbit/s; at half its cap it does not: the video stays on layer 1.
+  const budget = new TestBudget(700_000);
+  const publication = simulcastPublication([0, 1, 2], undefined, [1, 1, 0.1]);
+  const { subscription: s, allocator } = subscriber(budget, publication);
+  await waitUntil('the top layer measured', () => (publication.layers[2]?.bitrateBps ?? 0) > 0);
+  allocator.update();
+  await waitUntil('layer 1', settled(s, 1));
+  await sleep(RETARGET_MIN_INTERVAL_MS + ALLOCATE_INTERVAL_MS + 200);
+  assert.equal(
+    s.targetLayer,
+    1,
+    `the top layer measured at ${publication.layers[2]?.bitrateBps} bit/s`,
+  );
+});
+
+test('a video moves up only within what the path has shown it carries; a probe finds out', async () => {
+  // 5 Mbit/s estimated, 400 kbit/s shown (acknowledged): layer 0 stays, a probe goes out.
+  const budget = new TestBudget(5_000_000);
+  budget.shownBps = 400_000;
+  const { subscription: s, allocator } = subscriber(budget);
+  allocator.update();
+  await waitUntil('a probe', () => budget.probes.length > 0);
+  await sleep(ALLOCATE_INTERVAL_MS + 100);
+  assert.equal(s.targetLayer, 0, 'not up on an estimate nothing tried');
+  // The probe showed 5 Mbit/s: up to the top, at once (a proof needs no hold).
+  budget.shownBps = 5_000_000;
+  budget.provenAt = performance.now();
+  allocator.update();
+  await waitUntil('up to the top once shown', settled(s, 2));
+  // What was shown falls with the estimate: the video keeps its layer within the estimate.
+  budget.shownBps = 1_000_000;
+  allocator.update();
+  await sleep(ALLOCATE_INTERVAL_MS + 100);
+  assert.equal(s.targetLayer, 2, 'staying needs the estimate, not the proof');
 });
 
 test('a video the budget moved down stays down for the backoff; a proven estimate ends it', async () => {

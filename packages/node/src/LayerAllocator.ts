@@ -120,6 +120,13 @@ export class LayerAllocator {
     const estimate = latest === undefined ? undefined : this.#sustained.update(now, latest);
     const budget =
       estimate === undefined ? Number.POSITIVE_INFINITY : Math.max(0, estimate - fixedBps);
+    // Moving up spends only what the path has shown it carries (see BandwidthBudget.shownBps):
+    // behind a 600 kbit/s link, an estimate grown to 650-730 kbit/s while the node sent 450
+    // moved a video up, its keyframe overflowed the link and every video there froze. A probe
+    // finds out first whether more fits.
+    const shown = this.#budget.shownBps;
+    const upgradeBudget =
+      shown === undefined ? budget : Math.min(budget, Math.max(0, shown - fixedBps));
     const demands = simulcast.map((s): VideoDemand => {
       const pin = s.settings?.pin;
       const current = s.targetLayer;
@@ -142,7 +149,7 @@ export class LayerAllocator {
         ...(current >= 0 ? { current } : {}),
       };
     });
-    const targets = allocateLayers(demands, budget);
+    const targets = allocateLayers(demands, budget, upgradeBudget);
     // Dynacast's demand: what each video would get if every declared layer arrived and the
     // budget were PROBE_REACH times the estimate (no backoff ceiling). A layer the publisher
     // was asked for that does not arrive yet must stay demanded: Chrome starts a resumed layer
@@ -192,9 +199,9 @@ export class LayerAllocator {
       s.retarget(layer, chosen < 0 ? chosen : Math.max(chosen, wanted[i] ?? chosen), now);
     }
     if (estimate === undefined) return;
-    // A video held below its cap by the budget alone: let the estimator find out whether more
-    // would fit: at least the cheapest step up, at most every video at its cap (one probe per
-    // run), and no more than PROBE_REACH times the estimate.
+    // A video held below its cap by the budget (or by what the path has shown): let the
+    // estimator find out whether more would fit: at least the cheapest step up, at most every
+    // video at its cap (one probe per run), and no more than PROBE_REACH times the estimate.
     let probe = Number.POSITIVE_INFINITY;
     let full = fixedBps;
     for (const [i, s] of simulcast.entries()) {
@@ -231,12 +238,22 @@ export class LayerAllocator {
 }
 
 /**
- * What a layer costs: its measured rate while it arrives, its declared cap while it is paused
- * (or before its first measurement).
+ * A layer that arrives costs at least this share of its declared cap. An encoder that sends a
+ * layer far below its cap (ramping up after dynacast resumed it, or held by its own estimate)
+ * can reach the cap within a second: a 1280 px layer measured at 270 kbit/s looked like it fit
+ * a 600 kbit/s link, the subscriber was moved up to it, and its next seconds overflowed the
+ * link (every video there froze for 4.9 s).
+ */
+const MIN_COST_SHARE = 0.5;
+
+/**
+ * What a layer costs: its measured rate while it arrives (at least MIN_COST_SHARE of its cap),
+ * its declared cap while it is paused (or before its first measurement).
  */
 function costOf(layer: PublicationLayer | undefined): number {
   if (!layer) return 0;
-  return layer.active && layer.bitrateBps > 0 ? layer.bitrateBps : layer.maxBitrate;
+  if (!layer.active || layer.bitrateBps <= 0) return layer.maxBitrate;
+  return Math.max(layer.bitrateBps, MIN_COST_SHARE * layer.maxBitrate);
 }
 
 /**

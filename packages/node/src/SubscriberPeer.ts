@@ -113,6 +113,9 @@ export class SubscriberPeer {
       get provenAt() {
         return congestion()?.provenAt;
       },
+      get shownBps() {
+        return congestion()?.shownBps;
+      },
       probe: (targetBps: number) => this.#congestion?.probe(targetBps),
     };
     this.#allocator = new LayerAllocator({
