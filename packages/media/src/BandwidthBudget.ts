@@ -16,8 +16,8 @@ export interface BandwidthBudget {
    */
   readonly provenAt: number | undefined;
   /**
-   * The most the path has been shown to carry since the estimate last fell, bits/s: what the
-   * subscriber acknowledged receiving, or what a probe measured; undefined while nothing is
+   * What the path has been shown to carry, bits/s: what the subscriber acknowledges receiving
+   * now, or what a probe measured since the estimate last fell; undefined while nothing is
    * known. A video moves up only within it: while the node sends less than the estimate, the
    * estimate grows (up to 1.5 times what is acknowledged) without anything having tried it.
    */

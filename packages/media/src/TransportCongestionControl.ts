@@ -135,7 +135,8 @@ export class TransportCongestionControl implements BandwidthBudget {
   /** The rate each recent probe cluster was sent at, until its result is known. */
   readonly #probeTargets = new Map<number, number>();
   #provenAt: number | undefined;
-  #shownBps: number | undefined;
+  /** What the last successful probe measured, until the estimate falls. */
+  #provenBps: number | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
   #warned = false;
   #closed = false;
@@ -195,8 +196,17 @@ export class TransportCongestionControl implements BandwidthBudget {
     return this.#provenAt;
   }
 
+  /**
+   * What the subscriber acknowledges receiving now, or what the last successful probe measured
+   * if the estimate has not fallen since. Not the highest acknowledged rate: from a receiver
+   * that stamps its arrivals in bunches (a busy CPU), a 500 ms window reads up to half as much
+   * again as went through, and a maximum of those kept the peaks.
+   */
   get shownBps(): number | undefined {
-    return this.#firstFeedbackMs === undefined ? undefined : this.#shownBps;
+    if (this.#firstFeedbackMs === undefined) return undefined;
+    const acked = this.estimator.ackedBitrate;
+    if (acked === undefined && this.#provenBps === undefined) return undefined;
+    return Math.max(acked ?? 0, this.#provenBps ?? 0);
   }
 
   /** Probe clusters started so far. */
@@ -250,7 +260,7 @@ export class TransportCongestionControl implements BandwidthBudget {
     const now = performance.now();
     if (now - this.#lastProbeMs < this.#probeGapMs) return;
     // Nothing to find out when the target is within what the path has shown it carries.
-    const known = Math.min(this.estimator.estimate, this.#shownBps ?? Number.POSITIVE_INFINITY);
+    const known = Math.min(this.estimator.estimate, this.shownBps ?? Number.POSITIVE_INFINITY);
     if (this.estimator.signal === 'overuse' || targetBps <= known) return;
     // Media is waiting: a probe now would measure the queue, and delay it further.
     if (this.pacer.queuedPackets > 0) return;
@@ -376,11 +386,8 @@ export class TransportCongestionControl implements BandwidthBudget {
     const now = performance.now();
     const before = this.estimator.estimate;
     this.estimator.onFeedback(results, now);
-    // What the subscriber received shows what the path carries, until the estimate falls (a
-    // queue or a loss: what it carried before may not hold now).
-    const acked = this.estimator.ackedBitrate;
-    if (this.estimator.estimate < before) this.#shownBps = acked;
-    else if (acked !== undefined) this.#shownBps = Math.max(this.#shownBps ?? 0, acked);
+    // A queue or a loss: what a probe showed before may not hold now.
+    if (this.estimator.estimate < before) this.#provenBps = undefined;
     this.#onProbeResult(now);
     this.#firstFeedbackMs ??= now;
     this.pacer.rateBps = this.estimator.estimate;
@@ -400,7 +407,7 @@ export class TransportCongestionControl implements BandwidthBudget {
       this.#probeGapMs = PROBE_GAP_MS;
       this.#lastProbeMs = Number.NEGATIVE_INFINITY;
       this.#provenAt = now;
-      this.#shownBps = Math.max(this.#shownBps ?? 0, result.bps);
+      this.#provenBps = result.bps;
     } else {
       this.#probeGapMs = Math.min(MAX_PROBE_GAP_MS, 2 * this.#probeGapMs);
     }
