@@ -30,8 +30,8 @@ const files = {
   robustness: walk(join(root, 'test/robustness')),
   // The WAN lab: network namespaces and the link emulator (needs root).
   lab: walk(join(root, 'test/lab')),
-  // Issue 14's acceptance behind a real tbf shaper (needs root); not in the default run yet
-  // (README, Tests).
+  // Issue 14's acceptance across a relay behind a real tbf shaper (needs root); not in the
+  // default run yet (README, Tests). The one-node variant is in e2e.
   acceptance: walk(join(root, 'test/acceptance')),
 };
 

@@ -13,12 +13,12 @@
 import { after, before, describe, test } from 'node:test';
 import { reportOnFailure } from '../e2e/page-view.js';
 import { buildDemoPage, waitForRoute } from '../e2e/setup.js';
+import { runShapedRoom, SHAPED_KBIT } from '../e2e/shaped-room.js';
 import { openBrowser } from '../helpers/browser.js';
 import { createShapedNamespace, type ShapedNamespace } from '../helpers/netns.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
-import { runShapedRoom, SHAPED_KBIT } from './shaped-room.js';
 
 const TTL_MS = 3_000;
 const HEARTBEAT_MS = 750;

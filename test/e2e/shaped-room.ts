@@ -16,16 +16,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { loadavg } from 'node:os';
 import type { Page } from 'playwright-core';
-import {
-  MEDIA_TIMEOUT_MS,
-  type PageView,
-  type RemoteVideo,
-  until,
-  view,
-} from '../e2e/page-view.js';
 import type { BrowserHandle } from '../helpers/browser.js';
 import type { ShapedNamespace } from '../helpers/netns.js';
 import { waitUntil } from '../helpers/wait.js';
+import { MEDIA_TIMEOUT_MS, type PageView, type RemoteVideo, until, view } from './page-view.js';
 
 /** Acceptance bounds of issue 14: not to be widened. */
 export const MIN_FPS = 12;

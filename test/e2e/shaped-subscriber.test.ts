@@ -11,12 +11,12 @@
  * shaper), P and U locally.
  */
 import { after, before, describe, test } from 'node:test';
-import { reportOnFailure } from '../e2e/page-view.js';
-import { buildDemoPage } from '../e2e/setup.js';
 import { openBrowser } from '../helpers/browser.js';
 import { createShapedNamespace, type ShapedNamespace } from '../helpers/netns.js';
 import { type NodeProcess, startNode } from '../helpers/node-process.js';
 import { freePort } from '../helpers/ports.js';
+import { reportOnFailure } from './page-view.js';
+import { buildDemoPage } from './setup.js';
 import { runShapedRoom, SHAPED_KBIT } from './shaped-room.js';
 
 describe('a shaped subscriber on the publisher node', () => {
