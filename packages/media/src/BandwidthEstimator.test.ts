@@ -215,6 +215,24 @@ test('a probe cluster stamped in a bunch (arriving 4x faster than sent) measures
   assert.ok(estimator.estimate <= 300_000, `the estimate moved: ${estimator.estimate}`);
 });
 
+test('a probe whose second half the receiver stamped in a bunch reads no more than the whole cluster', () => {
+  const estimator = new BandwidthEstimator({ initialBps: 300_000 });
+  const results: PacketFeedback[] = [];
+  // 20 packets of 1,200 bytes sent at 1 Mbit/s through a 400 kbit/s path (24 ms apart on
+  // arrival), but the receiver did not run while the second half arrived and stamped it
+  // 6 ms apart at the end: that half reads 1.6 Mbit/s (under the 2x bunching guard), the
+  // whole cluster ~360 kbit/s.
+  for (let i = 0; i < 20; i++) {
+    estimator.onPacketSent(i, 1_200, 1_000 + i * 9.6, 5);
+    const arrival = i < 10 ? 1_020 + i * 24 : 1_020 + 20 * 24 + (i - 10) * 6;
+    results.push({ sequenceNumber: i, received: true, receivedAtMs: arrival });
+  }
+  estimator.onFeedback(results, 1_700);
+  const measured = estimator.lastProbe?.bps ?? 0;
+  assert.equal(estimator.lastProbe?.cluster, 5);
+  assert.ok(measured > 0 && measured <= 450_000, `measured ${Math.round(measured / 1000)} kbit/s`);
+});
+
 test('a receiver that stalls and then stamps what queued in one burst is not a queue building', () => {
   // 20 frames/s of 6 packets each (sent within 1 ms) and an audio packet every 20 ms, about
   // 1.2 Mbit/s on an idle 20 ms path; but the receiver does not run for 30-90 ms every

@@ -264,7 +264,16 @@ export class BandwidthEstimator {
     if (recvMs <= 0) return;
     let tailBytes = 0;
     for (const a of tail) tailBytes += a.bytes;
-    const recvBps = ((tailBytes - last.bytes) * 8 * 1000) / recvMs;
+    // Nor more than the whole cluster's arrival rate: a receiver that stalled during the
+    // second half stamps it in a bunch (Chromium starved for CPU did), which a short tail
+    // reads as up to twice the path's rate, and a 400 kbit/s link "proved" 800 kbit/s.
+    const head = arrivals[0];
+    const wholeMs = head ? last.atMs - head.atMs : 0;
+    let wholeBytes = 0;
+    for (const a of arrivals) wholeBytes += a.bytes;
+    const wholeBps =
+      wholeMs > 0 ? ((wholeBytes - last.bytes) * 8 * 1000) / wholeMs : Number.POSITIVE_INFINITY;
+    const recvBps = Math.min(((tailBytes - last.bytes) * 8 * 1000) / recvMs, wholeBps);
     // Arriving much faster than sent is no measurement: the receiver stamped a bunch of
     // packets at once (a busy receiver reading its socket late; Chromium starved for CPU did,
     // and a 400 kbit/s tbf link "proved" 1.6 Mbit/s), or a queue drained. libwebrtc's
