@@ -249,8 +249,11 @@ async function measure(
   const encoded0 = { p: await encoding(pages.p), s: await encoding(pages.s) };
   const ridTrace: string[] = [];
   const ridsSeen: Record<string, Set<string>> = { [NAMES.p]: new Set(), [NAMES.u]: new Set() };
-  const uWidths: Record<string, number[]> = { [NAMES.p]: [], [NAMES.s]: [] };
-  const uTrace: Record<string, string[]> = { [NAMES.p]: [], [NAMES.s]: [] };
+  /** U's received rid and width of P's and S's videos, each second. */
+  const atUEachSecond: Record<string, { rid: string | null; width: number }[]> = {
+    [NAMES.p]: [],
+    [NAMES.s]: [],
+  };
   let end = start;
   while (end.at - start.at < WINDOW_MS) {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -261,8 +264,7 @@ async function measure(
     );
     for (const id of [NAMES.p, NAMES.s]) {
       const got = videoOf(end.views.u, id);
-      uWidths[id]?.push(got?.frameWidth ?? 0);
-      uTrace[id]?.push(`${got?.rid}:${got?.frameWidth ?? 0}`);
+      atUEachSecond[id]?.push({ rid: got?.rid ?? null, width: got?.frameWidth ?? 0 });
     }
   }
   const load1 = loadavg()[0] ?? 0;
@@ -277,8 +279,10 @@ async function measure(
     `S: P ${fmt(atS.p.fps)} fps, ${fmt(atS.p.frozen)} s frozen, ${atS.p.width} px, rids ${[...(ridsSeen[NAMES.p] ?? [])]}; ` +
       `U ${fmt(atS.u.fps)} fps, ${fmt(atS.u.frozen)} s frozen, ${atS.u.width} px, rids ${[...(ridsSeen[NAMES.u] ?? [])]}`,
   );
+  const uTrace = (id: string) =>
+    (atUEachSecond[id] ?? []).map((x) => `${x.rid}:${x.width}`).join(' ');
   diagnostic(
-    `U: P ${fmt(atU.p.fps)} fps, rid:width each second ${uTrace[NAMES.p]?.join(' ')}; S ${fmt(atU.s.fps)} fps, ${uTrace[NAMES.s]?.join(' ')}`,
+    `U: P ${fmt(atU.p.fps)} fps, rid:width each second ${uTrace(NAMES.p)}; S ${fmt(atU.s.fps)} fps, ${uTrace(NAMES.s)}`,
   );
   diagnostic(
     `P: U ${fmt(atP.u.fps)} fps ${atP.u.rid} ${atP.u.width} px; S ${fmt(atP.s.fps)} fps ${atP.s.rid} ${atP.s.width} px`,
@@ -301,7 +305,7 @@ async function measure(
   }
   // Every sample of the window, not only its end: U receives at least 640 px throughout.
   for (const id of [NAMES.p, NAMES.s]) {
-    const narrowest = Math.min(...(uWidths[id] ?? [0]));
+    const narrowest = Math.min(...(atUEachSecond[id] ?? [{ width: 0 }]).map((x) => x.width));
     assert.ok(
       narrowest >= MIN_UNCONSTRAINED_WIDTH,
       `U receives ${id} at ${narrowest} px < ${MIN_UNCONSTRAINED_WIDTH} in the window`,
