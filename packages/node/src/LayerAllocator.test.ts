@@ -342,3 +342,28 @@ test('a layer within a probe of the estimate stays demanded; one beyond it is pa
   assert.equal(publication.layers[1]?.paused, false);
   assert.equal(publication.layers[0]?.paused, false);
 });
+
+test('a layer dynacast paused costs its cap while its last packets still arrive', async () => {
+  // f arrives at half its cap. 300 kbit/s: twice that does not reach f's 750 kbit/s, so f is
+  // paused. Then 450 kbit/s for longer than the hold: twice that covers what f arrived at, but
+  // not its 1.5 Mbit/s cap, and f (still arriving here, as it does for a moment after a
+  // pause) stays paused.
+  const publication = simulcastPublication([0, 1, 2], 100, [1, 1, 0.5]);
+  const budget = new TestBudget(300_000);
+  const { subscription: s, allocator } = subscriber(budget, publication);
+  s.settings = { visible: true, width: 1280, height: 720, pin: 'auto' };
+  s.settingsChanged = true;
+  allocator.update();
+  await waitUntil('f paused', () => Boolean(publication.layers[2]?.paused), 8_000);
+  const sent: string[][] = [];
+  publication.on('dynacast', (active) => sent.push(active));
+  budget.estimateBps = 450_000;
+  await sleep(UPGRADE_HOLD_MS + 3 * ALLOCATE_INTERVAL_MS);
+  assert.equal(publication.layers[2]?.active, true, 'f still arrives');
+  // (h may move: only f's fate is this test's.)
+  assert.ok(
+    !sent.some((active) => active.includes('f')),
+    `dynacast resumed f: ${JSON.stringify(sent)}`,
+  );
+  assert.equal(publication.layers[2]?.paused, true);
+});

@@ -248,11 +248,16 @@ const MIN_COST_SHARE = 0.5;
 
 /**
  * What a layer costs: its measured rate while it arrives (at least MIN_COST_SHARE of its cap),
- * its declared cap while it is paused (or before its first measurement).
+ * its declared cap while it is paused (or before its first measurement). A layer dynacast has
+ * paused still arrives for a moment at its old rate: it costs its cap all the same, or the
+ * demand it lost came back at once (behind a 400 kbit/s tbf, twice an estimate of 540 kbit/s
+ * covered f's last 800 kbit/s, and f was resumed 550 ms after its pause). Paused, a layer
+ * comes back only for a budget that carries it whole; arriving, it stays for half: the gap is
+ * the hysteresis that keeps the publisher's encoder from toggling.
  */
 function costOf(layer: PublicationLayer | undefined): number {
   if (!layer) return 0;
-  if (!layer.active || layer.bitrateBps <= 0) return layer.maxBitrate;
+  if (!layer.active || layer.paused || layer.bitrateBps <= 0) return layer.maxBitrate;
   return Math.max(layer.bitrateBps, MIN_COST_SHARE * layer.maxBitrate);
 }
 
