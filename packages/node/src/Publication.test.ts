@@ -254,6 +254,20 @@ test('keyframe requests go to one layer, merged per layer within the gap', async
   assert.deepEqual(singlePlis, [0]);
 });
 
+test('a keyframe that arrives answers the request waiting out the gap: it is not sent', async () => {
+  const { p, plis } = publication(LAYERS);
+  p.addSubscription(new Sink());
+  p.requestKeyframe(1);
+  p.requestKeyframe(1); // waits out the gap
+  p.requestKeyframe(2);
+  p.requestKeyframe(2); // waits out the gap too
+  assert.deepEqual(plis, [1, 2]);
+  p.forward(packet(11, 1, 1, true), 1); // a keyframe of layer 1 (Chrome: of every layer)
+  p.forward(packet(12, 1, 1, false), 2); // layer 2: no keyframe yet
+  await sleep(KEYFRAME_REQUEST_GAP_MS + 100);
+  assert.deepEqual(plis, [1, 2, 2], 'layer 2 still asked again, layer 1 not');
+});
+
 test('dynacast: the union of sinks decides, silent sinks keep everything, a removed sink drops its demand', async () => {
   const { p, plis } = publication(LAYERS, 100);
   const a = new Sink();

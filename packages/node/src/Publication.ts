@@ -243,6 +243,7 @@ export class Publication extends TypedEmitter<PublicationEvents> {
       this.keyframesIn++;
       state.keyframes++;
       this.#metrics.keyframes.inc();
+      this.#keyframeArrived(layer);
     }
     if (!state.active && media) {
       // Becoming active is reported at once (an allocator may switch up now); becoming
@@ -321,6 +322,21 @@ export class Publication extends TypedEmitter<PublicationEvents> {
       this.#trailingRequest[layer] = undefined;
       this.#requestKeyframe(layer);
     }, wait);
+  }
+
+  /**
+   * A keyframe of `layer` arrived: a request for it still waiting out the gap is answered
+   * (whoever asked switches at the next keyframe it sees), so it is not sent (mediasoup's
+   * keyframe request manager does the same). Chrome's VP8 simulcast encoder answers a PLI for
+   * any layer with a keyframe on every layer (its q, h and f keyframe counts rose together):
+   * when a viewer joined and switched up, the node asked for 8 keyframes of q and h in 1.5 s,
+   * each a set of three for the publisher to encode.
+   */
+  #keyframeArrived(layer: number): void {
+    const trailing = this.#trailingRequest[layer];
+    if (!trailing) return;
+    clearTimeout(trailing);
+    this.#trailingRequest[layer] = undefined;
   }
 
   #onTick(): void {
