@@ -44,6 +44,7 @@ export interface LocalLayer {
   /** Declared in the publish request. */
   width: number;
   bytesSent: number;
+  framesEncoded: number;
   frameWidth: number;
 }
 
@@ -164,6 +165,7 @@ export function view(page: Page): Promise<PageView> {
       active: l.active,
       width: l.width,
       bytesSent: Number(sending.get(l.rid)?.bytesSent ?? 0),
+      framesEncoded: Number(sending.get(l.rid)?.framesEncoded ?? 0),
       frameWidth: Number(sending.get(l.rid)?.frameWidth ?? 0),
     }));
     return {
