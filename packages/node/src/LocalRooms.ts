@@ -1,5 +1,6 @@
-import { type LeaveReason, type Logger, SfuError } from '@geosfu/common';
+import { type LeaveReason, type Logger, SfuError, type TrackInfo } from '@geosfu/common';
 import type { RoomEvent, RoomStore, SessionRecord, WebhookInput } from '@geosfu/registry';
+import { LatestWrites } from './LatestWrites.js';
 import type { Participant } from './Participant.js';
 import { Room } from './Room.js';
 
@@ -35,6 +36,17 @@ export class LocalRooms {
    * sent. The read is older than those events, so it must not undo them.
    */
   readonly #rereading = new Map<string, Set<string>>();
+  /** Each session's track list, written to the store in order (see LatestWrites). */
+  readonly #trackWrites = new LatestWrites<{ room: string; tracks: TrackInfo[] }>(
+    async (sessionId, { room, tracks }) => {
+      await this.#store.setTracks(room, sessionId, tracks).catch((error: unknown) => {
+        // NOT_FOUND: the session left meanwhile (its unpublish events come with the leave).
+        if (error instanceof SfuError && error.code === 'NOT_FOUND') return;
+        // The outage's reassert writes the current tracks once Redis is back.
+        this.#logger.warn({ err: error, room }, 'could not store the tracks');
+      });
+    },
+  );
 
   constructor(options: {
     nodeId: string;
@@ -82,12 +94,7 @@ export class LocalRooms {
     room.on('tracksChanged', (p) => {
       this.#hooks.membershipChanged(name);
       const tracks = [...p.publications.values()].map((x) => x.info());
-      this.#store.setTracks(name, p.sessionId, tracks).catch((error: unknown) => {
-        // NOT_FOUND: the session left meanwhile (its unpublish events come with the leave).
-        if (error instanceof SfuError && error.code === 'NOT_FOUND') return;
-        // The outage's reassert writes the current tracks once Redis is back.
-        this.#logger.warn({ err: error, room: name }, 'could not store the tracks');
-      });
+      this.#trackWrites.changed(p.sessionId, { room: name, tracks });
     });
     room.on('empty', () => this.retireIfUnused(room));
     const who = (p: Participant) => p.info(this.#nodeId, this.#region);
