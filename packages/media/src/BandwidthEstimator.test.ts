@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BandwidthEstimator, type PacketFeedback } from './BandwidthEstimator.js';
+import { BandwidthEstimator, type PacketFeedback, type ProbeResult } from './BandwidthEstimator.js';
 
 /**
  * A bottleneck link in simulated time: packets queue behind each other at `capacityBps`, a
@@ -46,6 +46,7 @@ function simulate(
         probe.left--;
       } else credit -= PACKET;
       estimator.onPacketSent(seq & 0xffff, PACKET, t, probing ? cluster : 0);
+      if (probing && probe.left === 0) estimator.endCluster(cluster);
       const start = Math.max(t, linkFreeAt);
       if (start - t > phase.queueMs) {
         fate[seq] = { received: false, at: t + propagationMs };
@@ -153,7 +154,11 @@ test('feedback for packets it never saw changes nothing', () => {
  * bucket of 600 kbit/s with a 6000-byte burst (tbf), or through no bucket. Returns the
  * estimate after the feedback.
  */
-function probeThrough(bucket: boolean): { estimate: number; probe: number | undefined } {
+function probeThrough(bucket: boolean): {
+  estimate: number;
+  probe: number | undefined;
+  carried: boolean | undefined;
+} {
   const estimator = new BandwidthEstimator({ initialBps: 300_000 });
   const size = 1200;
   const results: PacketFeedback[] = [];
@@ -174,20 +179,27 @@ function probeThrough(bucket: boolean): { estimate: number; probe: number | unde
     }
     results.push({ sequenceNumber: i, received: true, receivedAtMs: arrival });
   }
+  estimator.endCluster(1);
   estimator.onFeedback(results, 1300);
   assert.equal(estimator.lastProbe?.cluster, 1);
-  return { estimate: estimator.estimate, probe: estimator.lastProbe?.bps };
+  return {
+    estimate: estimator.estimate,
+    probe: estimator.lastProbe?.bps,
+    carried: estimator.lastProbe?.carried,
+  };
 }
 
 test("a probe through a token bucket reads the bucket's rate, not its burst", () => {
-  const { estimate: shaped, probe: shapedProbe } = probeThrough(true);
+  const { estimate: shaped, probe: shapedProbe, carried: shapedCarried } = probeThrough(true);
   // The whole cluster's arrival rate was ~880 kbit/s: the first 6000 bytes rode the burst.
   assert.ok(shaped <= 660_000, `probe through a 600 kbit/s bucket read ${shaped} bit/s`);
   assert.ok(shaped > 500_000, `the probe still lifted the estimate: ${shaped} bit/s`);
   assert.equal(shapedProbe, shaped, 'the result is reported as measured');
-  const { estimate: open, probe: openProbe } = probeThrough(false);
+  assert.equal(shapedCarried, false, 'the bucket held the cluster back: its rate is the capacity');
+  const { estimate: open, probe: openProbe, carried: openCarried } = probeThrough(false);
   assert.ok(open >= 1_000_000, `an open path reads the probe's rate: ${open} bit/s`);
   assert.ok((openProbe ?? 0) >= 1_000_000);
+  assert.equal(openCarried, true, 'an open path carried all of the cluster: a floor');
 });
 
 test('a probe cluster mostly lost is reported as a failure (0), and changes no estimate', () => {
@@ -197,8 +209,9 @@ test('a probe cluster mostly lost is reported as a failure (0), and changes no e
     estimator.onPacketSent(i, 1200, 1000 + i * 8, 7);
     results.push({ sequenceNumber: i, received: i < 8, receivedAtMs: 1020 + i * 16 });
   }
+  estimator.endCluster(7);
   estimator.onFeedback(results, 1300);
-  assert.deepEqual(estimator.lastProbe, { cluster: 7, bps: 0 });
+  assert.deepEqual(estimator.lastProbe, { cluster: 7, bps: 0, sentBps: 0, carried: false });
   assert.ok(estimator.estimate <= 300_000);
 });
 
@@ -210,8 +223,9 @@ test('a probe cluster stamped in a bunch (arriving 4x faster than sent) measures
     estimator.onPacketSent(i, 1200, 1000 + i * 8, 3);
     results.push({ sequenceNumber: i, received: true, receivedAtMs: 1200 + i * 2 });
   }
+  estimator.endCluster(3);
   estimator.onFeedback(results, 1300);
-  assert.deepEqual(estimator.lastProbe, { cluster: 3, bps: 0 });
+  assert.deepEqual(estimator.lastProbe, { cluster: 3, bps: 0, sentBps: 0, carried: false });
   assert.ok(estimator.estimate <= 300_000, `the estimate moved: ${estimator.estimate}`);
 });
 
@@ -227,6 +241,7 @@ test('a probe whose second half the receiver stamped in a bunch reads no more th
     const arrival = i < 10 ? 1_020 + i * 24 : 1_020 + 20 * 24 + (i - 10) * 6;
     results.push({ sequenceNumber: i, received: true, receivedAtMs: arrival });
   }
+  estimator.endCluster(5);
   estimator.onFeedback(results, 1_700);
   const measured = estimator.lastProbe?.bps ?? 0;
   assert.equal(estimator.lastProbe?.cluster, 5);
@@ -288,4 +303,50 @@ test('a receiver that stalls and then stamps what queued in one burst is not a q
     estimator.estimate >= 1_200_000,
     `estimate ${Math.round(estimator.estimate / 1000)} kbit/s`,
   );
+});
+
+test('a probe cluster is judged once it ended, not on the first packets feedback reported', () => {
+  const estimator = new BandwidthEstimator({ initialBps: 300_000 });
+  const lastProbe = (): ProbeResult | undefined => estimator.lastProbe;
+  // 40 packets of 1,200 bytes sent 8 ms apart (1.2 Mbit/s) through a 600 kbit/s path: they
+  // arrive 16 ms apart. Feedback reports the first 4 while the burst is still going (too few
+  // for a result: it read as a failure), then the next 6 (10 packets sent back to back by one
+  // tick read 2.5 Mbit/s behind a shaper).
+  const arrival = (i: number) => 1_020 + i * 16;
+  const report = (from: number, to: number, nowMs: number) => {
+    const results: PacketFeedback[] = [];
+    for (let i = from; i < to; i++)
+      results.push({ sequenceNumber: i, received: true, receivedAtMs: arrival(i) });
+    estimator.onFeedback(results, nowMs);
+  };
+  for (let i = 0; i < 10; i++) estimator.onPacketSent(i, 1_200, 1_000 + i * 8, 9);
+  report(0, 4, 1_100);
+  assert.equal(lastProbe(), undefined, 'judged on 4 packets');
+  report(4, 10, 1_200);
+  assert.equal(lastProbe(), undefined, 'judged on 10 packets');
+  for (let i = 10; i < 40; i++) estimator.onPacketSent(i, 1_200, 1_000 + i * 8, 9);
+  estimator.endCluster(9);
+  assert.equal(lastProbe(), undefined, 'judged before its last packets were reported');
+  report(10, 40, 1_700);
+  const measured = lastProbe()?.bps ?? 0;
+  assert.equal(lastProbe()?.cluster, 9);
+  assert.ok(
+    measured > 500_000 && measured < 700_000,
+    `measured ${Math.round(measured / 1000)} kbit/s`,
+  );
+});
+
+test('a probe cluster all reported before it ended is judged when it ends', () => {
+  const estimator = new BandwidthEstimator({ initialBps: 300_000 });
+  const results: PacketFeedback[] = [];
+  for (let i = 0; i < 20; i++) {
+    estimator.onPacketSent(i, 1_200, 1_000 + i * 8, 4);
+    results.push({ sequenceNumber: i, received: true, receivedAtMs: 1_020 + i * 8 });
+  }
+  const lastProbe = (): ProbeResult | undefined => estimator.lastProbe;
+  estimator.onFeedback(results, 1_300);
+  assert.equal(lastProbe(), undefined);
+  estimator.endCluster(4);
+  assert.equal(lastProbe()?.cluster, 4);
+  assert.ok((lastProbe()?.bps ?? 0) >= 1_000_000, 'an open path reads the sent rate');
 });

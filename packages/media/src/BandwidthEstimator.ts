@@ -83,13 +83,24 @@ const PROBE_MAX_RECEIVE_RATIO = 2;
 export interface ProbeResult {
   readonly cluster: number;
   readonly bps: number;
+  /** The rate the cluster left at, bits/s (0 when it measured nothing). */
+  readonly sentBps: number;
+  /**
+   * It arrived as fast as it left: the path carried all of it, and `bps` is what was sent, a
+   * floor of the capacity rather than the capacity.
+   */
+  readonly carried: boolean;
 }
 
 interface Cluster {
   packets: number;
   bytes: number;
+  /** The size of the last packet sent: it is not part of the send rate. */
+  lastBytes: number;
   firstSendMs: number;
   lastSendMs: number;
+  /** The sender said the burst is over (`endCluster`): no packet joins it after. */
+  ended: boolean;
   /** Arrival time and size of each packet received, in the order they were reported. */
   arrivals: { atMs: number; bytes: number }[];
   reported: number;
@@ -171,7 +182,7 @@ export class BandwidthEstimator {
     return this.#state;
   }
 
-  /** The last probe cluster whose packets were all reported, and what it measured. */
+  /** The last ended probe cluster whose packets were all reported, and what it measured. */
   get lastProbe(): ProbeResult | undefined {
     return this.#lastProbe;
   }
@@ -197,8 +208,10 @@ export class BandwidthEstimator {
       this.#clusters.set(cluster, {
         packets: 1,
         bytes,
+        lastBytes: bytes,
         firstSendMs: sentAtMs,
         lastSendMs: sentAtMs,
+        ended: false,
         arrivals: [],
         reported: 0,
       });
@@ -206,7 +219,21 @@ export class BandwidthEstimator {
     }
     c.packets++;
     c.bytes += bytes;
+    c.lastBytes = bytes;
     c.lastSendMs = sentAtMs;
+  }
+
+  /**
+   * The probe cluster's burst is over. Until then it is not judged, however much of it was
+   * reported: feedback often covers a burst's first packets while the rest are still being
+   * sent, and its first 4 or 10 packets read as a failure (too few) or as a rate no link has
+   * (10 packets in 11 ms "proved" 2.5 Mbit/s behind a shaper).
+   */
+  endCluster(cluster: number): void {
+    const c = this.#clusters.get(cluster);
+    if (!c) return;
+    c.ended = true;
+    if (c.reported >= c.packets) this.#judge(cluster, c);
   }
 
   /** One feedback packet's results, in sequence order, at local time `nowMs`. */
@@ -238,19 +265,23 @@ export class BandwidthEstimator {
     if (!c) return;
     c.reported++;
     if (r.received) c.arrivals.push({ atMs: r.receivedAtMs, bytes });
-    if (c.reported < c.packets) return;
+    if (c.ended && c.reported >= c.packets) this.#judge(id, c);
+  }
+
+  /** What an ended cluster, all of it reported, measured: `lastProbe`. */
+  #judge(id: number, c: Cluster): void {
     this.#clusters.delete(id);
     // Old clusters whose packets were never reported go too.
     for (const [other, o] of this.#clusters)
       if (o.firstSendMs < c.firstSendMs) this.#clusters.delete(other);
     const received = c.arrivals.length;
     // Until it measures something, the cluster failed: too much of it lost, or too little.
-    this.#lastProbe = { cluster: id, bps: 0 };
+    this.#lastProbe = { cluster: id, bps: 0, sentBps: 0, carried: false };
     if (received < PROBE_MIN_PACKETS || received < c.packets * 0.8) return;
     const sendMs = c.lastSendMs - c.firstSendMs;
     if (sendMs <= 0) return;
     // The last packet's size is not part of a rate: it arrived at the end of the window.
-    const sendBps = ((c.bytes - bytes) * 8 * 1000) / sendMs;
+    const sendBps = ((c.bytes - c.lastBytes) * 8 * 1000) / sendMs;
     // The arrival rate of the cluster's second half only: its head can ride a token bucket's
     // burst (a tbf, an ISP's shaper) and arrive at line rate, which read 863 kbit/s on a
     // 600 kbit/s link; by the second half the bucket is empty and packets arrive at the rate
@@ -280,8 +311,9 @@ export class BandwidthEstimator {
     // ProbeBitrateEstimator drops such clusters too (kMaxValidRatio).
     if (recvBps > PROBE_MAX_RECEIVE_RATIO * sendBps) return;
     // Arriving clearly slower than sent: the path's capacity is the arrival rate.
-    const result = recvBps < 0.9 * sendBps ? recvBps : Math.min(sendBps, recvBps);
-    this.#lastProbe = { cluster: id, bps: result };
+    const carried = recvBps >= 0.9 * sendBps;
+    const result = carried ? Math.min(sendBps, recvBps) : recvBps;
+    this.#lastProbe = { cluster: id, bps: result, sentBps: sendBps, carried };
     if (result > this.#delayBased && this.#signal !== 'overuse') {
       this.#delayBased = Math.min(this.#maxBps, result);
       this.#lossBased = Math.max(this.#lossBased, this.#delayBased);
