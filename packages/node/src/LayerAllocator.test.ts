@@ -14,6 +14,7 @@ import {
 } from './LayerAllocator.js';
 import { NodeMetrics } from './metrics.js';
 import { Publication } from './Publication.js';
+import { LAYER_TICK_MS } from './PublicationLayer.js';
 import { Subscription } from './Subscription.js';
 
 const metrics = new NodeMetrics(
@@ -366,4 +367,24 @@ test('a layer dynacast paused costs its cap while its last packets still arrive'
     `dynacast resumed f: ${JSON.stringify(sent)}`,
   );
   assert.equal(publication.layers[2]?.paused, true);
+});
+
+test('a probe asks for the margin an upgrade needs: it does not stop at a rate already shown', async () => {
+  // f arrives at half its cap (it costs 750 kbit/s), h at its 500: from h, f adds 250 kbit/s
+  // and needs 287.5 with the margin. 770 kbit/s shown: h, and f does not fit. A probe for
+  // the bare step (750) asks for less than what was shown, which the transport skips as
+  // known: the video stayed on h with no probe.
+  const publication = simulcastPublication([0, 1, 2], undefined, [1, 1, 0.5]);
+  const budget = new TestBudget(3_000_000);
+  budget.shownBps = 770_000;
+  const { subscription: s, allocator } = subscriber(budget, publication);
+  s.settings = { visible: true, width: 1280, height: 720, pin: 'auto' };
+  s.settingsChanged = true;
+  await sleep(LAYER_TICK_MS + 100); // the layers' rates measured
+  allocator.update();
+  await waitUntil('h, within what was shown', settled(s, 1));
+  const before = budget.probes.length;
+  await waitUntil('a probe from h', () => budget.probes.length > before);
+  const target = budget.probes.at(-1) ?? 0;
+  assert.ok(target >= 500_000 + 250_000 * 1.15, `probed ${target}, the upgrade needs 787,500`);
 });

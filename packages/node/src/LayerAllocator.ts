@@ -1,5 +1,10 @@
 import type { Logger } from '@geosfu/common';
-import { allocateLayers, type BandwidthBudget, type VideoDemand } from '@geosfu/media';
+import {
+  allocateLayers,
+  type BandwidthBudget,
+  UPGRADE_MARGIN,
+  type VideoDemand,
+} from '@geosfu/media';
 import type { PublicationLayer } from './Publication.js';
 import type { Subscription } from './Subscription.js';
 import { SustainedEstimate } from './SustainedEstimate.js';
@@ -202,21 +207,26 @@ export class LayerAllocator {
     // A video held below its cap by the budget (or by what the path has shown): let the
     // estimator find out whether more would fit: at least the cheapest step up, at most every
     // video at its cap (one probe per run), and no more than PROBE_REACH times the estimate.
+    // A step is probed with the margin an upgrade needs (UPGRADE_MARGIN on what it adds): a
+    // probe for the bare step "proved" a rate the upgrade still did not fit in, and the next
+    // probe was skipped as already known. After a shaper was lifted, a video then stayed on h
+    // with f 8 kbit/s out of reach and no probe for 8 s (until the test's bound ran out).
     let probe = Number.POSITIVE_INFINITY;
-    let full = fixedBps;
+    let fullExtra = 0;
     for (const [i, s] of simulcast.entries()) {
       const chosen = targets[i] ?? -1;
       const cap = caps[i] ?? -1;
       const layers = s.publication.layers;
-      if (chosen >= 0) full += costOf(layers[Math.max(chosen, cap)]);
       if (chosen < 0 || chosen >= cap) continue;
+      fullExtra += costOf(layers[cap]) - costOf(layers[chosen]);
       let next = chosen + 1;
       while (next < cap && !(layers[next]?.active || layers[next]?.paused)) next++;
       const step = costOf(layers[next]) - costOf(layers[chosen]);
       if (step > 0 && step < probe) probe = step;
     }
     if (Number.isFinite(probe)) {
-      const step = fixedBps + spent + probe;
+      const step = fixedBps + spent + probe * UPGRADE_MARGIN;
+      const full = fixedBps + spent + Math.max(probe, fullExtra) * UPGRADE_MARGIN;
       this.#budget.probe(Math.min(full, Math.max(step, PROBE_REACH * (latest ?? estimate))));
     }
   }
